@@ -1,0 +1,89 @@
+"""``nnport inspect``: what a model is, and everything that would not convert."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import onnx_ir as ir
+
+from .io import ModelSource, describe, load_model
+
+
+def _dims(v: ir.Value) -> list | None:
+    if v.shape is None:
+        return None
+    return [d if isinstance(d, int) else (d.value if d.value is not None else "?")
+            for d in v.shape.dims]
+
+
+def _type_name(v: ir.Value) -> str:
+    if v.type is None:
+        return "unknown"
+    if isinstance(v.type, ir.TensorType):
+        return v.dtype.name.lower()
+    return str(v.type)
+
+
+def inspect_model(src: ModelSource, target: str = "torch") -> dict:
+    from .convert import prepare
+    from .torch_emit import REGISTRY
+    from .torch_emit.codegen import iter_nodes, preflight
+
+    raw = load_model(src)
+    inits = set(raw.graph.initializers)
+    info = {
+        "model": describe(src),
+        "ir_version": raw.ir_version,
+        "producer": " ".join(filter(None, [raw.producer_name, raw.producer_version])),
+        "opsets": {(d or "ai.onnx"): v for d, v in sorted(raw.opset_imports.items())},
+        "inputs": [{"name": v.name, "dtype": _type_name(v), "shape": _dims(v)}
+                   for v in raw.graph.inputs if v.name not in inits],
+        "outputs": [{"name": v.name, "dtype": _type_name(v), "shape": _dims(v)}
+                    for v in raw.graph.outputs],
+    }
+    counts = collections.Counter()
+    n_nodes = 0
+    for node, _ in iter_nodes(raw.graph):
+        n_nodes += 1
+        counts[f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx")
+               else node.op_type] += 1
+    info["nodes"] = n_nodes
+    info["ops"] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    n_params = n_bytes = 0
+    for v in raw.graph.initializers.values():
+        t = v.const_value
+        if t is None:
+            continue
+        size = int(np.prod(t.shape.numpy())) if len(t.shape) else 1
+        n_params += size
+        n_bytes += t.nbytes if hasattr(t, "nbytes") else size * t.dtype.itemsize
+    info["parameters"] = n_params
+    info["parameter_bytes"] = int(n_bytes)
+    model = prepare(src)
+    info["target"] = target
+    info["unsupported"] = preflight(model, REGISTRY)
+    return info
+
+
+def format_report(info: dict) -> list[str]:
+    def shape(s):
+        return "?" if s is None else "[" + ", ".join(str(d) for d in s) + "]"
+
+    lines = [f"model: {info['model']}",
+             f"ir_version: {info['ir_version']}  opsets: " +
+             ", ".join(f"{d} {v}" for d, v in info["opsets"].items()),
+             f"producer: {info['producer'] or '-'}", "inputs:"]
+    lines += [f"  {i['name']}: {i['dtype']} {shape(i['shape'])}" for i in info["inputs"]]
+    lines.append("outputs:")
+    lines += [f"  {o['name']}: {o['dtype']} {shape(o['shape'])}" for o in info["outputs"]]
+    lines.append(f"parameters: {info['parameters']:,} ({info['parameter_bytes'] / 1e6:.2f} MB)")
+    lines.append(f"nodes: {info['nodes']}")
+    lines += [f"  {op}: {n}" for op, n in info["ops"].items()]
+    bad = info["unsupported"]
+    if bad:
+        lines.append(f"cannot convert to {info['target']}: {len(bad)} node(s)")
+        lines += [f"  {b['domain'] or 'ai.onnx'}::{b['op_type']} (opset {b['opset']}): {b['node']!r}"
+                  for b in bad]
+    else:
+        lines.append(f"pre-flight for {info['target']}: every node converts")
+    return lines

@@ -1,0 +1,34 @@
+"""The normalization pipeline every target starts from."""
+from __future__ import annotations
+
+import onnx_ir as ir
+from onnx_ir.passes import common as ir_common
+
+from ..errors import InputError
+from .fold_constants import fold_constants
+from .shapes import infer_shapes
+
+
+def normalize(model: ir.Model, *, fold: bool = True) -> ir.Model:
+    """Make a loaded model ready for the emitters (in place; returns it).
+
+    - initializers listed as graph inputs (IR < 4) become plain weights;
+    - model-local functions are inlined;
+    - Constant nodes and constant subgraphs are folded into initializers;
+    - dead nodes are dropped; shapes and dtypes are inferred where the spec allows.
+    """
+    try:
+        ir_common.RemoveInitializersFromInputsPass()(model)
+        if model.functions:
+            ir_common.InlinePass()(model)
+        if fold:
+            fold_constants(model)
+        ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
+        ir_common.RemoveUnusedNodesPass()(model)
+        ir_common.TopologicalSortPass()(model)
+    except InputError:
+        raise
+    except Exception as exc:  # a malformed graph that the passes cannot walk
+        raise InputError(f"cannot normalize the model: {' '.join(str(exc).split())}") from None
+    infer_shapes(model)
+    return model

@@ -1,0 +1,583 @@
+"""ONNX graph (onnx_ir) -> readable, standalone PyTorch source.
+
+The generated file follows the contract in DESIGN.md: ``class Model(nn.Module)``, ``load()``,
+forward takes the graph inputs in order and returns one tensor or a tuple in output order, and it
+imports only torch, safetensors and the standard library.
+
+Emitters (``torch_emit/ops/op_*.py``) receive a :class:`Ctx` and the node's inputs as
+:class:`Arg` strings (the Python expression holding the value, with ``.value`` pointing to the
+onnx_ir Value) and the attributes as keyword arguments.  They return an expression (or one per
+output), or ``None`` when they assigned ``ctx.out_names`` themselves.
+"""
+from __future__ import annotations
+
+import builtins
+import contextlib
+import inspect as _inspect
+import keyword
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import onnx_ir as ir
+
+from .. import __version__
+from ..dtypes import torch_dtype_src
+from ..errors import ConversionError, NnportError, UnsupportedOpsError
+from ..registry import Registry, norm_domain, py_attr_name
+from . import helpers as _helpers
+
+REGISTRY = Registry("torch")
+register = REGISTRY.register
+
+# Names the generated module itself uses; values from the model never take them.
+_RESERVED = {"torch", "nn", "F", "os", "math", "self", "load_file", "Model", "load", "Optional",
+             "List", "Tuple"} | set(dir(builtins))
+# Float initializers become trainable nn.Parameters; everything else is a buffer.
+_PARAM_TYPES = {ir.DataType.FLOAT, ir.DataType.DOUBLE, ir.DataType.FLOAT16, ir.DataType.BFLOAT16}
+_IDENT_RE = re.compile(r"[^0-9a-zA-Z_]")
+
+
+def sanitize(name: str, default: str = "v") -> str:
+    """Turn any string into a Python identifier (no uniqueness)."""
+    name = _IDENT_RE.sub("_", name or "")
+    name = re.sub(r"_+", "_", name).strip("_")
+    if not name:
+        name = default
+    if name[0].isdigit():
+        name = f"{default}_{name}"
+    if keyword.iskeyword(name) or name in _RESERVED or name.startswith("__"):
+        name = f"{name}_"
+    return name
+
+
+class Namer:
+    """Unique, legal identifiers in one namespace."""
+
+    def __init__(self, taken: Iterable[str] = ()):
+        self.taken = set(taken)
+
+    def new(self, hint: str, default: str = "v", max_len: int = 48) -> str:
+        base = sanitize(hint, default)
+        if len(base) > max_len:
+            base = base[-max_len:].lstrip("_0123456789") or default
+        name, i = base, 1
+        while name in self.taken or keyword.iskeyword(name):
+            name = f"{base}_{i}"
+            i += 1
+        self.taken.add(name)
+        return name
+
+
+class Arg(str):
+    """An input of a node: the expression that holds it, plus its onnx_ir Value."""
+
+    value: ir.Value | None
+
+    def __new__(cls, expr: str, value: ir.Value | None):
+        obj = super().__new__(cls, expr)
+        obj.value = value
+        return obj
+
+
+def py_literal(v: Any, dtype: ir.DataType | None = None) -> str:
+    """A Python literal for a scalar/list, exact for the given element type."""
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(py_literal(x, dtype) for x in v)
+        return f"[{inner}]"
+    if isinstance(v, (bool, np.bool_)):
+        return "True" if v else "False"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isnan(f):
+            return "float('nan')"
+        if math.isinf(f):
+            return "float('inf')" if f > 0 else "-float('inf')"
+        if dtype == ir.DataType.FLOAT or isinstance(v, np.float32):
+            s = np.format_float_positional(np.float32(f), unique=True, trim="0")
+            s2 = np.format_float_scientific(np.float32(f), unique=True, trim="0")
+            s = s2 if len(s2) < len(s) else s
+            return s if float(s) == f or np.float32(float(s)) == np.float32(f) else repr(f)
+        return repr(f)
+    if isinstance(v, bytes):
+        return repr(v.decode("utf-8", "replace"))
+    if isinstance(v, str):
+        return repr(v)
+    if v is None:
+        return "None"
+    raise TypeError(f"no literal for {type(v).__name__}")
+
+
+@dataclass
+class _Weight:
+    attr: str  # attribute name on the module (buffer/parameter)
+    value: Any  # ir tensor or numpy array
+    dtype: ir.DataType
+    shape: tuple[int, ...]
+    parameter: bool
+
+
+@dataclass
+class _Module:
+    attr: str
+    ctor: str
+    tensors: dict[str, Any]
+
+
+@dataclass
+class Line:
+    indent: int
+    text: str
+    node: str | None = None
+
+
+class Ctx:
+    """What an emitter sees of the code generator while converting one node."""
+
+    def __init__(self, gen: "CodeGen", node: ir.Node, opset: int, out_names: list[str]):
+        self.gen = gen
+        self.node = node
+        self.opset = opset
+        self.out_names = out_names
+
+    # ----- facts about inputs ------------------------------------------------------------
+    def const(self, arg: Arg | None) -> np.ndarray | None:
+        """The value of a constant input (initializer or folded), else None."""
+        if arg is None or arg.value is None:
+            return None
+        return self.gen.const_array(arg.value)
+
+    def is_const(self, arg: Arg | None) -> bool:
+        return arg is not None and arg.value is not None and arg.value.const_value is not None
+
+    def shape(self, arg: Arg | None) -> tuple | None:
+        """Static shape: a tuple whose entries are ints, or None for dims not known."""
+        if arg is None or arg.value is None:
+            return None
+        v = arg.value
+        if v.const_value is not None:
+            return tuple(v.const_value.shape.numpy())
+        if v.shape is None:
+            return None
+        return tuple(d if isinstance(d, int) else None for d in v.shape.dims)
+
+    def rank(self, arg: Arg | None) -> int | None:
+        s = self.shape(arg)
+        return None if s is None else len(s)
+
+    def dtype(self, arg: Arg | None) -> ir.DataType | None:
+        if arg is None or arg.value is None:
+            return None
+        v = arg.value
+        if v.const_value is not None:
+            return v.const_value.dtype
+        return v.dtype
+
+    def out_dtype(self, i: int = 0) -> ir.DataType | None:
+        outs = self.node.outputs
+        return outs[i].dtype if i < len(outs) else None
+
+    def out_shape(self, i: int = 0) -> tuple | None:
+        outs = self.node.outputs
+        if i >= len(outs) or outs[i].shape is None:
+            return None
+        return tuple(d if isinstance(d, int) else None for d in outs[i].shape.dims)
+
+    # ----- code building -----------------------------------------------------------------
+    def tmp(self, hint: str = "t") -> str:
+        return self.gen.locals.new(hint)
+
+    def line(self, text: str) -> None:
+        self.gen.emit(text, self.node)
+
+    @contextlib.contextmanager
+    def indent(self):
+        self.gen.indent += 1
+        try:
+            yield
+        finally:
+            self.gen.indent -= 1
+
+    def weight(self, array: Any, hint: str, parameter: bool | None = None) -> str:
+        """Register a tensor as a buffer/parameter of the Model; returns ``self.<name>``."""
+        return self.gen.add_weight(array, hint, parameter)
+
+    def module(self, hint: str, ctor: str, tensors: dict[str, Any]) -> str:
+        """Register a submodule (e.g. ``nn.Conv2d(...)``) with its state; returns ``self.x``."""
+        return self.gen.add_module(hint, ctor, tensors)
+
+    def module_hint(self, weight: Arg | None = None) -> str:
+        """A readable name for a submodule: the weight's name without ``.weight``, or the node's."""
+        if weight is not None and weight.value is not None and weight.value.name:
+            name = weight.value.name
+            for suffix in (".weight", "_weight", ".W", "_W", "_w_0", "_w"):
+                if name.endswith(suffix) and len(name) > len(suffix):
+                    return name[: -len(suffix)]
+            return name
+        return self.node.name or self.node.op_type.lower()
+
+    def helper(self, name: str) -> str:
+        """Copy a helper function from ``torch_emit/helpers`` into the generated file."""
+        return self.gen.add_helper(name)
+
+    def lit(self, v: Any, dtype: ir.DataType | None = None) -> str:
+        return py_literal(v, dtype)
+
+    def dtype_src(self, dt: ir.DataType | int) -> str:
+        try:
+            return torch_dtype_src(dt)
+        except KeyError:
+            self.fail(f"element type {ir.DataType(dt).name} is not supported by torch")
+
+    def subgraph(self, graph: ir.Graph, inputs: Sequence[str]) -> list[str]:
+        """Emit a subgraph's nodes at the current indent; its inputs are bound to ``inputs``
+        (expressions).  Returns the expressions of its outputs."""
+        return self.gen.emit_subgraph(graph, inputs)
+
+    def name_of(self, value: ir.Value) -> str:
+        return self.gen.expr_of(value, self.node)
+
+    def fail(self, msg: str):
+        raise ConversionError(f"{node_label(self.node)}: {msg}")
+
+
+def node_label(node: ir.Node) -> str:
+    dom = norm_domain(node.domain)
+    op = f"{dom}::{node.op_type}" if dom else node.op_type
+    return f"node {node.name!r} ({op})" if node.name else f"{op} node"
+
+
+def _attr_value(attr: ir.Attr) -> Any:
+    t = attr.type
+    A = ir.AttributeType
+    if t == A.STRING:
+        v = attr.value
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+    if t == A.STRINGS:
+        return [s.decode("utf-8", "replace") if isinstance(s, bytes) else s for s in attr.value]
+    if t == A.TENSOR:
+        return attr.value.numpy()
+    if t == A.TENSORS:
+        return [x.numpy() for x in attr.value]
+    if t in (A.INTS, A.FLOATS, A.GRAPHS):
+        return list(attr.value)
+    return attr.value
+
+
+def iter_nodes(graph: ir.Graph) -> Iterable[tuple[ir.Node, int]]:
+    """All nodes including those in subgraphs, with their nesting depth."""
+    for node in graph:
+        yield node, 0
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                for n, d in iter_nodes(attr.value):
+                    yield n, d + 1
+            elif attr.type == ir.AttributeType.GRAPHS:
+                for g in attr.value:
+                    for n, d in iter_nodes(g):
+                        yield n, d + 1
+
+
+def model_opsets(model: ir.Model) -> dict[str, int]:
+    out = {}
+    for dom, ver in model.opset_imports.items():
+        out[norm_domain(dom)] = ver
+    out.setdefault("", 1)
+    return out
+
+
+def preflight(model: ir.Model, registry: Registry = REGISTRY) -> list[dict]:
+    """Every node the target cannot convert, all at once."""
+    opsets = model_opsets(model)
+    missing = []
+    for node, _ in iter_nodes(model.graph):
+        dom = norm_domain(node.domain)
+        opset = opsets.get(dom, 1)
+        if registry.lookup(dom, node.op_type, opset) is None:
+            missing.append({"domain": dom, "op_type": node.op_type, "opset": opset,
+                            "node": node.name or f"<unnamed {node.op_type}>"})
+    return missing
+
+
+class CodeGen:
+    def __init__(self, model: ir.Model, *, source_name: str = "model.onnx",
+                 registry: Registry = REGISTRY):
+        self.model = model
+        self.registry = registry
+        self.opsets = model_opsets(model)
+        self.source_name = source_name
+        self.attrs = Namer()  # module attribute names
+        self.locals = Namer()  # forward() local names
+        self.weights: dict[str, _Weight] = {}
+        self.const_attr: dict[int, str] = {}  # id(Value) -> attribute name
+        self.modules: dict[str, _Module] = {}
+        self.helpers: dict[str, str] = {}
+        self.exprs: dict[int, str] = {}  # id(Value) -> expression
+        self.lines: list[Line] = []
+        self.indent = 2
+        self._const_cache: dict[int, np.ndarray] = {}
+
+    # ----- values ------------------------------------------------------------------------
+    def const_array(self, value: ir.Value) -> np.ndarray | None:
+        if value.const_value is None:
+            return None
+        key = id(value)
+        if key not in self._const_cache:
+            try:
+                self._const_cache[key] = value.const_value.numpy()
+            except Exception as exc:
+                raise ConversionError(f"tensor {value.name!r}: cannot read its data ({exc})") from None
+        return self._const_cache[key]
+
+    def expr_of(self, value: ir.Value, node: ir.Node | None) -> str:
+        key = id(value)
+        if key in self.exprs:
+            return self.exprs[key]
+        if value.const_value is not None:
+            attr = self.const_attr.get(key)
+            if attr is None:
+                tensor = value.const_value
+                dt = tensor.dtype
+                if dt == ir.DataType.STRING:
+                    # strings live in code, not in safetensors
+                    expr = py_literal(self.const_array(value).tolist())
+                    self.exprs[key] = expr
+                    return expr
+                attr = self.attrs.new(value.name or "const", "c")
+                self.const_attr[key] = attr
+                self.weights[attr] = _Weight(attr, tensor, dt, tuple(tensor.shape.numpy()),
+                                             parameter=dt in _PARAM_TYPES)
+            return f"self.{attr}"
+        where = f" used by {node_label(node)}" if node is not None else ""
+        raise ConversionError(f"tensor {value.name!r}{where} is not produced by any node "
+                              "and is not a graph input or initializer")
+
+    def add_weight(self, array: Any, hint: str, parameter: bool | None = None) -> str:
+        attr = self.attrs.new(hint, "w")
+        if isinstance(array, np.ndarray):
+            dt = ir.DataType.from_numpy(array.dtype)
+            shape = tuple(array.shape)
+        else:
+            dt = array.dtype
+            shape = tuple(array.shape.numpy())
+        self.weights[attr] = _Weight(attr, array, dt, shape,
+                                     dt in _PARAM_TYPES if parameter is None else parameter)
+        return f"self.{attr}"
+
+    def add_module(self, hint: str, ctor: str, tensors: dict[str, Any]) -> str:
+        attr = self.attrs.new(hint, "m")
+        self.modules[attr] = _Module(attr, ctor, {k: v for k, v in tensors.items() if v is not None})
+        return f"self.{attr}"
+
+    def add_helper(self, name: str) -> str:
+        if name not in self.helpers:
+            fn = getattr(_helpers, name)
+            self.helpers[name] = _inspect.getsource(fn)
+            for dep in getattr(fn, "_nnport_deps", ()):
+                self.add_helper(dep)
+        return name
+
+    def emit(self, text: str, node: ir.Node | None = None) -> None:
+        label = node.name if node is not None else None
+        for part in text.split("\n"):
+            self.lines.append(Line(self.indent, part, label))
+
+    # ----- graph walking -----------------------------------------------------------------
+    def bind(self, value: ir.Value, expr: str) -> None:
+        self.exprs[id(value)] = expr
+
+    def emit_nodes(self, graph: ir.Graph) -> None:
+        for node in graph:
+            self.emit_node(node)
+
+    def emit_subgraph(self, graph: ir.Graph, inputs: Sequence[str]) -> list[str]:
+        for value, expr in zip(graph.inputs, inputs):
+            if expr is not None:
+                self.bind(value, expr)
+        self.emit_nodes(graph)
+        return [self.expr_of(v, None) for v in graph.outputs]
+
+    def emit_node(self, node: ir.Node) -> None:
+        dom = norm_domain(node.domain)
+        opset = self.opsets.get(dom, 1)
+        em = self.registry.lookup(dom, node.op_type, opset)
+        if em is None:
+            raise UnsupportedOpsError("torch", [{"domain": dom, "op_type": node.op_type,
+                                                 "opset": opset, "node": node.name}])
+        args: list[Arg | None] = []
+        for v in node.inputs:
+            if v is None or (v.name == "" and v.producer() is None and v.const_value is None):
+                args.append(None)
+            else:
+                args.append(Arg(self.expr_of(v, node), v))
+        # trailing missing optional inputs are simply not passed
+        while args and args[-1] is None:
+            args.pop()
+        kwargs = {}
+        for name, attr in node.attributes.items():
+            if attr.is_ref():
+                raise ConversionError(f"{node_label(node)}: attribute {name!r} refers to a "
+                                      "function attribute outside a function")
+            pname = py_attr_name(name)
+            if pname not in em.attr_names and not em.any_attrs:
+                raise ConversionError(
+                    f"{node_label(node)}: attribute {name!r} is not supported by the "
+                    f"{node.op_type} converter (opset {opset})")
+            kwargs[pname] = _attr_value(attr)
+        if not em.variadic and len(args) > em.n_positional:
+            raise ConversionError(f"{node_label(node)}: {len(args)} inputs given, the "
+                                  f"{node.op_type} converter takes at most {em.n_positional}")
+        out_names = []
+        for i, out in enumerate(node.outputs):
+            hint = out.name or f"{node.op_type.lower()}_{i}"
+            out_names.append(self.locals.new(_short_hint(hint, node), "v"))
+        ctx = Ctx(self, node, opset, out_names)
+        try:
+            result = em.fn(ctx, *args, **kwargs)
+        except NnportError:
+            raise
+        except Exception as exc:
+            raise ConversionError(f"{node_label(node)}: {type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())}") from exc
+        if result is None:
+            pass
+        elif isinstance(result, str):
+            n_used = len(node.outputs)
+            if n_used == 1:
+                self.emit(f"{out_names[0]} = {result}", node)
+            else:
+                targets = ", ".join(
+                    out_names[i] if out.uses() or out.is_graph_output() else "_"
+                    for i, out in enumerate(node.outputs))
+                self.emit(f"{targets} = {result}", node)
+        else:
+            for i, expr in enumerate(list(result)[: len(node.outputs)]):
+                if expr is None:
+                    out_names[i] = "None"
+                else:
+                    self.emit(f"{out_names[i]} = {expr}", node)
+        for out, name in zip(node.outputs, out_names):
+            self.bind(out, name)
+
+    # ----- the file ----------------------------------------------------------------------
+    def generate(self) -> tuple[str, dict[str, Any]]:
+        """Return (source, state) where state maps state_dict keys to ir/numpy tensors."""
+        graph = self.model.graph
+        in_names = []
+        for v in graph.inputs:
+            name = self.locals.new(v.name or "input", "x")
+            in_names.append(name)
+            self.bind(v, name)
+        self.emit_nodes(graph)
+        outs = [self.expr_of(v, None) for v in graph.outputs]
+        if len(outs) == 1:
+            self.emit(f"return {outs[0]}")
+        else:
+            self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+        forward_src = "\n".join("    " * ln.indent + ln.text for ln in self.lines)
+        # keep only the constants the code actually refers to
+        used = set(re.findall(r"self\.([A-Za-z_][A-Za-z0-9_]*)", forward_src))
+        init_lines, state = [], {}
+        for attr, mod in self.modules.items():
+            init_lines.append(f"self.{attr} = {mod.ctor}")
+            for k, v in mod.tensors.items():
+                state[f"{attr}.{k}"] = v
+        for attr, w in self.weights.items():
+            if attr not in used:
+                continue
+            shape = py_literal(list(w.shape))
+            dt = torch_dtype_src(w.dtype)
+            empty = f"torch.empty({shape}, dtype={dt})"
+            if w.parameter:
+                init_lines.append(f"self.{attr} = nn.Parameter({empty})")
+            else:
+                init_lines.append(f"self.register_buffer({attr!r}, {empty})")
+            state[attr] = w.value
+        header = _header(self.model, self.source_name)
+        helpers_src = "\n\n".join(self.helpers[name].rstrip() for name in self.helpers)
+        sig = ", ".join(["self"] + in_names)
+        parts = [header, _IMPORTS_HELPERS if helpers_src else _IMPORTS]
+        if helpers_src:
+            parts.append(helpers_src + "\n")
+        body = "\n".join("        " + ln for ln in init_lines)
+        cls = [
+            "class Model(nn.Module):",
+            f'    """{_doc(self.model, self.source_name)}"""',
+            "",
+            "    def __init__(self):",
+            "        super().__init__()",
+        ]
+        if body:
+            cls.append(body)
+        cls += ["", f"    def forward({sig}):", forward_src]
+        parts.append("\n".join(cls) + "\n")
+        parts.append(_LOAD)
+        source = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
+        return source, state
+
+
+def _short_hint(name: str, node: ir.Node) -> str:
+    """Local variable names from tensor names, without exporter noise like '_output_0'."""
+    hint = name
+    for suffix in ("_output_0", ":0", "_0"):
+        if hint.endswith(suffix) and len(hint) > len(suffix):
+            hint = hint[: -len(suffix)]
+            break
+    hint = hint.strip("/").replace("/", "_").replace(".", "_")
+    parts = [p for p in hint.split("_") if p]
+    if len(parts) > 4:
+        hint = "_".join(parts[-4:])
+    return hint
+
+
+def _header(model: ir.Model, source_name: str) -> str:
+    producer = " ".join(filter(None, [model.producer_name, model.producer_version]))
+    opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(model.opset_imports.items()))
+    lines = [f"# Generated by nnport {__version__} from {_comment_safe(source_name)}.",
+             f"# ONNX IR version {model.ir_version}, opsets: {_comment_safe(opsets)}."]
+    if producer:
+        lines.append(f"# Producer: {_comment_safe(producer)}.")
+    return "\n".join(lines) + "\n"
+
+
+def _comment_safe(text: str) -> str:
+    return " ".join(str(text).split())[:200].encode("ascii", "backslashreplace").decode()
+
+
+def _doc(model: ir.Model, source_name: str) -> str:
+    return repr(f"PyTorch port of {source_name}")[1:-1].replace('"""', "'''")
+
+
+_IMPORTS = """import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file
+"""
+
+_IMPORTS_HELPERS = """import math
+import os
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file
+"""
+
+_LOAD = '''def load(weights=None):
+    """Build the model and load its weights (by default the .safetensors file beside this one)."""
+    if weights is None:
+        weights = os.path.splitext(os.path.abspath(__file__))[0] + ".safetensors"
+    with torch.device("meta"):
+        model = Model()
+    model.load_state_dict(load_file(weights), assign=True)
+    return model.eval()
+'''

@@ -1,0 +1,58 @@
+"""Shared test helpers: build one-node or small graphs, run them in onnxruntime and through nnport."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import nnport
+from nnport.verify.compare import compare_arrays
+from nnport.verify.torch_runner import to_numpy, to_torch_input
+
+
+def ort_run(model: onnx.ModelProto, feeds: dict) -> list:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def torch_run(model: onnx.ModelProto, feeds: dict) -> list:
+    module = nnport.to_torch(model)
+    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    with torch.no_grad():
+        out = module(*[to_torch_input(feeds[n]) for n in names])
+    if not isinstance(out, tuple):
+        out = (out,)
+    return [to_numpy(o) for o in out]
+
+
+def assert_matches_ort(model: onnx.ModelProto, feeds: dict, rtol=None, atol=None):
+    """nnport's torch output equals onnxruntime's for these inputs."""
+    ref = ort_run(model, feeds)
+    got = torch_run(model, feeds)
+    assert len(ref) == len(got)
+    for i, (r, g) in enumerate(zip(ref, got)):
+        rep = compare_arrays(f"output {i}", r, g, rtol, atol)
+        assert rep.ok, f"{rep}"
+    return got
+
+
+def one_node_model(op, inputs: dict, outputs: dict, attrs=None, inits=None, opset=17,
+                   domain=""):
+    """inputs/outputs: name -> (elem_type, shape); inits: name -> ndarray."""
+    inits = inits or {}
+    node = helper.make_node(op, [*inputs, *inits], list(outputs), domain=domain, **(attrs or {}))
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in outputs.items()],
+        [numpy_helper.from_array(v, n) for n, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+F32 = TensorProto.FLOAT
+I64 = TensorProto.INT64
