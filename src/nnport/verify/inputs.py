@@ -42,7 +42,7 @@ def specs_from_model(model: ir.Model) -> list[InputSpec]:
     return out
 
 
-_SHAPE_RE = re.compile(r"^\s*([^=]+?)\s*=\s*([0-9?,\s-]*)$")
+_SHAPE_RE = re.compile(r"^\s*([^=]+?)\s*=\s*(.*)$")
 
 
 def parse_shape_arg(text: str) -> tuple[str, tuple]:

@@ -16,9 +16,10 @@ class OrtRunner:
     def __init__(self, src: ModelSource, threads: int | None = None):
         import onnxruntime as ort
 
+        ort.set_default_logger_severity(4)  # errors reach the user as our one line, not ORT's log
         self.name = describe(src)
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4
         if threads:
             opts.intra_op_num_threads = threads
         try:
@@ -36,7 +37,11 @@ class OrtRunner:
     def run(self, feeds: dict[str, np.ndarray]) -> list:
         names = [i.name for i in self.sess.get_inputs()]
         try:
-            return self.sess.run(None, {k: v for k, v in feeds.items() if k in names})
+            import onnxruntime as ort
+
+            ro = ort.RunOptions()
+            ro.log_severity_level = 4
+            return self.sess.run(None, {k: v for k, v in feeds.items() if k in names}, ro)
         except Exception as exc:
             raise VerificationError(f"onnxruntime failed to run {self.name}: "
                                     f"{' '.join(str(exc).split())[:400]}") from None

@@ -14,3 +14,10 @@ import torch  # noqa: F401
 import torch.nn.functional as F  # noqa: F401
 
 from .h_basic import *  # noqa: F401,F403
+from .h_rnn import *  # noqa: F401,F403
+from .h_cnn import *  # noqa: F401,F403
+from .h_math import *  # noqa: F401,F403
+from .h_tensor import *  # noqa: F401,F403
+from .h_resize import *  # noqa: F401,F403
+from .h_quant import *  # noqa: F401,F403
+from .h_detect import *  # noqa: F401,F403

@@ -1,0 +1,205 @@
+"""Control flow: If, Loop, Scan become Python ``if``/``for``/``while`` around the subgraph code.
+
+Subgraph bodies are emitted inline (``ctx.subgraph``) with their inputs bound to the loop
+variables; outer-scope values are used directly.  Loop-carried values are reassigned in one
+tuple assignment at the end of each iteration, so a body that swaps values stays correct.
+Scan outputs are collected in Python lists and stacked once the loop ends.
+"""
+from __future__ import annotations
+
+from ..codegen import Arg, Ctx, register
+
+_CF_VERSIONS = (1, 11, 13, 16, 19, 21, 23, 24, 25)
+
+
+def _assign(ctx: Ctx, targets: list[str], exprs: list[str]) -> None:
+    pairs = [(t, e) for t, e in zip(targets, exprs) if t != e]
+    if not pairs:
+        return
+    if len(pairs) == 1:
+        ctx.line(f"{pairs[0][0]} = {pairs[0][1]}")
+    else:
+        ctx.line(f"{', '.join(t for t, _ in pairs)} = {', '.join(e for _, e in pairs)}")
+
+
+def _used(value) -> bool:
+    return value is not None and (bool(value.uses()) or value.is_graph_output())
+
+
+@register("If", _CF_VERSIONS)
+def if_(ctx: Ctx, cond: Arg, *, then_branch, else_branch):
+    names = ctx.out_names
+    ctx.line(f"if bool({cond}):")
+    with ctx.indent():
+        n0 = len(ctx.gen.lines)
+        _assign(ctx, names, ctx.subgraph(then_branch, []))
+        if len(ctx.gen.lines) == n0:
+            ctx.line("pass")
+    ctx.line("else:")
+    with ctx.indent():
+        n0 = len(ctx.gen.lines)
+        _assign(ctx, names, ctx.subgraph(else_branch, []))
+        if len(ctx.gen.lines) == n0:
+            ctx.line("pass")
+    return None
+
+
+@register("Loop", _CF_VERSIONS)
+def loop(ctx: Ctx, M: Arg = None, cond: Arg = None, *v_initial: Arg, body):
+    n_carried = len(v_initial)
+    carried = ctx.out_names[:n_carried]
+    scans = ctx.out_names[n_carried:]
+    b_iter, b_cond = body.inputs[0], body.inputs[1]
+    for name, init in zip(carried, v_initial):
+        ctx.line(f"{name} = {init}")
+    lists = [ctx.tmp(f"{s}_list") for s in scans]
+    for lst in lists:
+        ctx.line(f"{lst} = []")
+    # the loop condition variable, when there is one
+    cond_var = None
+    if cond is not None:
+        cond_var = ctx.tmp("cond")
+        ctx.line(f"{cond_var} = {cond}")
+    it = ctx.tmp("i")
+    if M is not None:
+        trip = ctx.const(M)
+        trip_src = str(int(trip.reshape(()).item())) if trip is not None else f"int({M})"
+        ctx.line(f"for {it} in range({trip_src}):")
+        with ctx.indent():
+            if cond_var is not None:
+                ctx.line(f"if not bool({cond_var}):")
+                with ctx.indent():
+                    ctx.line("break")
+            _loop_body(ctx, body, it, cond_var, carried, lists, manual_count=False)
+    else:
+        ctx.line(f"{it} = 0")
+        ctx.line(f"while bool({cond_var}):" if cond_var is not None else "while True:")
+        with ctx.indent():
+            _loop_body(ctx, body, it, cond_var, carried, lists, manual_count=True)
+    for name, lst in zip(scans, lists):
+        ctx.line(f"{name} = torch.stack({lst})")
+    return None
+
+
+def _loop_body(ctx: Ctx, body, it: str, cond_var, carried, lists, manual_count: bool):
+    b_iter, b_cond = body.inputs[0], body.inputs[1]
+    iter_expr = None
+    if _used_in_graph(b_iter):
+        iter_expr = ctx.tmp("iter_num")
+        ctx.line(f"{iter_expr} = torch.tensor({it}, dtype=torch.int64)")
+    cond_in = cond_var
+    if cond_in is None and _used_in_graph(b_cond):
+        cond_in = "torch.tensor(True)"
+    outs = ctx.subgraph(body, [iter_expr or "None", cond_in or "None", *carried])
+    cond_out, rest = outs[0], outs[1:]
+    targets = list(carried)
+    exprs = list(rest[: len(carried)])
+    if cond_var is not None:
+        targets.append(cond_var)
+        exprs.append(cond_out)
+    for lst, e in zip(lists, rest[len(carried):]):
+        ctx.line(f"{lst}.append({e})")
+    _assign(ctx, targets, exprs)
+    if manual_count:
+        ctx.line(f"{it} += 1")
+
+
+def _used_in_graph(value) -> bool:
+    return bool(value.uses()) or value.is_graph_output()
+
+
+def _scan_body(ctx: Ctx, body, states: list[str], slices: list[str], lists: list[str]):
+    outs = ctx.subgraph(body, [*states, *slices])
+    n = len(states)
+    for lst, e in zip(lists, outs[n:]):
+        ctx.line(f"{lst}.append({e})")
+    _assign(ctx, states, outs[:n])
+
+
+def _norm_axis(ctx: Ctx, axis: int, rank: int | None) -> int:
+    if axis >= 0:
+        return axis
+    if rank is None:
+        ctx.fail("a negative scan axis needs a known rank")
+    return axis + rank
+
+
+@register("Scan", (9, 11, 16, 19, 21, 23, 24, 25))
+def scan(ctx: Ctx, *inputs: Arg, body, num_scan_inputs, scan_input_axes=None,
+         scan_input_directions=None, scan_output_axes=None, scan_output_directions=None):
+    n_state = len(inputs) - num_scan_inputs
+    states = ctx.out_names[:n_state]
+    outs = ctx.out_names[n_state:]
+    xs = inputs[n_state:]
+    in_axes = list(scan_input_axes or [0] * num_scan_inputs)
+    in_dirs = list(scan_input_directions or [0] * num_scan_inputs)
+    out_axes = list(scan_output_axes or [0] * len(outs))
+    out_dirs = list(scan_output_directions or [0] * len(outs))
+    for name, init in zip(states, inputs[:n_state]):
+        ctx.line(f"{name} = {init}")
+    lists = [ctx.tmp(f"{o}_list") for o in outs]
+    for lst in lists:
+        ctx.line(f"{lst} = []")
+    axes = [_norm_axis(ctx, a, ctx.rank(x)) for a, x in zip(in_axes, xs)]
+    it = ctx.tmp("t")
+    ctx.line(f"for {it} in range({xs[0]}.shape[{axes[0]}]):")
+    with ctx.indent():
+        slices = []
+        for x, ax, d in zip(xs, axes, in_dirs):
+            idx = f"{x}.shape[{ax}] - 1 - {it}" if d else it
+            slices.append(f"{x}.select({ax}, {idx})")
+        _scan_body(ctx, body, states, slices, lists)
+    body_out_ranks = [None if v.shape is None else len(v.shape) for v in body.outputs[n_state:]]
+    for name, lst, ax, d, r in zip(outs, lists, out_axes, out_dirs, body_out_ranks):
+        if ax < 0:
+            if r is None:
+                ctx.fail("a negative scan output axis needs the body output's rank")
+            ax += r + 1
+        seq = f"{lst}[::-1]" if d else lst
+        ctx.line(f"{name} = torch.stack({seq}, {ax})" if ax else f"{name} = torch.stack({seq})")
+    return None
+
+
+@register("Scan", (8,))
+def scan8(ctx: Ctx, sequence_lens: Arg = None, *inputs: Arg, body, num_scan_inputs,
+          directions=None):
+    """Scan-8: every input has a leading batch axis; the scan axis is 1; per-batch lengths."""
+    n_state = len(inputs) - num_scan_inputs
+    states_in, xs = inputs[:n_state], inputs[n_state:]
+    n_out = len(ctx.out_names) - n_state
+    dirs = list(directions or [0] * num_scan_inputs)
+    b = ctx.tmp("b")
+    st_lists = [ctx.tmp(f"{n}_list") for n in ctx.out_names[:n_state]]
+    out_lists = [ctx.tmp(f"{n}_list") for n in ctx.out_names[n_state:]]
+    for lst in st_lists + out_lists:
+        ctx.line(f"{lst} = []")
+    ctx.line(f"for {b} in range({xs[0]}.shape[0]):")
+    with ctx.indent():
+        states = [ctx.tmp("state") for _ in range(n_state)]
+        for s, init in zip(states, states_in):
+            ctx.line(f"{s} = {init}[{b}]")
+        steps = ctx.tmp("steps")
+        if sequence_lens is None:
+            ctx.line(f"{steps} = {xs[0]}.shape[1]")
+        else:
+            ctx.line(f"{steps} = int({sequence_lens}[{b}])")
+        per = [ctx.tmp("ys") for _ in range(n_out)]
+        for lst in per:
+            ctx.line(f"{lst} = []")
+        it = ctx.tmp("t")
+        ctx.line(f"for {it} in range({steps}):")
+        with ctx.indent():
+            slices = []
+            for x, d in zip(xs, dirs):
+                idx = f"{steps} - 1 - {it}" if d else it
+                slices.append(f"{x}[{b}, {idx}]")
+            _scan_body(ctx, body, states, slices, per)
+        for lst, s in zip(st_lists, states):
+            ctx.line(f"{lst}.append({s})")
+        for lst, ys in zip(out_lists, per):
+            # steps past this batch entry's length are zero
+            ctx.line(f"{ys} += [torch.zeros_like({ys}[0])] * ({xs[0]}.shape[1] - {steps})")
+            ctx.line(f"{lst}.append(torch.stack({ys}))")
+    for name, lst in zip(ctx.out_names, st_lists + out_lists):
+        ctx.line(f"{name} = torch.stack({lst})")
+    return None

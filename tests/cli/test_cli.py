@@ -1,0 +1,201 @@
+"""The command line, run as a user runs it: a subprocess, real files, exit codes, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from models_small import add_relu_model, unsupported_ops_model
+
+NNPORT = [sys.executable, "-m", "nnport.cli"]
+
+
+def run(*args, cwd=None):
+    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                       timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def assert_clean_error(rc, out, err, *needles):
+    assert rc == 2, (rc, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+@pytest.fixture()
+def model_path(tmp_path):
+    p = tmp_path / "m.onnx"
+    onnx.save(add_relu_model(), p)
+    return p
+
+
+def test_convert_writes_py_and_safetensors_and_verifies(model_path, tmp_path):
+    rc, out, err = run("convert", model_path, tmp_path / "out.py")
+    assert rc == 0, err
+    assert (tmp_path / "out.py").is_file() and (tmp_path / "out.safetensors").is_file()
+    assert "MATCH" in out and "max_abs=" in out
+    # no temporary files left behind
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_verify_json_and_exit_codes(model_path, tmp_path):
+    assert run("convert", model_path, tmp_path / "out.py", "--no-verify")[0] == 0
+    rc, out, err = run("verify", model_path, tmp_path / "out.py", "--json",
+                       "--input-shape", "x=3,4", "--input-shape", "y=3,4", "--seed", "5")
+    assert rc == 0, err
+    rep = json.loads(out)
+    assert rep["match"] is True and rep["seed"] == 5
+    assert rep["inputs"]["x"]["shape"] == [3, 4]
+    assert rep["outputs"][0]["max_abs_err"] <= 1e-6
+    # corrupt the weights: verification must report a mismatch with exit code 1
+    from safetensors.numpy import load_file, save_file
+
+    st = tmp_path / "out.safetensors"
+    w = load_file(st)
+    key = next(iter(w))
+    w[key] = w[key] + 1.0
+    save_file(w, st)
+    rc, out, err = run("verify", model_path, tmp_path / "out.py")
+    assert rc == 1, (out, err)
+    assert "MISMATCH" in out
+
+
+def test_verify_with_npy_inputs(model_path, tmp_path):
+    run("convert", model_path, tmp_path / "out.py", "--no-verify")
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
+    rc, out, err = run("verify", model_path, tmp_path / "out.py", "--input",
+                       f"x={tmp_path / 'x.npy'}", "--input-shape", "y=2,4", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["inputs"]["x"]["shape"] == [2, 4]
+
+
+def test_inspect_lists_every_unsupported_node(tmp_path):
+    p = tmp_path / "bad.onnx"
+    onnx.save(unsupported_ops_model(), p)
+    rc, out, err = run("inspect", p, "--json")
+    assert rc == 0, err
+    info = json.loads(out)
+    assert sorted(u["node"] for u in info["unsupported"]) == ["fancy1", "fancy2", "other"]
+    assert info["ops"]["com.example::FancyOp"] == 2
+    rc, out, err = run("convert", p, tmp_path / "bad.py")
+    assert_clean_error(rc, out, err, "3 node(s)", "FancyOp", "'fancy1'", "'fancy2'", "OtherOp")
+    assert not (tmp_path / "bad.py").exists()
+
+
+def test_inspect_text(model_path):
+    rc, out, err = run("inspect", model_path)
+    assert rc == 0
+    assert "x: float [batch, 4]" in out and "Relu: 1" in out and "every node converts" in out
+
+
+@pytest.mark.parametrize("case", ["missing", "folder", "empty", "garbage", "truncated", "text"])
+def test_bad_model_files(case, model_path, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    if case == "missing":
+        bad = tmp_path / "nope.onnx"
+    elif case == "folder":
+        bad = tmp_path
+    elif case == "empty":
+        bad.write_bytes(b"")
+    elif case == "garbage":
+        bad.write_bytes(os.urandom(3000))
+    elif case == "truncated":
+        data = model_path.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif case == "text":
+        bad.write_text("this is not a model\n")
+    for cmd in (["convert", bad, tmp_path / "o.py"], ["inspect", bad],
+                ["verify", bad, tmp_path / "o.py"]):
+        rc, out, err = run(*cmd)
+        assert_clean_error(rc, out, err, str(bad) if case != "folder" else "folder")
+    assert not (tmp_path / "o.py").exists() and not (tmp_path / "o.safetensors").exists()
+
+
+def test_missing_external_data(tmp_path):
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = add_relu_model()
+    convert_model_to_external_data(model, location="weights.bin", size_threshold=0)
+    onnx.save(model, tmp_path / "ext.onnx")
+    assert (tmp_path / "weights.bin").exists()
+    rc, out, err = run("convert", tmp_path / "ext.onnx", tmp_path / "ok.py")
+    assert rc == 0, err
+    (tmp_path / "weights.bin").unlink()
+    rc, out, err = run("convert", tmp_path / "ext.onnx", tmp_path / "o.py")
+    assert_clean_error(rc, out, err, "weights.bin", "not found")
+
+
+def test_external_data_outside_folder_is_refused(tmp_path):
+    model = add_relu_model()
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (tmp_path / "escape.bin").write_bytes(b"\0" * 64)
+    for location in ("../escape.bin", str(tmp_path / "escape.bin")):
+        del tensor.external_data[:]
+        tensor.external_data.add(key="location", value=location)
+        (sub / "ext.onnx").write_bytes(model.SerializeToString())
+        rc, out, err = run("inspect", sub / "ext.onnx")
+        assert_clean_error(rc, out, err, "outside the model's folder")
+    # a symlink inside the folder that points out of it is refused too
+    (sub / "link.bin").symlink_to(tmp_path / "escape.bin")
+    del tensor.external_data[:]
+    tensor.external_data.add(key="location", value="link.bin")
+    (sub / "ext.onnx").write_bytes(model.SerializeToString())
+    rc, out, err = run("convert", sub / "ext.onnx", sub / "o.py")
+    assert_clean_error(rc, out, err, "outside the model's folder")
+
+
+def test_bad_flags_and_paths(model_path, tmp_path):
+    rc, out, err = run("convert", model_path, tmp_path / "no" / "such" / "dir" / "o.py")
+    assert_clean_error(rc, out, err, "does not exist")
+    rc, out, err = run("convert", model_path, tmp_path / "o.py", "--input-shape", "x=1,a")
+    assert_clean_error(rc, out, err, "--input-shape", "'a'")
+    rc, out, err = run("convert", model_path, tmp_path / "o.py", "--input-shape", "z=1,4")
+    assert_clean_error(rc, out, err, "no input 'z'")
+    rc, out, err = run("convert", model_path, tmp_path / "o.py", "--input-shape", "x=1,5")
+    assert_clean_error(rc, out, err, "static shape")
+    rc, out, err = run("convert", model_path, tmp_path / "o.py", "--input-shape", "x=1,4,4")
+    assert_clean_error(rc, out, err, "rank 2")
+    rc, out, err = run("convert", model_path, tmp_path / "o.txt")
+    assert_clean_error(rc, out, err, "unknown output type")
+    rc, out, err = run("convert", model_path)
+    assert_clean_error(rc, out, err, "dst")
+    rc, out, err = run("frobnicate")
+    assert_clean_error(rc, out, err, "frobnicate")
+    assert not list(tmp_path.glob("o.*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(model_path, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    rc, out, err = run("convert", model_path, ro / "o.py")
+    assert_clean_error(rc, out, err, "not writable")
+
+
+def test_shape_that_does_not_fit_the_model(tmp_path):
+    """Inputs the model cannot take: a runtime error becomes one line and exit 2."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n"]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, ["m"])],
+                          [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)])
+    p = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), p)
+    rc, out, err = run("convert", p, tmp_path / "o.py", "--input-shape", "a=3",
+                       "--input-shape", "b=5")
+    assert_clean_error(rc, out, err, "onnxruntime")
+    assert not (tmp_path / "o.py").exists()
