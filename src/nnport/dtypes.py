@@ -22,6 +22,11 @@ _TORCH = {
 if hasattr(torch, "float8_e8m0fnu"):
     _TORCH[DT.FLOAT8E8M0] = torch.float8_e8m0fnu
 
+# torch has uint16/32/64 tensors but almost no arithmetic on them: generated code computes in
+# the next signed type that holds every value (uint64 wraps above 2**63, bit-exact for
+# +, -, *, bitwise ops) and converts at the forward() boundary.
+COMPUTE_AS = {DT.UINT16: DT.INT32, DT.UINT32: DT.INT64, DT.UINT64: DT.INT64}
+
 FLOAT_TYPES = {DT.FLOAT, DT.DOUBLE, DT.FLOAT16, DT.BFLOAT16, DT.FLOAT8E4M3FN, DT.FLOAT8E5M2,
                DT.FLOAT8E4M3FNUZ, DT.FLOAT8E5M2FNUZ}
 
@@ -34,9 +39,15 @@ def to_torch_dtype(dt: ir.DataType | int) -> torch.dtype:
         raise KeyError(f"element type {dt.name} has no torch equivalent") from None
 
 
+def compute_dtype(dt: ir.DataType | int) -> ir.DataType:
+    """The element type generated code computes in for ONNX type ``dt``."""
+    dt = DT(dt)
+    return COMPUTE_AS.get(dt, dt)
+
+
 def torch_dtype_src(dt: ir.DataType | int) -> str:
-    """``torch.float32`` etc., as generated code spells it."""
-    return str(to_torch_dtype(dt))
+    """``torch.float32`` etc., as generated code spells it (the compute type)."""
+    return str(to_torch_dtype(compute_dtype(dt)))
 
 
 def from_torch_dtype(t: torch.dtype) -> ir.DataType:

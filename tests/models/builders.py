@@ -71,23 +71,31 @@ def _rng(seed):
 # --------------------------------------------------------------------------------------------
 
 def _weight_for(shape, consumers, rng):
-    """A random tensor for a weight of ``shape`` used as ``consumers`` [(op_type, input index)]."""
+    """A random float32 tensor for a weight of ``shape`` used as ``consumers``
+    [(op_type, input index)]."""
     shape = tuple(int(d) for d in shape)
     n = int(np.prod(shape)) if shape else 1
     op, idx = consumers[0] if consumers else ("", -1)
+
+    def normal(std):
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+
+    def uniform(lo, hi):
+        return rng.random(shape, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo)
+
     if op in ("Conv", "ConvTranspose") and idx == 1:
         fan_in = n // shape[0] if shape and shape[0] else 1
-        return rng.normal(0.0, np.sqrt(2.0 / max(fan_in, 1)), shape)
+        return normal(np.sqrt(2.0 / max(fan_in, 1)))
     if op == "Gemm" and idx == 1:
         fan_in = shape[1] if len(shape) == 2 else n  # transB=1 in the zoo models: (out, in)
-        return rng.normal(0.0, np.sqrt(1.0 / max(fan_in, 1)), shape)
+        return normal(np.sqrt(1.0 / max(fan_in, 1)))
     if op == "BatchNormalization":
         if idx in (1, 4):  # scale, variance: positive, around 1
-            return rng.uniform(0.5, 1.5, shape)
-        return rng.normal(0.0, 0.1, shape)  # bias, mean
+            return uniform(0.5, 1.5)
+        return normal(0.1)  # bias, mean
     if op == "Mul":  # affine "BN" as Mul/Add in the caffe2 exports
-        return rng.uniform(0.5, 1.5, shape)
-    return rng.normal(0.0, 0.1, shape)
+        return uniform(0.5, 1.5)
+    return normal(0.1)
 
 
 def randomize_constant_of_shape(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:

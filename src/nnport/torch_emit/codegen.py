@@ -24,7 +24,7 @@ import numpy as np
 import onnx_ir as ir
 
 from .. import __version__
-from ..dtypes import torch_dtype_src
+from ..dtypes import COMPUTE_AS, compute_dtype, to_torch_dtype, torch_dtype_src
 from ..errors import ConversionError, NnportError, UnsupportedOpsError
 from ..registry import Registry, norm_domain, py_attr_name
 from . import helpers as _helpers
@@ -474,8 +474,12 @@ class CodeGen:
             name = self.locals.new(v.name or "input", "x")
             in_names.append(name)
             self.bind(v, name)
+            if v.dtype in COMPUTE_AS:
+                self.emit(f"{name} = {name}.to({torch_dtype_src(v.dtype)})")
         self.emit_nodes(graph)
         outs = [self.expr_of(v, None) for v in graph.outputs]
+        outs = [f"{e}.to({to_torch_dtype(v.dtype)})" if v.dtype in COMPUTE_AS else e
+                for e, v in zip(outs, graph.outputs)]
         if len(outs) == 1:
             self.emit(f"return {outs[0]}")
         else:
@@ -491,6 +495,9 @@ class CodeGen:
         for attr, w in self.weights.items():
             if attr not in used:
                 continue
+            if w.dtype in COMPUTE_AS:
+                arr = w.value if isinstance(w.value, np.ndarray) else w.value.numpy()
+                w.value = arr.astype(compute_dtype(w.dtype).numpy())
             shape = py_literal(list(w.shape))
             dt = torch_dtype_src(w.dtype)
             empty = f"torch.empty({shape}, dtype={dt})"

@@ -1,7 +1,7 @@
 """Resize / Upsample / GridSample / AffineGrid / Col2Im against onnxruntime."""
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper, numpy_helper
 
 from nnport.convert import generate_torch
 from util import F32, I64, assert_matches_ort, one_node_model
@@ -12,7 +12,6 @@ RNG = np.random.default_rng(0)
 def _resize_model(shape, out_shape, attrs, scales=None, sizes=None, roi=None, opset=19,
                   dyn_sizes=False):
     inits = {}
-    names = ["X", "roi", "scales", "sizes"]
     node_inputs = ["X", "", "", ""]
     if roi is not None:
         inits["roi"] = np.array(roi, np.float32)
@@ -30,11 +29,9 @@ def _resize_model(shape, out_shape, attrs, scales=None, sizes=None, roi=None, op
     while node_inputs[-1] == "":
         node_inputs.pop()
     node = helper.make_node("Resize", node_inputs, ["Y"], **attrs)
-    from onnx import numpy_helper
     graph = helper.make_graph([node], "g", inputs,
                               [helper.make_tensor_value_info("Y", F32, out_shape)],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    del names
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
@@ -158,3 +155,21 @@ def test_col2im_fold_and_asymmetric_pads():
                        {"pads": [1, 0, 0, 1]}, inits=inits, opset=18)
     assert "_col2im(" in generate_torch(m)[0]
     assert_matches_ort(m, {"input": RNG.standard_normal((1, 8, 20), dtype=np.float32)})
+
+
+@pytest.mark.parametrize("mode,scales", [("nearest", [1, 1, 2, 3]), ("nearest", [1, 1, 0.5, 0.6]),
+                                         ("linear", [1, 1, 1.5, 2.5])])
+def test_resize10(mode, scales):
+    m = one_node_model("Resize", {"X": (F32, [1, 2, 4, 5])}, {"Y": (F32, None)},
+                       {"mode": mode}, inits={"scales": np.array(scales, np.float32)}, opset=10)
+    assert_matches_ort(m, {"X": RNG.standard_normal((1, 2, 4, 5), dtype=np.float32)})
+
+
+def test_upsample1_nearest_attrs():
+    from util import torch_run
+
+    m = one_node_model("Upsample", {"X": (F32, [1, 2, 3, 4])}, {"Y": (F32, None)},
+                       {"mode": "nearest", "height_scale": 2.0, "width_scale": 3.0}, opset=1)
+    x = RNG.standard_normal((1, 2, 3, 4), dtype=np.float32)
+    got = torch_run(m, {"X": x})[0]
+    np.testing.assert_array_equal(got, x.repeat(2, axis=2).repeat(3, axis=3))

@@ -169,11 +169,11 @@ def _onnx_dft(x: torch.Tensor, dft_length: Optional[int] = None, axis: int = -2,
     """ONNX DFT: ``x`` holds a real ([..., 1]) or complex ([..., 2]: real, imag) signal; the
     result is complex in the same layout (real [..., 1] for an inverse one-sided transform)."""
     axis = axis % x.dim()
+    y = x if x.dtype in (torch.float32, torch.float64) else x.float()
     if x.shape[-1] == 2:
-        sig = torch.complex(x[..., 0].float(), x[..., 1].float()) if x.dtype not in (
-            torch.float32, torch.float64) else torch.complex(x[..., 0], x[..., 1])
+        sig = torch.complex(y[..., 0], y[..., 1])
     else:
-        sig = x[..., 0] if x.dtype in (torch.float32, torch.float64) else x[..., 0].float()
+        sig = y[..., 0]
     if dft_length is None:
         dft_length = 2 * (x.shape[axis] - 1) if inverse and onesided else x.shape[axis]
     if inverse:

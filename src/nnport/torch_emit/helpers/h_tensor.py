@@ -5,7 +5,7 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ['_onnx_ints', '_onnx_reshape', '_onnx_unsqueeze', '_onnx_slice', '_onnx_pad', '_onnx_gather_nd', '_onnx_scatter_nd', '_onnx_split_sizes', '_onnx_one_hot', '_onnx_reverse_sequence', '_onnx_cumulative', '_onnx_unique', '_onnx_center_crop_pad', '_onnx_tensor_scatter']
+__all__ = ['_onnx_ints', '_onnx_reshape', '_onnx_unsqueeze', '_onnx_slice', '_onnx_pad', '_onnx_gather_nd', '_onnx_scatter_nd', '_onnx_split_sizes', '_onnx_one_hot', '_onnx_reverse_sequence', '_onnx_cumulative', '_onnx_unique', '_onnx_center_crop_pad', '_onnx_tensor_scatter', '_onnx_to_e8m0']
 
 
 def _onnx_ints(v) -> List[int]:
@@ -246,3 +246,25 @@ def _onnx_tensor_scatter(cache: torch.Tensor, update: torch.Tensor,
         pos = pos[0]
     idx = pos.reshape(shape).expand(update.shape)
     return cache.scatter(axis, idx, update)
+
+
+def _onnx_to_e8m0(x: torch.Tensor, saturate: int = 1, round_mode: str = "up") -> torch.Tensor:
+    """ONNX Cast to FLOAT8E8M0 (a bare power-of-two exponent) with its rounding modes."""
+    bits = x.float().view(torch.int32)
+    exp = (bits >> 23) & 0xFF
+    normal = exp != 0xFF
+    if round_mode == "up":
+        inc = ((bits & 0x7FFFFF) != 0) & normal
+    elif round_mode == "nearest":
+        g = (bits & 0x400000) != 0
+        r = (bits & 0x200000) != 0
+        s = (bits & 0x1FFFFF) != 0
+        inc = g & (r | s | (exp > 0)) & normal
+    elif round_mode == "down":
+        inc = torch.zeros_like(normal)
+    else:
+        raise ValueError(f"unknown round_mode {round_mode!r}")
+    if saturate:
+        inc = inc & (exp != 0xFE)
+    exp = exp + inc.to(exp.dtype)
+    return exp.to(torch.uint8).view(torch.float8_e8m0fnu)

@@ -7,7 +7,6 @@ holds every int32 accumulator exactly.
 """
 from __future__ import annotations
 
-import numpy as np
 import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
@@ -139,8 +138,7 @@ def _shifted(ctx: Ctx, v: Arg, zp: Arg | None, per_row: bool = False, per_channe
             return f"({out} - {zp}.double().reshape(-1, 1))"
         if per_channel_rank:
             return f"({out} - {zp}.double().reshape(-1{', 1' * (per_channel_rank - 1)}))"
-    return f"({out} - {zp}.double().reshape(-1) if {zp}.numel() > 1 else {out} - {zp}.double())" \
-        if zs is None else f"({out} - {zp}.double())"
+    return f"({out} - {zp}.double())"
 
 
 def _conv_call(ctx: Ctx, x: str, w: str, X: Arg, W: Arg, bias, auto_pad, dilations, group,

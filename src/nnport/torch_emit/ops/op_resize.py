@@ -7,9 +7,7 @@ one axis at a time.
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
+import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
 
@@ -49,6 +47,10 @@ def _fast_path(ctx: Ctx, X: Arg, rank, shape, scales, sizes, mode, ctm, nearest_
     are full-rank python lists (or None)."""
     if rank not in _TORCH_LINEAR or policy != "stretch" or ctm == "tf_crop_and_resize":
         return None
+    dt = ctx.dtype(X)
+    if dt is not None and not dt.is_floating_point() and not (
+            mode == "nearest" and dt == ir.DataType.UINT8):
+        return None  # F.interpolate's linear/cubic kernels need float input
     # batch and channel dims must stay as they are
     if scales is not None:
         if any(float(s) != 1.0 for s in scales[:2]):

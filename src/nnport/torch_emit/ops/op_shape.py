@@ -473,11 +473,14 @@ def _cast(ctx: Ctx, x: Arg, to: ir.DataType, saturate: int, round_mode: str) -> 
     src = ctx.dtype(x)
     if to == ir.DataType.STRING or src == ir.DataType.STRING:
         ctx.fail("casts to or from strings have no torch equivalent")
-    if to == ir.DataType.FLOAT8E8M0:
-        ctx.fail("casts to FLOAT8E8M0 are not supported")
     dts = ctx.dtype_src(to)
     if src == to:
         return str(x)
+    if to == ir.DataType.FLOAT8E8M0:
+        if round_mode not in ("up", "down", "nearest"):
+            ctx.fail(f"unknown round_mode {round_mode!r}")
+        fn = ctx.helper("_onnx_to_e8m0")
+        return f"{fn}({x}, saturate={saturate}, round_mode={round_mode!r})"
     if to in _F8_MAX and saturate and (src is None or src.is_floating_point()):
         m = ctx.lit(_F8_MAX[to])
         return f"{x}.clamp({'-' + m}, {m}).to({dts})"

@@ -31,6 +31,13 @@ def _num(ctx: Ctx, a: Arg) -> str:
     return f"float({a})" if dt is not None and dt.is_floating_point() else f"int({a})"
 
 
+def _float(ctx: Ctx, a: Arg) -> str:
+    c = ctx.const(a)
+    if c is not None:
+        return ctx.lit(float(c.reshape(-1)[0]))
+    return f"float({a})"
+
+
 @register("DFT", (17,))
 def dft_17(ctx: Ctx, input: Arg, dft_length: Arg | None = None, *, inverse: int = 0,
            axis: int = 1, onesided: int = 0):
@@ -90,10 +97,7 @@ register("BlackmanWindow", (17,))(_window("torch.blackman_window"))
 def mel_weight_matrix(ctx: Ctx, num_mel_bins: Arg, dft_length: Arg, sample_rate: Arg,
                       lower_edge_hertz: Arg, upper_edge_hertz: Arg, *, output_datatype: int = 1):
     args = [_int(ctx, num_mel_bins), _int(ctx, dft_length), _num(ctx, sample_rate),
-            f"float({_num(ctx, lower_edge_hertz)})" if ctx.const(lower_edge_hertz) is None
-            else ctx.lit(float(ctx.const(lower_edge_hertz).reshape(-1)[0])),
-            f"float({_num(ctx, upper_edge_hertz)})" if ctx.const(upper_edge_hertz) is None
-            else ctx.lit(float(ctx.const(upper_edge_hertz).reshape(-1)[0]))]
+            _float(ctx, lower_edge_hertz), _float(ctx, upper_edge_hertz)]
     dt = ir.DataType(output_datatype)
     if dt != ir.DataType.FLOAT:
         args.append(f"dtype={ctx.dtype_src(dt)}")
