@@ -213,14 +213,19 @@ class Ctx:
         return self.gen.add_module(hint, ctor, tensors)
 
     def module_hint(self, weight: Arg | None = None) -> str:
-        """A readable name for a submodule: the weight's name without ``.weight``, or the node's."""
+        """A readable name for a submodule: the weight's name without ``.weight`` (exporters
+        name weights after the module that owns them), else the node's name, else the op."""
         if weight is not None and weight.value is not None and weight.value.name:
             name = weight.value.name
-            for suffix in (".weight", "_weight", ".W", "_W", "_w_0", "_w"):
+            for suffix in (".weight", "_weight", ".W", "_W", "_w_0", "_w", ".scale", "_scale",
+                           ".gamma", "_gamma", "_s_0"):
                 if name.endswith(suffix) and len(name) > len(suffix):
                     return name[: -len(suffix)]
-            return name
-        return self.node.name or self.node.op_type.lower()
+        if self.node.name:
+            return self.node.name.strip("/").replace("/", "_")
+        if weight is not None and weight.value is not None and weight.value.name:
+            return weight.value.name
+        return self.node.op_type.lower()
 
     def helper(self, name: str) -> str:
         """Copy a helper function from ``torch_emit/helpers`` into the generated file."""
@@ -315,7 +320,8 @@ class CodeGen:
         self.attrs = Namer()  # module attribute names
         self.locals = Namer()  # forward() local names
         self.weights: dict[str, _Weight] = {}
-        self.const_attr: dict[int, str] = {}  # id(Value) -> attribute name
+        self.const_attr: dict[int, str] = {}  # id(Value) -> placeholder attribute name
+        self.pending: dict[str, ir.Value] = {}  # placeholder -> constant value
         self.modules: dict[str, _Module] = {}
         self.helpers: dict[str, str] = {}
         self.exprs: dict[int, str] = {}  # id(Value) -> expression
@@ -349,10 +355,11 @@ class CodeGen:
                     expr = py_literal(self.const_array(value).tolist())
                     self.exprs[key] = expr
                     return expr
-                attr = self.attrs.new(value.name or "const", "c")
+                # A placeholder: only constants the code ends up using get a name (and a
+                # good one), in generate().
+                attr = f"__c{len(self.const_attr)}__"
                 self.const_attr[key] = attr
-                self.weights[attr] = _Weight(attr, tensor, dt, tuple(tensor.shape.numpy()),
-                                             parameter=dt in _PARAM_TYPES)
+                self.pending[attr] = value
             return f"self.{attr}"
         where = f" used by {node_label(node)}" if node is not None else ""
         raise ConversionError(f"tensor {value.name!r}{where} is not produced by any node "
@@ -485,7 +492,20 @@ class CodeGen:
         else:
             self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
         forward_src = "\n".join("    " * ln.indent + ln.text for ln in self.lines)
-        # keep only the constants the code actually refers to
+        # name only the constants the code actually refers to, in order of first use
+        names = {}
+        for ph in re.findall(r"self\.(__c\d+__)", forward_src):
+            if ph not in names:
+                value = self.pending[ph]
+                tensor = value.const_value
+                attr = self.attrs.new(value.name or "const", "c")
+                names[ph] = attr
+                self.weights[attr] = _Weight(attr, tensor, tensor.dtype,
+                                             tuple(tensor.shape.numpy()),
+                                             parameter=tensor.dtype in _PARAM_TYPES)
+        if names:
+            forward_src = re.sub(r"self\.(__c\d+__)", lambda m: "self." + names[m.group(1)],
+                                 forward_src)
         used = set(re.findall(r"self\.([A-Za-z_][A-Za-z0-9_]*)", forward_src))
         init_lines, state = [], {}
         for attr, mod in self.modules.items():

@@ -173,3 +173,22 @@ def test_upsample1_nearest_attrs():
     x = RNG.standard_normal((1, 2, 3, 4), dtype=np.float32)
     got = torch_run(m, {"X": x})[0]
     np.testing.assert_array_equal(got, x.repeat(2, axis=2).repeat(3, axis=3))
+
+
+@pytest.mark.parametrize("mode", ["linear", "nearest", "cubic"])
+@pytest.mark.parametrize("align", [0, 1])
+def test_grid_sample_1d_matches_reference(mode, align):
+    """GridSample-20 on one spatial dim (onnxruntime has no kernel for it).  Cubic uses zeros
+    padding: for cubic + border the reference implementation differs from onnxruntime (and
+    torch matches onnxruntime there)."""
+    from onnx.reference import ReferenceEvaluator
+    from util import torch_run
+
+    m = one_node_model("GridSample", {"X": (F32, [2, 3, 7]), "grid": (F32, [2, 5, 1])},
+                       {"Y": (F32, None)}, {"mode": mode, "align_corners": align,
+                                            "padding_mode": "zeros" if mode == "cubic"
+                                            else "border"}, opset=20)
+    feeds = {"X": RNG.standard_normal((2, 3, 7), dtype=np.float32),
+             "grid": RNG.uniform(-1.3, 1.3, (2, 5, 1)).astype(np.float32)}
+    ref = ReferenceEvaluator(m).run(None, feeds)[0]
+    np.testing.assert_allclose(torch_run(m, feeds)[0], ref, rtol=1e-4, atol=1e-5)

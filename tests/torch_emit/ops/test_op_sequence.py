@@ -105,7 +105,7 @@ def test_sequence_map_with_tensor_and_sequence_inputs():
     feeds = {"x": rng.standard_normal(6).astype(np.float32),
              "y": rng.standard_normal(6).astype(np.float32),
              "w": np.array([3.0], np.float32)}
-    print(generate_torch(model)[0]); assert "for i in range(len(" in generate_torch(model)[0]
+    assert "for i in range(len(" in generate_torch(model)[0]
     assert_matches_ort(model, feeds)
 
 
@@ -133,6 +133,6 @@ def test_optional_through_if(flag):
                    [vi("y", F32, [3]), vi("has", TensorProto.BOOL, []),
                     vi("x_has", TensorProto.BOOL, [])], opset=18)
     src = generate_torch(model)[0]
-    print(src); assert "is not None" in src and "None" in src
+    assert "is not None" in src and "None" in src
     assert_matches_ort(model, {"x": np.array([1.0, -2.0, 3.0], np.float32),
                                "flag": np.array(flag)})

@@ -29,6 +29,10 @@ def _used(value) -> bool:
 @register("If", _CF_VERSIONS)
 def if_(ctx: Ctx, cond: Arg, *, then_branch, else_branch):
     names = ctx.out_names
+    c = ctx.const(cond)
+    if c is not None:  # a constant condition: only the branch taken
+        _assign(ctx, names, ctx.subgraph(then_branch if bool(c.reshape(-1)[0]) else else_branch, []))
+        return None
     ctx.line(f"if bool({cond}):")
     with ctx.indent():
         n0 = len(ctx.gen.lines)
@@ -57,9 +61,11 @@ def loop(ctx: Ctx, M: Arg = None, cond: Arg = None, *v_initial: Arg, body):
         ctx.line(f"{lst} = []")
     # the loop condition variable, when there is one
     cond_var = None
-    if cond is not None:
+    c = ctx.const(cond)
+    if cond is not None and not (c is not None and bool(c.reshape(-1)[0])
+                                 and _passes_cond_through(body)):
         cond_var = ctx.tmp("cond")
-        ctx.line(f"{cond_var} = {cond}")
+        ctx.line(f"{cond_var} = {ctx.lit(bool(c.reshape(-1)[0])) if c is not None else cond}")
     it = ctx.tmp("i")
     if M is not None:
         trip = ctx.const(M)
@@ -76,9 +82,31 @@ def loop(ctx: Ctx, M: Arg = None, cond: Arg = None, *v_initial: Arg, body):
         ctx.line(f"while bool({cond_var}):" if cond_var is not None else "while True:")
         with ctx.indent():
             _loop_body(ctx, body, it, cond_var, carried, lists, manual_count=True)
-    for name, lst in zip(scans, lists):
-        ctx.line(f"{name} = torch.stack({lst})")
+    for name, lst, out in zip(scans, lists, body.outputs[1 + n_carried:]):
+        ctx.line(f"{name} = {_stack_or_empty(ctx, lst, out)}")
     return None
+
+
+def _stack_or_empty(ctx: Ctx, lst: str, out) -> str:
+    """Stack a loop's scan output; with a static per-iteration shape, zero iterations give an
+    empty tensor of the right shape instead of an error."""
+    shape = None if out.shape is None else out.shape.dims
+    if shape is None or not all(isinstance(d, int) for d in shape) or out.dtype is None:
+        return f"torch.stack({lst})"
+    dims = ", ".join(str(d) for d in (0, *shape))
+    return (f"torch.stack({lst}) if {lst} else "
+            f"torch.zeros({dims}, dtype={ctx.dtype_src(out.dtype)})")
+
+
+def _passes_cond_through(body) -> bool:
+    """The body's condition output is its condition input (maybe through Identity nodes)."""
+    v = body.outputs[0]
+    while v is not body.inputs[1]:
+        p = v.producer()
+        if p is None or p.op_type != "Identity":
+            return False
+        v = p.inputs[0]
+    return True
 
 
 def _loop_body(ctx: Ctx, body, it: str, cond_var, carried, lists, manual_count: bool):

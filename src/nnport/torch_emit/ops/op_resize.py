@@ -29,16 +29,12 @@ def _is_pow2(v: float) -> bool:
 
 
 def _interp_args(ctx: Ctx, values: list, kind: str) -> str:
+    """``size=...`` / ``scale_factor=...`` for F.interpolate (one value when all are equal)."""
     if kind == "size":
-        vals = [int(v) for v in values]
+        vals, name = [int(v) for v in values], "size"
     else:
-        vals = [float(v) for v in values]
-        vals = [int(v) if v.is_integer() else v for v in vals]
-        vals = [float(v) for v in vals]
-    if len(set(vals)) == 1:
-        return f"{kind}={ctx.lit(vals[0])}" if kind == "size" else f"scale_factor={ctx.lit(vals[0])}"
-    lst = ctx.lit(vals)
-    return f"size={lst}" if kind == "size" else f"scale_factor={lst}"
+        vals, name = [float(v) for v in values], "scale_factor"
+    return f"{name}={ctx.lit(vals[0] if len(set(vals)) == 1 else vals)}"
 
 
 def _fast_path(ctx: Ctx, X: Arg, rank, shape, scales, sizes, mode, ctm, nearest_mode,
@@ -251,6 +247,13 @@ def grid_sample(ctx: Ctx, X: Arg, grid: Arg, *, align_corners: int = 0,
     if tmode is None:
         ctx.fail(f"mode {mode!r} is not supported")
     rank = ctx.rank(X)
+    if rank == 3:
+        # 1-D sampling: a 2-D grid_sample over an image of height 1, sampled at its centre row
+        g = ctx.tmp("grid2d")
+        ctx.line(f"{g} = torch.stack([{grid}[..., 0], torch.zeros_like({grid}[..., 0])], "
+                 "dim=-1).unsqueeze(1)")
+        return (f"F.grid_sample({X}.unsqueeze(2), {g}, mode={tmode!r}, "
+                f"padding_mode={padding_mode!r}, align_corners={bool(align_corners)}).squeeze(2)")
     if rank is not None and rank not in (4, 5):
         ctx.fail(f"{rank}-D GridSample has no torch equivalent")
     if rank == 5 and tmode == "bicubic":

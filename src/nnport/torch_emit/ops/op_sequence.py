@@ -87,11 +87,30 @@ def split_to_sequence(ctx: Ctx, input: Arg, split: Arg = None, *, axis=0, keepdi
     return f"list(torch.split({input}, {sizes}{dim}))"
 
 
-def _is_sequence(ctx: Ctx, arg: Arg) -> bool | None:
-    t = arg.value.type if arg.value is not None else None
-    if t is None:
+_SEQ_PRODUCERS = {"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase",
+                  "SplitToSequence", "SequenceMap"}
+# ops whose output type follows their inputs or subgraphs: it may be a sequence or optional
+_PASS_THROUGH = {"If", "Loop", "Identity", "Optional", "OptionalGetElement"}
+
+
+def _plain_tensor(arg: Arg) -> bool | None:
+    """True when ``arg`` is surely a tensor, False when surely not, None when unknown.
+    Inferred types of intermediate values are not trusted: the producer decides."""
+    v = arg.value
+    if v is None:
         return None
-    return isinstance(t, ir.SequenceType)
+    if v.const_value is not None:
+        return True
+    p = v.producer()
+    if p is None:  # a graph or subgraph input: its declared type
+        if v.type is None:
+            return None
+        return isinstance(v.type, ir.TensorType)
+    if p.op_type in _SEQ_PRODUCERS or p.op_type == "Optional":
+        return False
+    if p.op_type in _PASS_THROUGH or p.domain not in ("", "ai.onnx"):
+        return None
+    return True
 
 
 @register("SequenceMap", (17,))
@@ -104,11 +123,11 @@ def sequence_map(ctx: Ctx, input_sequence: Arg, *additional_inputs: Arg, body):
     with ctx.indent():
         args = [f"{input_sequence}[{i}]"]
         for a in additional_inputs:
-            kind = _is_sequence(ctx, a)
-            if kind is None:
+            tensor = _plain_tensor(a)
+            if tensor is None:
                 args.append(f"({a}[{i}] if isinstance({a}, list) else {a})")
             else:
-                args.append(f"{a}[{i}]" if kind else str(a))
+                args.append(str(a) if tensor else f"{a}[{i}]")
         outs = ctx.subgraph(body, args)
         for lst, e in zip(lists, outs):
             ctx.line(f"{lst}.append({e})")
@@ -121,18 +140,11 @@ def optional(ctx: Ctx, input: Arg = None, *, type=None):
     return "None" if input is None else str(input)
 
 
-def _is_optional(arg: Arg) -> bool | None:
-    t = arg.value.type if arg.value is not None else None
-    if t is None:
-        return None
-    return isinstance(t, ir.OptionalType)
-
-
 @register("OptionalHasElement", (15, 18, 28))
 def optional_has_element(ctx: Ctx, input: Arg = None):
     if input is None:
         return "torch.tensor(False)"
-    if _is_optional(input) is False:
+    if _plain_tensor(input):
         return "torch.tensor(True)"  # a tensor or sequence always holds its element
     return f"torch.tensor({input} is not None)"
 

@@ -500,7 +500,18 @@ def _cast(ctx: Ctx, x: Arg, to: ir.DataType, saturate: int, round_mode: str) -> 
             half = 1 << (bits - 1)
             wrapped = f"(({base} + {half}) & {mask}) - {half}"
         return f"({wrapped}).to({dts})"
+    if to in _UNSIGNED_WIDE and (src is None or src not in (to, ir.DataType.BOOL)):
+        # uint16/uint32 compute in a wider signed type: keep the low bits, as a cast wraps
+        if src is not None and src.is_floating_point():
+            return f"{x}.to(torch.int64).bitwise_and({_UNSIGNED_WIDE[to]}).to({dts})"
+        return f"{x}.to({dts}).bitwise_and({_UNSIGNED_WIDE[to]})"
     return f"{x}.to({dts})"
+
+
+_UNSIGNED_WIDE = {ir.DataType.UINT16: "0xFFFF", ir.DataType.UINT32: "0xFFFFFFFF"}
+# the same-size storage type of each type generated code computes in a wider type
+_STORAGE = {ir.DataType.UINT16: "torch.int16", ir.DataType.UINT32: "torch.int32",
+            ir.DataType.UINT64: "torch.int64"}
 
 
 @register("Cast", (1, 6, 9, 13, 19, 21, 23, 24, 25, 28))
@@ -524,7 +535,16 @@ def cast_like(ctx: Ctx, input: Arg, target_type: Arg, *, saturate: int = 1,
 
 @register("BitCast", (26,))
 def bitcast(ctx: Ctx, input: Arg, *, to):
-    return f"{input}.view({ctx.dtype_src(ir.DataType(to))})"
+    to = ir.DataType(to)
+    src = ctx.dtype(input)
+    x = str(input)
+    if src in _STORAGE and src != ir.DataType.UINT64:
+        x = f"{x}.to({_STORAGE[src]})"  # back to the value's own width (wraps)
+    if to in _UNSIGNED_WIDE:
+        return f"{x}.view({_STORAGE[to]}).to({ctx.dtype_src(to)}).bitwise_and({_UNSIGNED_WIDE[to]})"
+    if to in _STORAGE:
+        return f"{x}.view({_STORAGE[to]})"
+    return f"{x}.view({ctx.dtype_src(to)})"
 
 
 # ---- Range / EyeLike / Trilu ---------------------------------------------------------------
