@@ -72,18 +72,18 @@ def numpy_to_torch(arr: np.ndarray) -> torch.Tensor:
                "float8_e5m2fnuz": (np.uint8, torch.float8_e5m2fnuz)}
     if name in special:
         view, tdt = special[name]
-        return torch.from_numpy(np.ascontiguousarray(arr).view(view).copy()).view(tdt)
+        return torch.from_numpy(np.array(arr, order="C", copy=True).view(view)).view(tdt)
     if name in ("int4", "int2"):
         return torch.from_numpy(arr.astype(np.int8))
     if name in ("uint4", "uint2"):
         return torch.from_numpy(arr.astype(np.uint8))
     if name == "float8_e8m0fnu" and hasattr(torch, "float8_e8m0fnu"):
-        return torch.from_numpy(np.ascontiguousarray(arr).view(np.uint8).copy()).view(
+        return torch.from_numpy(np.array(arr, order="C", copy=True).view(np.uint8)).view(
             torch.float8_e8m0fnu)
     if arr.dtype == object or arr.dtype.kind in "US":
         raise TypeError("string tensors have no torch equivalent")
     if not arr.flags.writeable or not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr).copy()
+        arr = np.array(arr, order="C", copy=True)
     return torch.from_numpy(arr)
 
 
@@ -96,6 +96,8 @@ def torch_to_numpy(t: torch.Tensor) -> np.ndarray:
                torch.float8_e5m2: (torch.uint8, ml_dtypes.float8_e5m2),
                torch.float8_e4m3fnuz: (torch.uint8, ml_dtypes.float8_e4m3fnuz),
                torch.float8_e5m2fnuz: (torch.uint8, ml_dtypes.float8_e5m2fnuz)}
+    if hasattr(torch, "float8_e8m0fnu"):
+        special[torch.float8_e8m0fnu] = (torch.uint8, ml_dtypes.float8_e8m0fnu)
     if t.dtype in special:
         view, np_dt = special[t.dtype]
         return t.contiguous().view(view).numpy().view(np_dt)

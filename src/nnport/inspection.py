@@ -27,7 +27,8 @@ def _type_name(v: ir.Value) -> str:
 def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     from .convert import prepare
     from .torch_emit import REGISTRY
-    from .torch_emit.codegen import iter_nodes, preflight
+    from .irutil import iter_nodes
+    from .torch_emit.codegen import preflight
 
     raw = load_model(src)
     inits = set(raw.graph.initializers)

@@ -415,7 +415,7 @@ def _hf_module(kind: str):
         core = tf.BertModel(cfg)
     elif kind == "gpt2":
         cfg = tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                            use_cache=False, attn_implementation="eager")
+                            bos_token_id=0, eos_token_id=0, use_cache=False, attn_implementation="eager")
         core = tf.GPT2Model(cfg)
     elif kind == "t5":
         cfg = tf.T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2,

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import onnx
 import pytest
 
 import nnport
@@ -90,8 +91,10 @@ def check_file_roundtrip(case: ModelCase, tmp_path, variant: int = 0):
     need(case)
     model = case.model()
     feeds = case.feeds(variant)
+    onnx_path = tmp_path / "source.onnx"
+    onnx.save(model, onnx_path)
     py = tmp_path / "model.py"
-    res = nnport.convert(model, py, inputs=feeds, rtol=case.rtol, atol=case.atol)
+    res = nnport.convert(onnx_path, py, inputs=feeds, rtol=case.rtol, atol=case.atol)
     assert res.ok, "\n".join(res.report.lines())
     assert py.is_file() and py.with_suffix(".safetensors").is_file()
     source = py.read_text()

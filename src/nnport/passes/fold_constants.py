@@ -3,10 +3,13 @@
 Real exports compute weights with Identity (torch's de-duplication), Constant, ConstantOfShape,
 Cast, Reshape, Transpose or DequantizeLinear of constants.  onnxscript's folder does the work;
 we only lift its size limits (weights are large by nature) and keep it away from ops whose
-result must not be frozen (random generators).
+result must not be frozen (random generators).  When onnxscript's folder itself fails on a graph
+(it has op-specific rewrites that can crash on unusual inputs), a plain node-by-node folder
+using onnx's reference evaluator takes over, so a folder bug never blocks a conversion.
 """
 from __future__ import annotations
 
+import onnx
 import onnx_ir as ir
 from onnxscript.optimizer import _constant_folding
 
@@ -23,11 +26,71 @@ def _should_fold(node: ir.Node) -> bool | None:
 
 
 def fold_constants(model: ir.Model) -> ir.Model:
-    _constant_folding.fold_constants(
-        model,
-        onnx_shape_inference=False,
-        input_size_limit=_SIZE_LIMIT,
-        output_size_limit=_SIZE_LIMIT,
-        should_fold=_should_fold,
-    )
+    snapshot = model.clone()  # shares tensors: cheap even for large models
+    try:
+        _constant_folding.fold_constants(
+            model,
+            onnx_shape_inference=False,
+            input_size_limit=_SIZE_LIMIT,
+            output_size_limit=_SIZE_LIMIT,
+            should_fold=_should_fold,
+        )
+        return model
+    except Exception:
+        # onnxscript may have changed the graph before failing: start again from the snapshot
+        _copy_into(model, snapshot)
+    return fold_simple(model)
+
+
+def _copy_into(model: ir.Model, fresh: ir.Model) -> None:
+    model.graph = fresh.graph
+    model.functions.clear()
+    model.functions.update(fresh.functions)
+
+
+def _is_constant_node(node: ir.Node) -> bool:
+    if node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
+        return False
+    if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+           for a in node.attributes.values()):
+        return False
+    return all(v is None or v.const_value is not None for v in node.inputs)
+
+
+def fold_simple(model: ir.Model) -> ir.Model:
+    """Evaluate, in topological order, every main-graph node whose inputs are all constant."""
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    opset = model.opset_imports.get("", 1)
+    for node in list(graph):
+        if not _is_constant_node(node):
+            continue
+        names = [f"i{i}" if v is not None else "" for i, v in enumerate(node.inputs)]
+        outs = [f"o{i}" for i in range(len(node.outputs))]
+        proto = ir.to_proto(node)
+        del proto.input[:]
+        proto.input.extend(names)
+        del proto.output[:]
+        proto.output.extend(outs)
+        feeds = {n: v.const_value.numpy() for n, v in zip(names, node.inputs) if v is not None}
+        try:
+            g = onnx.helper.make_graph(
+                [proto], "fold",
+                [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(
+                    feeds[n].dtype), feeds[n].shape) for n in names if n],
+                [onnx.helper.make_empty_tensor_value_info(o) for o in outs])
+            m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", opset)])
+            results = ReferenceEvaluator(m).run(None, feeds)
+        except Exception:
+            continue  # not foldable here: the emitter converts it instead
+        for out, arr in zip(node.outputs, results):
+            const = ir.Value(name=out.name, const_value=ir.tensor(arr, name=out.name),
+                             shape=ir.Shape(arr.shape), type=ir.TensorType(
+                                 ir.DataType.from_numpy(arr.dtype)))
+            out.replace_all_uses_with(const, replace_graph_outputs=True)
+            out.name = None
+            const.name = const.const_value.name
+            graph.register_initializer(const)
+        graph.remove(node, safe=True)
     return model

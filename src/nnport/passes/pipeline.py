@@ -5,6 +5,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError
+from .castlike import castlike_to_cast
 from .fold_constants import fold_constants
 from .shapes import infer_shapes
 
@@ -21,6 +22,7 @@ def normalize(model: ir.Model, *, fold: bool = True) -> ir.Model:
         ir_common.RemoveInitializersFromInputsPass()(model)
         if model.functions:
             ir_common.InlinePass()(model)
+        castlike_to_cast(model)
         if fold:
             fold_constants(model)
         ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)

@@ -26,6 +26,7 @@ import onnx_ir as ir
 from .. import __version__
 from ..dtypes import COMPUTE_AS, compute_dtype, to_torch_dtype, torch_dtype_src
 from ..errors import ConversionError, NnportError, UnsupportedOpsError
+from ..irutil import iter_nodes  # noqa: F401  (re-exported for emitters)
 from ..registry import Registry, norm_domain, py_attr_name
 from . import helpers as _helpers
 
@@ -273,20 +274,6 @@ def _attr_value(attr: ir.Attr) -> Any:
     if t in (A.INTS, A.FLOATS, A.GRAPHS):
         return list(attr.value)
     return attr.value
-
-
-def iter_nodes(graph: ir.Graph) -> Iterable[tuple[ir.Node, int]]:
-    """All nodes including those in subgraphs, with their nesting depth."""
-    for node in graph:
-        yield node, 0
-        for attr in node.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
-                for n, d in iter_nodes(attr.value):
-                    yield n, d + 1
-            elif attr.type == ir.AttributeType.GRAPHS:
-                for g in attr.value:
-                    for n, d in iter_nodes(g):
-                        yield n, d + 1
 
 
 def model_opsets(model: ir.Model) -> dict[str, int]:

@@ -170,3 +170,17 @@ def test_einsum_and_det():
     assert_matches_ort(m, {"a": _x(2, 3, 4), "b": _x(2, 4, 5)}, rtol=1e-5, atol=1e-5)
     m = one_node_model("Det", {"x": (F32, [2, 3, 3])}, {"y": (F32, None)}, opset=11)
     assert_matches_ort(m, {"x": _x(2, 3, 3)}, rtol=1e-4, atol=1e-5)
+
+
+def test_unique_single_output():
+    m = one_node_model("Unique", {"x": (F32, [6])}, {"y": (F32, None)}, opset=11)
+    assert_matches_ort(m, {"x": np.array([3, 1, 3, 2, 1, 0], np.float32)})
+
+
+def test_scatter_elements_int32_indices():
+    m = one_node_model("ScatterElements", {"x": (F32, [3, 4]), "i": (TensorProto.INT32, [1, 2]),
+                                           "u": (F32, [1, 2])}, {"y": (F32, None)}, {"axis": 1})
+    assert_matches_ort(m, {"x": _x(3, 4), "i": np.array([[1, -1]], np.int32), "u": _x(1, 2)})
+    m = one_node_model("GatherElements", {"x": (F32, [3, 4]), "i": (TensorProto.INT32, [3, 1])},
+                       {"y": (F32, None)}, {"axis": 1})
+    assert_matches_ort(m, {"x": _x(3, 4), "i": np.array([[1], [3], [0]], np.int32)})

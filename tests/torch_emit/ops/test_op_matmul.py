@@ -55,3 +55,16 @@ def test_gemm_scalar_bias_constant_expands_into_linear():
                        opset=13)
     assert "nn.Linear(2, 3)" in generate_torch(m)[0]
     assert_matches_ort(m, {"x": rng.standard_normal((2, 2), dtype=np.float32)})
+
+
+def test_gemm_fp16_linear_keeps_dtype():
+    from onnx import TensorProto
+    F16 = TensorProto.FLOAT16
+    w = rng.standard_normal((3, 4)).astype(np.float16)
+    m = one_node_model("Gemm", {"x": (F16, [2, 4])}, {"y": (F16, [2, 3])},
+                       attrs={"transB": 1}, inits={"w": w, "b": np.ones(3, np.float16)},
+                       opset=13)
+    assert "nn.Linear(4, 3)" in generate_torch(m)[0]
+    got = assert_matches_ort(m, {"x": rng.standard_normal((2, 4)).astype(np.float16)},
+                             rtol=1e-2, atol=1e-2)
+    assert got[0].dtype == np.float16

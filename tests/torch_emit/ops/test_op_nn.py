@@ -112,3 +112,39 @@ def test_nll_loss():
     assert "F.nll_loss(x, t)" in generate_torch(m)[0]
     assert_matches_ort(m, {"x": rng.standard_normal((4, 3), dtype=np.float32),
                            "t": np.array([0, 2, 1, 2], np.int64)})
+
+
+# ---- random generators (only shapes, dtypes and seeding can be checked) -----------------------
+def test_random_normal_seeded_shape_dtype_repeatable():
+    m = one_node_model("RandomNormal", {}, {"y": (TensorProto.DOUBLE, [3, 4])},
+                       attrs={"shape": [3, 4], "dtype": TensorProto.DOUBLE, "seed": 5.0,
+                              "mean": 2.0}, opset=22)
+    a, b = torch_run(m, {})[0], torch_run(m, {})[0]
+    assert a.shape == (3, 4) and a.dtype == np.float64
+    np.testing.assert_array_equal(a, b)
+    assert abs(a.mean() - 2.0) < 1.5
+
+
+def test_random_uniform_like_and_multinomial():
+    m = one_node_model("RandomUniformLike", {"x": (F32, [2, 5])}, {"y": (F32, [2, 5])},
+                       attrs={"low": -1.0, "high": 3.0}, opset=22)
+    y = torch_run(m, {"x": np.zeros((2, 5), np.float32)})[0]
+    assert y.shape == (2, 5) and y.dtype == np.float32 and y.min() >= -1 and y.max() <= 3
+    m = one_node_model("Multinomial", {"x": (F32, [2, 3])}, {"y": (TensorProto.INT32, [2, 7])},
+                       attrs={"sample_size": 7}, opset=22)
+    y = torch_run(m, {"x": np.log(np.array([[0.0, 1, 0], [1, 0, 0]], np.float32) + 1e-30)})[0]
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, [[1] * 7, [0] * 7])
+
+
+def test_attention_3d_gqa_sdpa_with_present_outputs():
+    q = rng.standard_normal((2, 5, 16), dtype=np.float32)
+    k = rng.standard_normal((2, 6, 8), dtype=np.float32)
+    v = rng.standard_normal((2, 6, 12), dtype=np.float32)
+    m = _attention_model([2, 5, 16], [2, 6, 8], [2, 6, 12],
+                         {"q_num_heads": 4, "kv_num_heads": 2, "scale": 0.3}, n_out=3)
+    src = generate_torch(m)[0]
+    assert "F.scaled_dot_product_attention(" in src and "_onnx_attention" not in src
+    feeds = {"Q": q, "K": k, "V": v}
+    for got, exp in zip(torch_run(m, feeds), _ref_attention(m, feeds)):
+        np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-5)

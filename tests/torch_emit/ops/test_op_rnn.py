@@ -211,3 +211,19 @@ def test_torch_exported_lstm_gru():
         want = net(*args)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_loop_helper_scripts(kind):
+    import nnport
+    from nnport.verify.torch_runner import to_torch_input
+
+    model, feeds = rnn_model(kind, direction="bidirectional", const=False, seq_lens=[5, 2, 3],
+                             init_h=True, clip=2.0, activations=None)
+    module = nnport.to_torch(model)
+    scripted = torch.jit.script(module)
+    names = [i.name for i in model.graph.input]
+    args = [to_torch_input(feeds[n]) for n in names]
+    with torch.no_grad():
+        for a, b in zip(module(*args), scripted(*args)):
+            torch.testing.assert_close(a, b)

@@ -1,6 +1,5 @@
 """Shape/layout emitters against onnxruntime: dynamic shapes, old opsets, readable output."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -292,3 +291,23 @@ def test_center_crop_pad_dynamic_shape():
     m = one_node_model("CenterCropPad", {"x": (F32, [5, 4, 3]), "s": (I64, [2])},
                        {"y": (F32, None)}, {"axes": [0, 1]}, opset=18)
     assert_matches_ort(m, {"x": _x(5, 4, 3), "s": np.array([2, 7], np.int64)})
+
+
+@pytest.mark.parametrize("to", [TensorProto.UINT16, TensorProto.UINT32, TensorProto.INT8])
+def test_cast_int_wraps_to_unsigned(to):
+    m = one_node_model("Cast", {"x": (TensorProto.INT32, [5])}, {"y": (to, None)}, {"to": to})
+    assert_matches_ort(m, {"x": np.array([-1, 0, 70000, -70000, 300], np.int32)})
+
+
+@pytest.mark.parametrize("src,to", [(TensorProto.FLOAT, TensorProto.UINT32),
+                                    (TensorProto.INT16, TensorProto.UINT16),
+                                    (TensorProto.UINT16, TensorProto.INT16)])
+def test_bitcast_unsigned(src, to):
+    m = one_node_model("BitCast", {"x": (src, [4])}, {"y": (to, None)}, {"to": to}, opset=26)
+    x = {TensorProto.FLOAT: np.array([-1.5, 0, 2, 1e30], np.float32),
+         TensorProto.INT16: np.array([-1, 0, -32768, 5], np.int16),
+         TensorProto.UINT16: np.array([65535, 0, 32768, 5], np.uint16)}[src]
+    from util import torch_run
+
+    got = torch_run(m, {"x": x})[0]
+    np.testing.assert_array_equal(got, x.view(helper.tensor_dtype_to_np_dtype(to)))

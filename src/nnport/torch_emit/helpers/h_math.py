@@ -107,7 +107,7 @@ def _onnx_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         reps = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(reps, dim=1)
         v = v.repeat_interleave(reps, dim=1)
-    s = math.sqrt(scale)
+    s = torch.tensor(math.sqrt(scale), dtype=q.dtype, device=q.device)
     scores = (q * s) @ (k * s).transpose(-1, -2)
     if softcap > 0:
         scores = torch.tanh(scores / softcap) * softcap
@@ -117,7 +117,9 @@ def _onnx_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         qk = scores
     if softmax_dtype is not None:
         scores = scores.to(softmax_dtype)
-    probs = torch.softmax(scores, dim=-1)
+    # softmax written out, so each step rounds in the tensor's own precision as ONNX does
+    probs = torch.exp(scores - torch.amax(scores, dim=-1, keepdim=True))
+    probs = probs / probs.sum(dim=-1, keepdim=True)
     masked_row = torch.amax(bias, dim=-1, keepdim=True) == -math.inf
     probs = probs.masked_fill(masked_row, 0.0)
     if qk_matmul_output_mode == 3:
@@ -227,6 +229,51 @@ def _mel_weight_matrix(num_mel_bins: int, dft_length: int, sample_rate: int,
         for j in range(mid, hi):
             out[j, i] = (hi - j) / (hi - mid)
     return out.to(dtype)
+
+
+
+def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      past_state: Optional[torch.Tensor], decay: Optional[torch.Tensor],
+                      beta: Optional[torch.Tensor], q_num_heads: int, kv_num_heads: int,
+                      scale: float = 0.0, update_rule: str = "gated_delta"
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """ONNX LinearAttention: a recurrent state [B, H_kv, d_k, d_v] updated per time step
+    (linear / gated / delta / gated_delta rules), read by each query; float32 inside."""
+    b, t = q.shape[0], q.shape[1]
+    d_k = q.shape[2] // q_num_heads
+    d_v = v.shape[2] // kv_num_heads
+    q4 = q.reshape(b, t, q_num_heads, d_k).transpose(1, 2).float()
+    k4 = k.reshape(b, t, kv_num_heads, d_k).transpose(1, 2).float()
+    v4 = v.reshape(b, t, kv_num_heads, d_v).transpose(1, 2).float()
+    g4: Optional[torch.Tensor] = None
+    if decay is not None:
+        g4 = decay.reshape(b, t, kv_num_heads, -1).transpose(1, 2).float()
+    b4: Optional[torch.Tensor] = None
+    if beta is not None:
+        b4 = beta.reshape(b, t, beta.shape[2], 1).transpose(1, 2).float()
+    if past_state is not None:
+        state = past_state.float()
+        state_dtype = past_state.dtype
+    else:
+        state = torch.zeros(b, kv_num_heads, d_k, d_v, dtype=torch.float32, device=q.device)
+        state_dtype = q.dtype
+    if scale == 0.0:
+        scale = 1.0 / math.sqrt(d_k)
+    group = q_num_heads // kv_num_heads
+    outs: List[torch.Tensor] = []
+    for i in range(t):
+        k_t, v_t = k4[:, :, i], v4[:, :, i]
+        if g4 is not None and update_rule in ("gated", "gated_delta"):
+            state = state * torch.exp(g4[:, :, i]).unsqueeze(-1)
+        if b4 is not None and update_rule in ("delta", "gated_delta"):
+            retrieved = torch.einsum("bhdm,bhd->bhm", state, k_t)
+            v_t = b4[:, :, i] * (v_t - retrieved)
+        state = state + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
+        read = state if group == 1 else state.repeat_interleave(group, dim=1)
+        outs.append(scale * torch.einsum("bhd,bhdm->bhm", q4[:, :, i], read))
+    out = torch.stack(outs, dim=2)  # [B, H_q, T, d_v]
+    out = out.transpose(1, 2).reshape(b, t, q_num_heads * d_v).to(q.dtype)
+    return out, state.to(state_dtype)
 
 
 # ``from .h_math import *`` exports the helpers (their names start with an underscore).

@@ -42,7 +42,7 @@ def _rnn_act(x: torch.Tensor, act: Tuple[str, float, float]) -> torch.Tensor:
         return x / (1 + torch.abs(x))
     if name == "softplus":
         return torch.log(1 + torch.exp(x))
-    raise ValueError(f"unknown activation {name!r}")
+    raise ValueError("unknown activation " + name)
 
 
 def _rnn_run(kind: str, X: torch.Tensor, W: torch.Tensor, R: torch.Tensor,
@@ -52,8 +52,8 @@ def _rnn_run(kind: str, X: torch.Tensor, W: torch.Tensor, R: torch.Tensor,
              direction: str = "forward", acts: Optional[List[Tuple[str, float, float]]] = None,
              clip: Optional[float] = None, input_forget: bool = False,
              linear_before_reset: bool = False, layout: int = 0):
-    """Run an ONNX recurrent op (``kind`` is "LSTM", "GRU" or "RNN"); returns (Y, Y_h, Y_c) in the op's layout (Y_c is None
-    unless ``kind == "LSTM"``)."""
+    """Run an ONNX recurrent op (``kind`` is "LSTM", "GRU" or "RNN"); returns (Y, Y_h, Y_c)
+    in the op's layout (Y_c is None unless ``kind == "LSTM"``)."""
     if layout == 1:  # batch-major -> time-major
         X = X.transpose(0, 1)
         h0 = None if h0 is None else h0.transpose(0, 1)
@@ -61,25 +61,29 @@ def _rnn_run(kind: str, X: torch.Tensor, W: torch.Tensor, R: torch.Tensor,
     steps, batch = X.shape[0], X.shape[1]
     n_dir, hidden = W.shape[0], R.shape[-1]
     if acts is None:  # the defaults: f=Sigmoid, g=Tanh, h=Tanh (RNN: Tanh)
-        names = ["Tanh"] if kind == "RNN" else ["Sigmoid", "Tanh", "Tanh"][:3 if kind == "LSTM" else 2]
+        defaults = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+        names = defaults.get(kind, ["Tanh"])
         acts = [(n, 0.0, 0.0) for n in names] * n_dir
-    per_dir = len(acts) // n_dir if len(acts) >= n_dir else len(acts)
+    per_dir = len(acts) // n_dir
     ys, hs, cs = [], [], []
     for d in range(n_dir):
         reverse = direction == "reverse" or d == 1
         w, r = W[d], R[d]
-        if B is None:
-            wb = torch.zeros(w.shape[0], dtype=X.dtype, device=X.device)
-            rb = wb
-        else:
-            wb, rb = B[d].chunk(2)
-        f = acts[d * per_dir:(d + 1) * per_dir] or acts[:per_dir]
-        h = X.new_zeros(batch, hidden) if h0 is None else h0[d]
-        c = X.new_zeros(batch, hidden) if c0 is None else c0[d]
+        wb = torch.zeros(w.shape[0], dtype=X.dtype, device=X.device)
+        rb = wb
+        if B is not None:
+            wb, rb = B[d][:w.shape[0]], B[d][w.shape[0]:]
+        f = acts[d * per_dir:(d + 1) * per_dir]
+        h = X.new_zeros(batch, hidden)
+        c = X.new_zeros(batch, hidden)
+        if h0 is not None:
+            h = h0[d]
+        if c0 is not None:
+            c = c0[d]
         xw = X @ w.t() + wb  # input projections for all steps at once
         outs: List[torch.Tensor] = [X.new_zeros(batch, hidden)] * steps
-        order = range(steps - 1, -1, -1) if reverse else range(steps)
-        for t in order:
+        for k in range(steps):
+            t = steps - 1 - k if reverse else k
             gates_x = xw[t]
             if kind == "LSTM":
                 gi, go, gf, gc = (gates_x + h @ r.t() + rb).chunk(4, 1)
@@ -88,7 +92,8 @@ def _rnn_run(kind: str, X: torch.Tensor, W: torch.Tensor, R: torch.Tensor,
                     gi = gi + pi * c
                     gf = gf + pf * c
                 if clip is not None:
-                    gi, gf, gc = gi.clamp(-clip, clip), gf.clamp(-clip, clip), gc.clamp(-clip, clip)
+                    gi, gf = gi.clamp(-clip, clip), gf.clamp(-clip, clip)
+                    gc = gc.clamp(-clip, clip)
                 i = _rnn_act(gi, f[0])
                 fg = 1 - i if input_forget else _rnn_act(gf, f[0])
                 c_new = fg * c + i * _rnn_act(gc, f[1])

@@ -31,7 +31,8 @@ def if_(ctx: Ctx, cond: Arg, *, then_branch, else_branch):
     names = ctx.out_names
     c = ctx.const(cond)
     if c is not None:  # a constant condition: only the branch taken
-        _assign(ctx, names, ctx.subgraph(then_branch if bool(c.reshape(-1)[0]) else else_branch, []))
+        branch = then_branch if bool(c.reshape(-1)[0]) else else_branch
+        _assign(ctx, names, ctx.subgraph(branch, []))
         return None
     ctx.line(f"if bool({cond}):")
     with ctx.indent():
@@ -53,7 +54,6 @@ def loop(ctx: Ctx, M: Arg = None, cond: Arg = None, *v_initial: Arg, body):
     n_carried = len(v_initial)
     carried = ctx.out_names[:n_carried]
     scans = ctx.out_names[n_carried:]
-    b_iter, b_cond = body.inputs[0], body.inputs[1]
     for name, init in zip(carried, v_initial):
         ctx.line(f"{name} = {init}")
     lists = [ctx.tmp(f"{s}_list") for s in scans]

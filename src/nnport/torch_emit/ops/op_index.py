@@ -8,6 +8,7 @@ the few without a torch equivalent call a small helper copied into the generated
 from __future__ import annotations
 
 import numpy as np
+import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
 
@@ -25,7 +26,9 @@ def _may_be_negative(ctx: Ctx, indices: Arg) -> bool:
 
 
 def _norm_indices(ctx: Ctx, data: Arg, indices: Arg, axis: int) -> str:
-    """``indices`` with negative entries wrapped (torch.gather/scatter reject them)."""
+    """``indices`` as int64 with negative entries wrapped (torch.gather/scatter reject both)."""
+    if ctx.dtype(indices) not in (None, ir.DataType.INT64):
+        indices = Arg(f"{indices}.long()", indices.value)
     if not _may_be_negative(ctx, indices):
         return str(indices)
     idx = ctx.tmp("idx")
@@ -220,7 +223,13 @@ def unique(ctx: Ctx, X: Arg, *, axis: int | None = None, sorted: int = 1):
         args.append(f"axis={axis}")
     if not sorted:
         args.append("sorted=0")
-    return f"{fn}({', '.join(args)})"
+    expr = f"{fn}({', '.join(args)})"
+    n = len(ctx.node.outputs)
+    if n == 4:
+        return expr
+    names = [ctx.out_names[i] if i < n else "_" for i in range(4)]
+    ctx.line(f"{', '.join(names)} = {expr}")
+    return None
 
 
 # ---- linear algebra ----------------------------------------------------------------------

@@ -205,3 +205,51 @@ def softmax_cross_entropy(ctx: Ctx, scores: Arg, labels: Arg, weights: Arg | Non
     ctx.line(f"{logp} = torch.log_softmax({scores}, dim=1)")
     ctx.line(f"{ctx.out_names[0]} = F.nll_loss({', '.join([logp] + rest)})")
     return None
+
+
+# ---- recurrent blocks (opset 27) ------------------------------------------------------------
+@register("LinearAttention", (27,))
+def linear_attention(ctx: Ctx, query: Arg, key: Arg, value: Arg, past_state: Arg | None = None,
+                     decay: Arg | None = None, beta: Arg | None = None, *,
+                     chunk_size: int | None = None, kv_num_heads: int | None = None,
+                     q_num_heads: int | None = None, scale: float | None = None,
+                     update_rule: str = "gated_delta"):
+    if q_num_heads is None or kv_num_heads is None:
+        ctx.fail("LinearAttention needs q_num_heads and kv_num_heads")
+    gating = update_rule in ("gated", "gated_delta")
+    delta = update_rule in ("delta", "gated_delta")
+    if update_rule not in ("linear", "gated", "delta", "gated_delta"):
+        ctx.fail(f"unknown update_rule {update_rule!r}")
+    if gating != (decay is not None) or delta != (beta is not None):
+        ctx.fail(f"update_rule {update_rule!r} does not fit the decay/beta inputs given")
+    fn = ctx.helper("_linear_attention")
+    args = [str(query), str(key), str(value), str(past_state or "None"), str(decay or "None"),
+            str(beta or "None"), str(q_num_heads), str(kv_num_heads)]
+    if scale:
+        args.append(f"scale={ctx.lit(float(scale))}")
+    args.append(f"update_rule={update_rule!r}")
+    call = f"{fn}({', '.join(args)})"
+    return f"{call}[0]" if len(ctx.node.outputs) == 1 else call
+
+
+@register("CausalConvWithState", (27,))
+def causal_conv_with_state(ctx: Ctx, input: Arg, weight: Arg, bias: Arg | None = None,
+                           past_state: Arg | None = None, *, activation: str = "none"):
+    if activation not in ("none", "silu", "swish"):
+        ctx.fail(f"unknown activation {activation!r}")
+    wshape = ctx.shape(weight)
+    k = wshape[2] if wshape is not None and wshape[2] is not None else None
+    ksrc = str(k) if k is not None else f"{weight}.shape[2]"
+    padded = ctx.tmp("padded")
+    if past_state is not None:
+        ctx.line(f"{padded} = torch.cat([{past_state}, {input}], dim=2)")
+    else:
+        ctx.line(f"{padded} = F.pad({input}, [{ksrc} - 1, 0])" if k is None
+                 else f"{padded} = F.pad({input}, [{k - 1}, 0])")
+    bias_s = f", {bias}" if bias is not None else ""
+    y = f"F.conv1d({padded}, {weight}{bias_s}, groups={input}.shape[1])"
+    if activation != "none":
+        y = f"F.silu({y})"
+    present = f"{padded}[:, :, {padded}.shape[2] - ({ksrc} - 1):]" if k is None \
+        else f"{padded}[:, :, {padded}.shape[2] - {k - 1}:]"
+    return [y, present][: len(ctx.node.outputs)]

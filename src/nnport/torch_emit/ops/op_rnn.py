@@ -69,8 +69,9 @@ def _torch_layer(ctx: Ctx, kind: str, X, W, R, B, seq, h0, c0, P, acts, clip, in
     b = ctx.const(B) if B is not None else None
     if w is None or r is None or (B is not None and b is None):
         return False
-    dt = ctx.dtype(X)
-    if dt not in (ir.DataType.FLOAT, ir.DataType.DOUBLE) or w.dtype != r.dtype:
+    dt = ctx.dtype(X) or ir.DataType.from_numpy(w.dtype)
+    if dt not in (ir.DataType.FLOAT, ir.DataType.DOUBLE) or w.dtype != r.dtype \
+            or ir.DataType.from_numpy(w.dtype) != dt:
         return False
     if clip is not None or input_forget or (kind == "GRU" and not linear_before_reset):
         return False
@@ -84,8 +85,10 @@ def _torch_layer(ctx: Ctx, kind: str, X, W, R, B, seq, h0, c0, P, acts, clip, in
         if len(set(names)) != 1 or names[0] not in ("tanh", "relu"):
             return False
         nonlinearity = names[0]
-    elif names != [a.lower() for a in _DEFAULT_ACTS[kind]] * (len(names) // len(_DEFAULT_ACTS[kind])):
-        return False
+    else:
+        default = [a.lower() for a in _DEFAULT_ACTS[kind]]
+        if names != default * (len(names) // len(default)):
+            return False
     time_axis = 1 if layout == 1 else 0
     if seq is not None:
         lens = ctx.const(seq)

@@ -57,12 +57,7 @@ def _reshape(ctx: Ctx, data: Arg, shape_arg: Arg | None, shape_list, allowzero: 
     dims = []
     for i, d in enumerate(shape_list):
         if d == 0 and not allowzero:
-            in_shape = ctx.shape(data)
-            if in_shape is not None and i < len(in_shape) and in_shape[i] is not None and \
-                    -1 in shape_list:
-                dims.append(str(in_shape[i]))
-            else:
-                dims.append(f"{data}.shape[{i}]")
+            dims.append(f"{data}.shape[{i}]")
         else:
             dims.append(str(d))
     if not dims:
