@@ -1,6 +1,7 @@
 """The conversion jobs: ONNX -> PyTorch source/weights or an in-memory module."""
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,14 +56,60 @@ def to_torch(src: ModelSource):
     return build_module(source, state, name=_source_name(src))
 
 
-def convert(src: ModelSource, dst: str | os.PathLike, *, verify: bool = True,
-            input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
-            rtol: float | None = None, atol: float | None = None) -> ConvertResult:
+# Output suffix -> function(src, dst, **options) -> ConvertResult.  Other targets (ONNX export,
+# TorchScript, ncnn) register here from their own modules; see ``register_target``.
+TARGETS: dict[str, "callable"] = {}
+
+
+def register_target(*suffixes: str):
+    def deco(fn):
+        for sfx in suffixes:
+            TARGETS[sfx.lower()] = fn
+        return fn
+
+    return deco
+
+
+def _load_targets() -> None:
+    """Import the optional target modules so that they register (each is independent)."""
+    import importlib
+
+    for mod in ("nnport.torch_export", "nnport.ncnn_emit"):
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            if exc.name and exc.name.startswith("nnport"):
+                continue  # not part of this build
+            raise
+
+
+def convert(src, dst: str | os.PathLike, **options) -> ConvertResult:
+    """Convert ``src`` to ``dst``; the destination suffix picks the target."""
     dst = Path(dst)
     suffix = dst.suffix.lower()
-    if suffix != ".py":
-        raise InputError(f"{dst}: unknown output type {suffix or '(none)'!r}; "
-                         "use .py for PyTorch source")
+    _load_targets()
+    if suffix not in TARGETS:
+        known = ", ".join(sorted(TARGETS))
+        raise InputError(f"{dst}: unknown output type {suffix or '(none)'!r}; use one of {known}")
+    fn = TARGETS[suffix]
+    params = inspect.signature(fn).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        for key, value in list(options.items()):
+            if key not in params:
+                if value in (None, False, {}, [], ()):
+                    del options[key]  # an option left at its default: not the user's request
+                else:
+                    flag = "--" + key.replace("_", "-")
+                    raise InputError(f"{flag} does not apply to {suffix} outputs")
+    return fn(src, dst, **options)
+
+
+@register_target(".py")
+def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool = True,
+                     input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
+                     rtol: float | None = None, atol: float | None = None) -> ConvertResult:
+    """ONNX -> model.py + model.safetensors, verified against onnxruntime."""
+    dst = Path(dst)
     check_output_path(dst)
     from .torch_emit import build_module, write
 

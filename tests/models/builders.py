@@ -18,11 +18,10 @@ uses different sizes for the dynamic dims).
 from __future__ import annotations
 
 import functools
-import glob
 import io
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np

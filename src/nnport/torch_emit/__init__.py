@@ -23,12 +23,14 @@ from .codegen import REGISTRY, CodeGen, preflight
 __all__ = ["generate", "build_module", "write", "preflight", "REGISTRY"]
 
 
-def generate(model: ir.Model, source_name: str = "model.onnx") -> tuple[str, dict[str, Any]]:
-    """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model."""
+def generate(model: ir.Model, source_name: str = "model.onnx",
+             record: bool = False) -> tuple[str, dict[str, Any]]:
+    """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model.
+    ``record=True`` makes forward() report every node output to ``module.recorder``."""
     missing = preflight(model)
     if missing:
         raise UnsupportedOpsError("torch", missing)
-    return CodeGen(model, source_name=source_name).generate()
+    return CodeGen(model, source_name=source_name, record=record).generate()
 
 
 def tensor_of(value: Any) -> torch.Tensor:

@@ -299,8 +299,11 @@ def preflight(model: ir.Model, registry: Registry = REGISTRY) -> list[dict]:
 
 class CodeGen:
     def __init__(self, model: ir.Model, *, source_name: str = "model.onnx",
-                 registry: Registry = REGISTRY):
+                 registry: Registry = REGISTRY, record: bool = False):
         self.model = model
+        # record=True: after every node, forward() calls self.record(node_name, onnx_output_name,
+        # value), which passes them to ``self.recorder`` when set (used by verify --locate).
+        self.record = record
         self.registry = registry
         self.opsets = model_opsets(model)
         self.source_name = source_name
@@ -458,6 +461,10 @@ class CodeGen:
                     self.emit(f"{out_names[i]} = {expr}", node)
         for out, name in zip(node.outputs, out_names):
             self.bind(out, name)
+        if self.record:
+            for out, name in zip(node.outputs, out_names):
+                if out.name and name != "None":
+                    self.emit(f"self.record({node.name!r}, {out.name!r}, {name})", node)
 
     # ----- the file ----------------------------------------------------------------------
     def generate(self) -> tuple[str, dict[str, Any]]:
@@ -529,6 +536,11 @@ class CodeGen:
         ]
         if body:
             cls.append(body)
+        if self.record:
+            cls += ["        self.recorder = None", "",
+                    "    def record(self, node, name, value):",
+                    "        if self.recorder is not None:",
+                    "            self.recorder(node, name, value)"]
         cls += ["", f"    def forward({sig}):", forward_src]
         parts.append("\n".join(cls) + "\n")
         parts.append(_LOAD)

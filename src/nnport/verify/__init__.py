@@ -19,6 +19,20 @@ from .torch_runner import TorchRunner, load_generated
 __all__ = ["verify", "VerifyReport", "compare_arrays", "default_tolerance"]
 
 
+# File suffix -> factory(path, specs) -> runner with .run(feeds) -> list of arrays (and
+# optionally .output_names).  Other runtimes (ncnn, TorchScript) register with ``register_runner``.
+RUNNERS: dict[str, "callable"] = {}
+
+
+def register_runner(*suffixes: str):
+    def deco(fn):
+        for sfx in suffixes:
+            RUNNERS[sfx.lower()] = fn
+        return fn
+
+    return deco
+
+
 def _kind(src) -> str:
     if isinstance(src, (onnx.ModelProto, ir.Model)):
         return "onnx"
@@ -30,6 +44,8 @@ def _kind(src) -> str:
             return "onnx"
         if suffix == ".py":
             return "torch-py"
+        if suffix in RUNNERS:
+            return "registered"
         if not Path(src).exists():
             raise InputError(f"{src}: no such file")
         raise InputError(f"{src}: cannot verify a {suffix or 'suffix-less'} file "
@@ -42,6 +58,10 @@ def _runner(src, specs: list[InputSpec] | None):
     if kind == "onnx":
         return OrtRunner(src)
     names = [s.name for s in specs] if specs else None
+    if kind == "registered":
+        if not Path(src).exists():
+            raise InputError(f"{src}: no such file")
+        return RUNNERS[Path(src).suffix.lower()](src, specs)
     if kind == "torch":
         return TorchRunner(src, type(src).__name__, names)
     return TorchRunner(load_generated(src), str(src), names)
@@ -55,6 +75,9 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     ``a``/``b``: an .onnx path, ModelProto or ir.Model (run by onnxruntime), a generated .py
     (its ``load()``), or an nn.Module taking the ONNX inputs positionally.
     """
+    from ..convert import _load_targets
+
+    _load_targets()  # target modules register their runners too
     if specs is None:
         for src in (a, b):
             if _kind(src) == "onnx":
