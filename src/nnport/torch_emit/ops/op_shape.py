@@ -548,12 +548,15 @@ def range_(ctx: Ctx, start: Arg, limit: Arg, delta: Arg, *, stash_type: int = 1)
     dt = ctx.dtype(start)
     dts = ctx.dtype_src(dt) if dt is not None else f"{start}.dtype"
     vals = [_scalar(ctx, a) for a in (start, limit, delta)]
+    # the result lives where the run-time bounds live (a model moved to a GPU stays there)
+    dyn = [a for a in (start, limit, delta) if not ctx.is_const(a)]
+    dev = f", device={dyn[0]}.device" if dyn else ""
     if dt in (ir.DataType.FLOAT16, ir.DataType.BFLOAT16):
         # computed in float32 (the stash type), then rounded
-        return f"torch.arange({_args(vals)}, dtype=torch.float32).to({dts})"
+        return f"torch.arange({_args(vals)}, dtype=torch.float32{dev}).to({dts})"
     if dt is not None and dt.is_integer():
         vals = [v if ctx.is_const(a) else f"int({a})" for v, a in zip(vals, (start, limit, delta))]
-    return f"torch.arange({_args(vals)}, dtype={dts})"
+    return f"torch.arange({_args(vals)}, dtype={dts}{dev})"
 
 
 @register("EyeLike", (9, 22))
