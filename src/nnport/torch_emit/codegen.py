@@ -312,6 +312,11 @@ class CodeGen:
         self.weights: dict[str, _Weight] = {}
         self.const_attr: dict[int, str] = {}  # id(Value) -> placeholder attribute name
         self.pending: dict[str, ir.Value] = {}  # placeholder -> constant value
+        # values tracked as Python int expressions (see symbolic.py):
+        # id(Value) -> (list of exprs or one expr, dtype, device expr or None)
+        self.syms: dict[int, tuple] = {}
+        self.sym_ph: dict[str, tuple] = {}  # placeholder -> the same tuple
+        self.bools: dict[int, list[bool]] = {}
         self.modules: dict[str, _Module] = {}
         self.helpers: dict[str, str] = {}
         self.exprs: dict[int, str] = {}  # id(Value) -> expression
@@ -354,6 +359,24 @@ class CodeGen:
         where = f" used by {node_label(node)}" if node is not None else ""
         raise ConversionError(f"tensor {value.name!r}{where} is not produced by any node "
                               "and is not a graph input or initializer")
+
+    def set_sym(self, value: ir.Value, sym, dtype: ir.DataType, device: str | None) -> None:
+        """Track ``value`` as Python expressions; it becomes a tensor only where code needs one."""
+        rec = (sym, dtype, device)
+        self.syms[id(value)] = rec
+        ph = f"__s{len(self.sym_ph)}__"
+        self.sym_ph[ph] = rec
+        self.bind(value, ph)
+
+    def _materialize(self, rec) -> str:
+        sym, dtype, device = rec
+        if dtype == ir.DataType.BOOL:
+            body = py_literal([bool(int(e)) for e in sym]) if isinstance(sym, list) else (
+                py_literal(bool(int(sym))))
+        else:
+            body = f"[{', '.join(sym)}]" if isinstance(sym, list) else str(sym)
+        dev = f", device={device}" if device else ""
+        return f"torch.tensor({body}, dtype={torch_dtype_src(dtype)}{dev})"
 
     def add_weight(self, array: Any, hint: str, parameter: bool | None = None) -> str:
         attr = self.attrs.new(hint, "w")
@@ -435,6 +458,11 @@ class CodeGen:
             hint = out.name or f"{node.op_type.lower()}_{i}"
             out_names.append(self.locals.new(_short_hint(hint, node), "v"))
         ctx = Ctx(self, node, opset, out_names)
+        from .symbolic import try_symbolic
+
+        if try_symbolic(ctx, args, kwargs):
+            self._record(node, [self.exprs[id(o)] for o in node.outputs])
+            return
         try:
             result = em.fn(ctx, *args, **kwargs)
         except NnportError:
@@ -461,8 +489,11 @@ class CodeGen:
                     self.emit(f"{out_names[i]} = {expr}", node)
         for out, name in zip(node.outputs, out_names):
             self.bind(out, name)
+        self._record(node, out_names)
+
+    def _record(self, node: ir.Node, names: list[str]) -> None:
         if self.record:
-            for out, name in zip(node.outputs, out_names):
+            for out, name in zip(node.outputs, names):
                 if out.name and name != "None":
                     self.emit(f"self.record({node.name!r}, {out.name!r}, {name})", node)
 
@@ -486,6 +517,13 @@ class CodeGen:
         else:
             self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
         forward_src = "\n".join("    " * ln.indent + ln.text for ln in self.lines)
+        # tracked shape values that code uses as tensors become torch.tensor([...]) there
+        for _ in range(64):
+            new = re.sub(r"__s\d+__", lambda m: self._materialize(self.sym_ph[m.group(0)]),
+                         forward_src)
+            if new == forward_src:
+                break
+            forward_src = new
         # name only the constants the code actually refers to, in order of first use
         names = {}
         for ph in re.findall(r"self\.(__c\d+__)", forward_src):

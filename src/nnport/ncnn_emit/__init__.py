@@ -1,0 +1,66 @@
+"""ONNX -> ncnn (.param + .bin), verified in the ncnn Python package against onnxruntime."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..convert import ConvertResult, _source_name, prepare, register_target
+from ..io import check_output_path
+from ..verify import register_runner
+
+__all__ = ["convert_to_ncnn", "build_graph"]
+
+
+def build_graph(src, input_shapes: dict | None = None):
+    """(ncnn Graph, normalized ir model) for an ONNX source."""
+    from ..verify.inputs import specs_from_model
+    from .emit import convert_graph
+    from .legalize.probe import Probe
+    from .preflight import preflight
+
+    model = prepare(src)
+    preflight(model)
+    specs = specs_from_model(model)
+    probe = Probe(model, specs, input_shapes)
+    graph = convert_graph(model, probe)
+    for i, (blob, dropped) in enumerate(zip(graph.outputs, graph.output_drop)):
+        graph.add("Noop", [blob], [], name=f"nnport_output_{i}_{int(dropped)}")
+    from .legalize import split
+    split.run(graph)
+    return graph, model
+
+
+@register_target(".param")
+def convert_to_ncnn(src, dst: str | os.PathLike, *, verify: bool = True,
+                    input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
+                    rtol: float | None = None, atol: float | None = None,
+                    fp16: bool = False) -> ConvertResult:
+    dst = check_output_path(Path(dst))
+    check_output_path(dst.with_suffix(".bin"))
+    from . import serializer
+
+    t0 = time.perf_counter()
+    graph, _ = build_graph(src, input_shapes)
+    param, bin_ = serializer.write(graph, dst, fp16=fp16)
+    notes = [f"converted in {time.perf_counter() - t0:.2f} s"]
+    report = None
+    if verify:
+        from ..verify import verify as run_verify
+
+        if fp16 and rtol is None:
+            rtol = 1e-2
+        if fp16 and atol is None:
+            atol = 1e-2
+        report = run_verify(src if not isinstance(src, (str, os.PathLike)) else str(src), param,
+                            input_shapes=input_shapes, inputs=inputs, seed=seed, rtol=rtol,
+                            atol=atol)
+        report.b = str(param)
+    return ConvertResult([param, bin_], report, notes)
+
+
+@register_runner(".param")
+def _ncnn_runner(path, specs):
+    from .runner import NcnnRunner
+
+    return NcnnRunner(path, specs)

@@ -1,0 +1,213 @@
+"""Walk a normalized ONNX graph and build the ncnn graph, one op emitter per node."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from ...errors import ConversionError, InputError
+from .graph import Graph, Weight
+from .legalize.probe import Probe
+
+MAX_NCNN_RANK = 4
+
+
+def attrs_of(node: ir.Node) -> dict:
+    out = {}
+    for k, a in node.attributes.items():
+        v = a.value
+        if isinstance(v, ir.TensorProtocol):
+            v = v.numpy()
+        elif isinstance(v, (list, tuple)):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+class Context:
+    def __init__(self, model: ir.Model, probe: Probe):
+        self.model = model
+        self.probe = probe
+        self.g = Graph()
+        self.blob_of: dict[str, str] = {}  # onnx value name -> ncnn blob
+        self.drop_of: dict[str, bool] = {}  # onnx value name -> batch axis dropped
+        self.node: ir.Node | None = None
+        self.skip: set[int] = set()  # ids of nodes absorbed by another emitter
+        self.consumers: dict[str, list[ir.Node]] = {}
+        for n in model.graph:
+            for v in n.inputs:
+                if v is not None:
+                    self.consumers.setdefault(v.name, []).append(n)
+        self.graph_outputs = {v.name for v in model.graph.outputs}
+
+    # ---- facts about ONNX values ----
+    def shape(self, v) -> tuple:
+        name = v if isinstance(v, str) else v.name
+        if name not in self.probe.shape:
+            self.fail(f"no shape known for {name!r}")
+        return self.probe.shape[name]
+
+    def rank(self, v) -> int:
+        return len(self.shape(v))
+
+    def is_const(self, v) -> bool:
+        return v is not None and v.name in self.probe.value
+
+    def const(self, v) -> np.ndarray | None:
+        if v is None:
+            return None
+        return self.probe.value.get(v.name)
+
+    def need_const(self, v, what: str) -> np.ndarray:
+        c = self.const(v)
+        if c is None:
+            self.fail(f"{what} must be known at conversion time for ncnn")
+        return c
+
+    def varies(self, v) -> np.ndarray | None:
+        return self.probe.varies.get(v.name)
+
+    def drop(self, v) -> bool:
+        name = v if isinstance(v, str) else v.name
+        if name in self.drop_of:
+            return self.drop_of[name]
+        shp = self.shape(name)
+        return len(shp) >= 2 and shp[0] == 1
+
+    def nshape(self, v) -> tuple:
+        """The ncnn shape (outermost first: c, d, h, w) of a value."""
+        shp = self.shape(v)
+        return tuple(shp[1:]) if self.drop(v) else tuple(shp)
+
+    def axis(self, v, onnx_axis: int) -> int:
+        r = self.rank(v)
+        a = onnx_axis + r if onnx_axis < 0 else onnx_axis
+        if self.drop(v):
+            if a == 0:
+                self.fail("operates on the batch axis, which ncnn does not have")
+            a -= 1
+        return a
+
+    def single_consumer(self, v) -> ir.Node | None:
+        cons = self.consumers.get(v.name, [])
+        if len(cons) == 1 and v.name not in self.graph_outputs:
+            return cons[0]
+        return None
+
+    # ---- building ----
+    def fail(self, msg: str):
+        n = self.node
+        where = f"node {n.name or '(unnamed)'!r} ({n.op_type})" if n is not None else "model"
+        raise ConversionError(f"{where}: {msg}")
+
+    def blob(self, v, like=None) -> str:
+        """The ncnn blob of an ONNX value; constants become MemoryData layers (shaped to
+        broadcast against ``like`` when given)."""
+        if v.name in self.blob_of and like is None:
+            return self.blob_of[v.name]
+        c = self.const(v)
+        if c is None:
+            if v.name not in self.blob_of:
+                self.fail(f"input {v.name!r} has no ncnn blob")
+            return self.blob_of[v.name]
+        arr = np.asarray(c, dtype=np.float32)
+        if like is not None:
+            r = self.rank(like)
+            if arr.ndim > r:
+                arr = arr.reshape(arr.shape[arr.ndim - r:]) if all(
+                    d == 1 for d in arr.shape[:arr.ndim - r]) else arr
+            arr = arr.reshape((1,) * (r - arr.ndim) + arr.shape)
+            if self.drop(like):
+                if arr.shape[0] != 1:
+                    self.fail("constant varies along the batch axis")
+                arr = arr[0]
+        elif arr.ndim >= 2 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        return self.memory_data(arr, v.name)
+
+    def memory_data(self, arr: np.ndarray, base: str) -> str:
+        if arr.ndim > MAX_NCNN_RANK:
+            self.fail(f"constant of rank {arr.ndim} does not fit ncnn's 4 dims")
+        top = self.g.unique(base + "_const")
+        p = {}
+        keys = [0, 1, 11, 2]  # w, h, d, c
+        for k, d in zip(keys, reversed(arr.shape)):
+            p[k] = int(d)
+        self.g.add("MemoryData", [], [top], p, [Weight(arr)])
+        return top
+
+    def out(self, v, drop: bool | None = None) -> str:
+        """Name the ncnn blob for ONNX output ``v`` (the ONNX name, sanitized)."""
+        name = self.g.unique(v.name)
+        self.blob_of[v.name] = name
+        if drop is not None:
+            self.drop_of[v.name] = drop
+        shp = self.shape(v)
+        if len(shp) - (1 if self.drop(v) else 0) > MAX_NCNN_RANK:
+            self.fail(f"output {v.name!r} has rank {len(shp)}; ncnn holds at most 4 dims "
+                      "besides the batch")
+        return name
+
+    def alias(self, v, blob: str, drop: bool | None = None):
+        self.blob_of[v.name] = blob
+        if drop is not None:
+            self.drop_of[v.name] = drop
+
+    def add(self, type_, bottoms, tops, params=None, weights=None) -> str:
+        base = self.node.name if self.node is not None and self.node.name else type_.lower()
+        layer = self.g.add(type_, bottoms, tops, params, weights, name=self.g.unique("L_" + base))
+        return layer.tops[0] if layer.tops else ""
+
+    def unary(self, type_: str, params=None, x=None, y=None) -> str:
+        n = self.node
+        x = x if x is not None else n.inputs[0]
+        y = y if y is not None else n.outputs[0]
+        return self.add(type_, [self.blob(x)], [self.out(y, self.drop(x))], params)
+
+
+def convert_graph(model: ir.Model, probe: Probe) -> Graph:
+    from .ops import OPS
+    from .legalize import fuse, patterns, split
+
+    ctx = Context(model, probe)
+    for s in probe.specs:
+        shp = probe.input_shapes[s.name]
+        v = model.graph.inputs[[i.name for i in model.graph.inputs].index(s.name)]
+        if len(shp) - (1 if ctx.drop(v) else 0) > MAX_NCNN_RANK:
+            raise InputError(f"input {s.name!r} has rank {len(shp)}; ncnn holds at most 4 dims "
+                             "besides the batch")
+        name = ctx.g.unique(s.name)
+        ctx.blob_of[s.name] = name
+
+        params = {}  # Input 0=w 1=h 2=c are hints only: left out so that any size loads
+        ctx.g.add("Input", [], [name], params, name=ctx.g.unique("in_" + s.name))
+        ctx.g.inputs.append(name)
+    claimed = patterns.find(ctx)
+    for node in model.graph:
+        if id(node) in ctx.skip:
+            continue
+        if all(o.name in probe.value for o in node.outputs if o.name):
+            continue  # shape arithmetic and constants: folded into params
+        ctx.node = node
+        if id(node) in claimed:
+            claimed[id(node)](ctx, node)
+            continue
+        fn = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if fn is None:
+            ctx.fail("no ncnn mapping")
+        fn(ctx, node)
+    ctx.node = None
+    for v in model.graph.outputs:
+        if v.name not in ctx.blob_of:
+            if v.name in probe.value:
+                ctx.blob_of[v.name] = ctx.blob(v)
+            else:
+                raise ConversionError(f"graph output {v.name!r} was not produced")
+        ctx.g.outputs.append(ctx.blob_of[v.name])
+        ctx.g.output_drop.append(ctx.drop(v))
+    fuse.run(ctx.g)
+    split.run(ctx.g)
+    return ctx.g
+
+

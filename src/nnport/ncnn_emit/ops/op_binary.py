@@ -1,0 +1,51 @@
+"""Elementwise binary ops -> BinaryOp.
+
+ncnn params: 0=op_type (0 add 1 sub 2 mul 3 div 4 max 5 min 6 pow 7 rsub 8 rdiv 9 rpow)
+1=with_scalar 2=b (the scalar).  Broadcasting: both blobs are brought to the same ncnn rank
+(constants become MemoryData shaped like the other operand), then ncnn broadcasts size-1 dims.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import register
+
+OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6}
+REVERSED = {1: 7, 3: 8, 6: 9}
+
+
+def binary(ctx, op, a, b, y):
+    ca, cb = ctx.const(a), ctx.const(b)
+    if cb is not None and np.asarray(cb).size == 1:
+        return ctx.add("BinaryOp", [ctx.blob(a)], [ctx.out(y, ctx.drop(a))],
+                       {0: op, 1: 1, 2: float(np.asarray(cb).ravel()[0])})
+    if ca is not None and np.asarray(ca).size == 1:
+        op2 = REVERSED.get(op, op)
+        return ctx.add("BinaryOp", [ctx.blob(b)], [ctx.out(y, ctx.drop(b))],
+                       {0: op2, 1: 1, 2: float(np.asarray(ca).ravel()[0])})
+    if ca is not None:
+        ba, bb, ref = ctx.blob(a, like=b), ctx.blob(b), b
+    elif cb is not None:
+        ba, bb, ref = ctx.blob(a), ctx.blob(b, like=a), a
+    else:
+        ref = a if ctx.rank(a) >= ctx.rank(b) else b
+        if len(ctx.nshape(a)) != len(ctx.nshape(b)):
+            ctx.fail(f"broadcast between ranks {ctx.rank(a)} and {ctx.rank(b)} is not mapped")
+        ba, bb = ctx.blob(a), ctx.blob(b)
+    return ctx.add("BinaryOp", [ba, bb], [ctx.out(y, ctx.drop(ref))], {0: op})
+
+
+@register(*OPS)
+def binary_op(ctx, node):
+    binary(ctx, OPS[node.op_type], node.inputs[0], node.inputs[1], node.outputs[0])
+
+
+@register("Sum")
+def sum_(ctx, node):
+    ins = list(node.inputs)
+    if len(ins) == 1:
+        return ctx.alias(node.outputs[0], ctx.blob(ins[0]), ctx.drop(ins[0]))
+    if len(ins) == 2:
+        return binary(ctx, 0, ins[0], ins[1], node.outputs[0])
+    ctx.add("Eltwise", [ctx.blob(v) for v in ins], [ctx.out(node.outputs[0], ctx.drop(ins[0]))],
+            {0: 1})  # Eltwise 0=op_type (0 prod 1 sum 2 max)

@@ -1,0 +1,79 @@
+"""MatMul/Gemm with a constant weight -> InnerProduct (a following Add of a constant bias is
+absorbed); MatMul of two activations -> MatMul.
+
+ncnn params: InnerProduct 0=num_output 1=bias_term 2=weight_data_size 9=activation_type
+(weight (out, in) tagged, bias raw); MatMul 0=transB.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Weight
+from . import register
+from ..emit import attrs_of
+
+
+def _bias_add(ctx, y, n):
+    """A single Add consumer of ``y`` with a constant bias of n values (absorbed)."""
+    cons = ctx.single_consumer(y)
+    if cons is None or cons.op_type != "Add":
+        return None, None
+    other = cons.inputs[1] if cons.inputs[0] is y else cons.inputs[0]
+    b = ctx.const(other)
+    if b is None or np.asarray(b).size != n or np.asarray(b).shape[-1] != n:
+        return None, None
+    return cons, np.asarray(b, np.float32).reshape(n)
+
+
+def inner_product(ctx, x, Wt, bias, y):
+    """y = x @ Wt.T + bias; ``Wt``: (out, in)."""
+    n = Wt.shape[0]
+    final = y
+    if bias is None:
+        node, b = _bias_add(ctx, y, n)
+        if node is not None:
+            ctx.skip.add(id(node))
+            final, bias = node.outputs[0], b
+    p = {0: n, 1: int(bias is not None), 2: int(Wt.size)}
+    w = [Weight(Wt, flagged=True)]
+    if bias is not None:
+        w.append(Weight(np.asarray(bias, np.float32).reshape(n)))
+    ctx.add("InnerProduct", [ctx.blob(x)], [ctx.out(final, ctx.drop(x))], p, w)
+
+
+@register("MatMul")
+def matmul(ctx, node):
+    a, b = node.inputs
+    y = node.outputs[0]
+    B = ctx.const(b)
+    if B is not None and np.asarray(B).ndim == 2 and len(ctx.nshape(a)) <= 2 and not ctx.is_const(a):
+        return inner_product(ctx, a, np.ascontiguousarray(np.asarray(B, np.float32).T), None, y)
+    if ctx.is_const(a) and ctx.is_const(b):
+        ctx.fail("constant MatMul was not folded")
+    ref = a if not ctx.is_const(a) else b
+    ba = ctx.blob(a, like=ref if ctx.is_const(a) and len(ctx.nshape(b)) > 2 else None) \
+        if ctx.is_const(a) else ctx.blob(a)
+    bb = ctx.blob(b) if not ctx.is_const(b) else ctx.blob(b)
+    ctx.add("MatMul", [ba, bb], [ctx.out(y, ctx.drop(ref) if ctx.rank(y) == ctx.rank(ref)
+                                         else None)], {0: 0})
+
+
+@register("Gemm")
+def gemm(ctx, node):
+    at = attrs_of(node)
+    a, b = node.inputs[0], node.inputs[1]
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    if at.get("transA", 0):
+        ctx.fail("Gemm with transA=1 is not mapped to ncnn")
+    B = np.asarray(ctx.need_const(b, "the Gemm weight"), np.float32)
+    Wt = B if at.get("transB", 0) else B.T
+    Wt = np.ascontiguousarray(Wt) * float(at.get("alpha", 1.0))
+    bias = None
+    if c is not None and c.name:
+        C = np.asarray(ctx.need_const(c, "the Gemm bias"), np.float32) * float(at.get("beta", 1.0))
+        if C.size == 1:
+            C = np.full(Wt.shape[0], C.ravel()[0], np.float32)
+        if C.size != Wt.shape[0]:
+            ctx.fail("Gemm bias must be per output column for ncnn")
+        bias = C.reshape(-1)
+    inner_product(ctx, a, Wt, bias, node.outputs[0])

@@ -1,0 +1,42 @@
+"""Resize/Upsample -> Interp: 0=resize_type (1 nearest 2 bilinear 3 bicubic) 1=height_scale
+2=width_scale 3=output_height 4=output_width 6=align_corner.  Scales are used when the output
+follows the input size, so the .param stays shape-agnostic."""
+from __future__ import annotations
+
+from . import register
+from ..emit import attrs_of
+
+
+@register("Resize", "Upsample")
+def resize(ctx, node):
+    x, y = node.inputs[0], node.outputs[0]
+    a = attrs_of(node)
+    dec = lambda s: s.decode() if isinstance(s, bytes) else s  # noqa: E731
+    mode = dec(a.get("mode", "nearest"))
+    ctm = dec(a.get("coordinate_transformation_mode", "half_pixel"))
+    if ctx.rank(x) != 4 or not ctx.drop(x):
+        ctx.fail("Resize is mapped to ncnn for batch-1 NCHW tensors")
+    xs, ys = ctx.shape(x), ctx.shape(y)
+    if xs[:2] != ys[:2]:
+        ctx.fail("Resize of the batch or channel axis has no ncnn equivalent")
+    typ = {"nearest": 1, "linear": 2, "cubic": 3}.get(mode)
+    if typ is None:
+        ctx.fail(f"Resize mode {mode!r}")
+    align = 0
+    if typ == 1:
+        nm = dec(a.get("nearest_mode", "round_prefer_floor"))
+        if node.op_type == "Resize" and (ctm != "asymmetric" or nm != "floor"):
+            ctx.fail(f"nearest Resize with {ctm}/{nm} differs from ncnn's (asymmetric/floor)")
+    elif ctm == "align_corners":
+        align = 1
+    elif ctm not in ("half_pixel", "pytorch_half_pixel"):
+        ctx.fail(f"Resize coordinate_transformation_mode {ctm!r} has no ncnn equivalent")
+    if typ == 3 and float(a.get("cubic_coeff_a", -0.75)) != -0.75:
+        ctx.fail("bicubic Resize with cubic_coeff_a other than -0.75")
+    p = {0: typ, 6: align}
+    hv = ctx.probe.shape_varies.get(x.name)
+    if hv is not None and hv[2:].any():
+        p[1], p[2] = ys[2] / xs[2], ys[3] / xs[3]
+    else:
+        p[3], p[4] = ys[2], ys[3]
+    ctx.add("Interp", [ctx.blob(x)], [ctx.out(y, True)], p)

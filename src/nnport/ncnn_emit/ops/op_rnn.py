@@ -1,0 +1,93 @@
+"""LSTM/GRU/RNN -> ncnn LSTM/GRU/RNN (sequence input as a 2-D blob: h = time, w = features).
+
+ncnn params: 0=num_output 1=weight_data_size 2=direction (0 forward 1 reverse 2 bidirectional).
+Weights (all tagged): weight_xc (dirs, gates*H, I), bias_c (dirs, gates', H), weight_hc
+(dirs, gates*H, H).  ncnn gate order: LSTM I F O G (ONNX i o f c); GRU R U N with bias
+(R, U, WN, BN) (ONNX z r h, linear_before_reset=1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Weight
+from . import register
+from ..emit import attrs_of
+from .op_shape import reshape_params
+
+
+def _rnn(ctx, node, kind):
+    a = attrs_of(node)
+    ins = list(node.inputs) + [None] * 8
+    x, w, r, b = ins[0], ins[1], ins[2], ins[3]
+    H = int(a["hidden_size"])
+    W = np.asarray(ctx.need_const(w, "the RNN weight"), np.float32)
+    R = np.asarray(ctx.need_const(r, "the RNN recurrence"), np.float32)
+    D = W.shape[0]
+    ngate = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
+    B = (np.asarray(ctx.need_const(b, "the RNN bias"), np.float32)
+         if b is not None and b.name else np.zeros((D, 2 * ngate * H), np.float32))
+    direction = a.get("direction", "forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    dcode = {"forward": 0, "reverse": 1, "bidirectional": 2}[direction]
+    if ins[4] is not None and ins[4].name:
+        ctx.fail("sequence_lens is not supported by ncnn")
+    for i in (5, 6):
+        if ins[i] is not None and ins[i].name:
+            c = ctx.const(ins[i])
+            if c is None or np.any(c):
+                ctx.fail("initial states other than zeros are not mapped to ncnn")
+    if a.get("layout", 0) or a.get("clip") is not None or a.get("activations"):
+        ctx.fail("RNN layout/clip/custom activations are not mapped to ncnn")
+    xs = ctx.shape(x)
+    if len(xs) != 3 or xs[1] != 1:
+        ctx.fail("RNN input must be (seq, batch=1, features)")
+    Wb, Rb = B[:, :ngate * H], B[:, ngate * H:]
+    if kind == "LSTM":
+        order = [0, 2, 1, 3]
+        g = lambda m: m.reshape(D, 4, H, -1)[:, order].reshape(D, 4 * H, -1)  # noqa: E731
+        Wx, Wh = g(W), g(R)
+        bias = (Wb + Rb).reshape(D, 4, H)[:, order]
+    elif kind == "GRU":
+        if not a.get("linear_before_reset", 0):
+            ctx.fail("GRU with linear_before_reset=0 differs from ncnn's GRU")
+        order = [1, 0, 2]
+        g = lambda m: m.reshape(D, 3, H, -1)[:, order].reshape(D, 3 * H, -1)  # noqa: E731
+        Wx, Wh = g(W), g(R)
+        wb, rb = Wb.reshape(D, 3, H), Rb.reshape(D, 3, H)
+        bias = np.stack([wb[:, 1] + rb[:, 1], wb[:, 0] + rb[:, 0], wb[:, 2], rb[:, 2]], 1)
+    else:
+        Wx, Wh, bias = W, R, (Wb + Rb).reshape(D, 1, H)
+    seq = ctx.g.unique(x.name + "_seq")
+    xdyn = ctx.probe.shape_varies.get(x.name)
+    ctx.add("Reshape", [ctx.blob(x)], [seq],
+            reshape_params(ctx, (xs[0], xs[2]), [bool(xdyn is not None and xdyn[0]), False]))
+    outs = list(node.outputs) + [None, None]
+    y, yh, yc = outs[0], outs[1], outs[2]
+    tops = [ctx.g.unique((y.name if y is not None and y.name else node.name) + "_seq")]
+    if (yh is not None and yh.name) or (yc is not None and yc.name):
+        tops.append(ctx.g.unique((yh.name if yh is not None and yh.name else "h") + "_state"))
+        if kind == "LSTM":
+            tops.append(ctx.g.unique((yc.name if yc is not None and yc.name else "c") + "_state"))
+    ctx.add(kind, [seq], tops, {0: H, 1: int(Wx.size), 2: dcode},
+            [Weight(Wx, True), Weight(np.ascontiguousarray(bias), True), Weight(Wh, True)])
+    for top, v in zip(tops, [y, yh, yc]):
+        if v is None or not v.name:
+            continue
+        dyn = ctx.probe.shape_varies.get(v.name)
+        nd = None if dyn is None else (list(dyn[1:]) if ctx.drop(v) else list(dyn))
+        ctx.add("Reshape", [top], [ctx.out(v)], reshape_params(ctx, ctx.nshape(v) or (1,), nd))
+
+
+@register("LSTM")
+def lstm(ctx, node):
+    _rnn(ctx, node, "LSTM")
+
+
+@register("GRU")
+def gru(ctx, node):
+    _rnn(ctx, node, "GRU")
+
+
+@register("RNN")
+def rnn(ctx, node):
+    _rnn(ctx, node, "RNN")

@@ -1,0 +1,91 @@
+"""Run a .param/.bin pair in the ncnn Python package (``ncnn.Net``, ``load_param``,
+``load_model``, extractor ``input``/``extract`` by blob name).
+
+Feeds drop the batch axis of 1; outputs get it back.  Which outputs had it dropped, and their
+order, is recorded in the .param by ``Noop`` layers named ``nnport_output_<i>_<dropped>``
+reading each graph output (ncnn never runs a layer whose output nobody extracts).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, VerificationError
+
+_META = re.compile(r"^nnport_output_(\d+)_([01])$")
+
+
+def read_outputs(param_path) -> list[tuple[str, bool]]:
+    lines = Path(param_path).read_text(encoding="utf-8", errors="replace").splitlines()
+    split_src, found = {}, []
+    for line in lines[2:]:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        typ, name, nb, nt = parts[0], parts[1], int(parts[2]), int(parts[3])
+        bottoms, tops = parts[4:4 + nb], parts[4 + nb:4 + nb + nt]
+        if typ == "Split":
+            for t in tops:
+                split_src[t] = bottoms[0]
+        m = _META.match(name)
+        if typ == "Noop" and m and bottoms:
+            found.append((int(m.group(1)), split_src.get(bottoms[0], bottoms[0]),
+                          m.group(2) == "1"))
+    return [(b, d) for _, b, d in sorted(found)]
+
+
+class NcnnRunner:
+    kind = "ncnn"
+
+    def __init__(self, param_path, specs=None, threads: int = 1):
+        try:
+            import ncnn
+        except ImportError:
+            raise InputError("running .param files needs the ncnn package "
+                             "(pip install 'nnport[ncnn]')") from None
+        param_path = Path(param_path)
+        bin_path = param_path.with_suffix(".bin")
+        if not bin_path.is_file():
+            raise InputError(f"{param_path}: weights file {bin_path.name} not found beside it")
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        self.net.opt.num_threads = threads
+        self.net.opt.use_fp16_storage = False
+        self.net.opt.use_fp16_packed = False
+        self.net.opt.use_fp16_arithmetic = False
+        self.net.opt.use_bf16_storage = False
+        if self.net.load_param(str(param_path)) != 0:
+            raise InputError(f"{param_path}: ncnn cannot parse this .param file")
+        if self.net.load_model(str(bin_path)) != 0:
+            raise InputError(f"{bin_path}: ncnn cannot load the weights")
+        self.outputs = read_outputs(param_path)
+        if not self.outputs:
+            self.outputs = [(n, True) for n in self.net.output_names()]
+        self.output_names = [n for n, _ in self.outputs]
+        self.input_names = list(self.net.input_names())
+        self.path = str(param_path)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import ncnn
+
+        ex = self.net.create_extractor()
+        ex.set_light_mode(True)
+        from .graph import sanitize
+
+        for name, arr in feeds.items():
+            a = np.asarray(arr)
+            if a.ndim >= 2:
+                if a.shape[0] != 1:
+                    raise InputError(f"input {name!r}: ncnn runs a batch of 1, got {a.shape[0]}")
+                a = a[0]
+            ex.input(sanitize(name), ncnn.Mat(np.ascontiguousarray(a, dtype=np.float32)))
+        outs = []
+        for name, dropped in self.outputs:
+            ret, mat = ex.extract(name)
+            if ret != 0:
+                raise VerificationError(f"ncnn failed to compute {name!r} (error {ret})")
+            y = np.array(mat).copy()
+            outs.append(y[None] if dropped else y)
+        return outs

@@ -1,0 +1,188 @@
+"""PyTorch -> ONNX export (dynamo exporter, TorchScript fallback), TorchScript output, custom ops.
+
+Registers conversion targets ``.onnx`` (from a PyTorch source: ``file.py:factory``,
+``package.module:attr``, a TorchScript ``.pt``/``.pth``, an ExportedProgram ``.pt2``) and ``.pt``
+(TorchScript from an ONNX model through the generated PyTorch code), and verify runners for
+``.pt``/``.pth`` (TorchScript) and ``.pt2`` (ExportedProgram) files.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..convert import ConvertResult, register_target
+from ..errors import ConversionError, InputError
+from ..io import check_output_path, temp_path_beside
+from ..verify import register_runner
+from . import custom_ops
+from .exporter import (check_exportable, export, export_proto, parse_dynamic_arg,
+                       parse_export_shape, simplify, unsupported_ops)
+from .sources import PROGRAM_SUFFIXES, TORCHSCRIPT_SUFFIXES, resolve_source
+
+__all__ = ["export", "export_proto", "check_exportable", "unsupported_ops", "simplify",
+           "custom_ops", "resolve_source", "to_torchscript", "parse_dynamic_arg",
+           "parse_export_shape"]
+
+
+def _is_onnx_source(src) -> bool:
+    import onnx_ir as ir
+
+    if isinstance(src, (onnx.ModelProto, ir.Model)):
+        return True
+    return isinstance(src, (str, os.PathLike)) and Path(src).suffix.lower() == ".onnx"
+
+
+def _concrete(shapes: dict | None, flag: str = "--input-shape") -> dict:
+    out = {}
+    for k, v in (shapes or {}).items():
+        if any(d is None for d in v):
+            raise InputError(f"{flag} {k}: export needs concrete dims ('?' is not allowed)")
+        out[k] = tuple(v)
+    return out
+
+
+@register_target(".onnx")
+def convert_to_onnx(src, dst, *, verify: bool = True, input_shapes: dict | None = None,
+                    inputs: dict | None = None, seed: int = 0, rtol: float | None = None,
+                    atol: float | None = None, dynamic: dict | None = None,
+                    opset: int | None = None, exporter: str | None = None,
+                    no_simplify: bool = False, check_shapes: dict | None = None) -> ConvertResult:
+    """A PyTorch source -> ONNX (see :func:`export`); an ONNX source is simplified and verified
+    against itself."""
+    if _is_onnx_source(src):
+        if dynamic or exporter or check_shapes or opset:
+            raise InputError(f"{src}: --dynamic/--exporter/--opset/--check-shape apply to PyTorch "
+                             "sources, and this one is already ONNX")
+        from ..io import load_proto, save_model
+
+        check_output_path(dst)
+        proto = load_proto(src)
+        out = proto if no_simplify else simplify(proto)
+        report = None
+        if verify:
+            from ..verify import verify as run_verify
+
+            report = run_verify(src, out, input_shapes=input_shapes, inputs=inputs, seed=seed,
+                                rtol=rtol, atol=atol)
+            report.b = str(dst)
+        save_model(out, dst)
+        return ConvertResult([Path(dst)], report)
+    feeds = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in (inputs or {}).items()}
+    return export(src, dst, input_shapes=_concrete(input_shapes), inputs=feeds, dynamic=dynamic,
+                  opset=opset, exporter=exporter, simplify_model=not no_simplify, verify=verify,
+                  check_shapes=_concrete(check_shapes, "--check-shape"), seed=seed, rtol=rtol,
+                  atol=atol)
+
+
+def to_torchscript(module: torch.nn.Module, example: tuple | None = None):
+    """torch.jit.script, falling back to torch.jit.trace on ``example``.  Returns (script, how)."""
+    try:
+        return torch.jit.script(module), "script"
+    except Exception as exc:
+        script_err = " ".join(str(exc).split())[:200]
+    if example is None:
+        raise ConversionError(f"torch.jit.script failed ({script_err}) and there are no example "
+                              "inputs to trace with")
+    try:
+        with torch.no_grad():
+            return torch.jit.trace(module, example, check_trace=False), "trace"
+    except Exception as exc:
+        raise ConversionError(f"torch.jit.script failed ({script_err}); torch.jit.trace failed "
+                              f"too ({' '.join(str(exc).split())[:200]})") from None
+
+
+@register_target(".pt")
+def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict | None = None,
+                           inputs: dict | None = None, seed: int = 0, rtol: float | None = None,
+                           atol: float | None = None) -> ConvertResult:
+    """ONNX -> generated PyTorch code -> TorchScript (.pt), verified against onnxruntime.  A
+    PyTorch source is scripted (or traced) directly and verified against itself."""
+    dst = check_output_path(dst)
+    report = None
+    notes = []
+    if _is_onnx_source(src):
+        from ..convert import _source_name, generate_torch, prepare
+        from ..torch_emit import build_module
+        from ..verify.inputs import random_inputs, resolve_shapes, specs_from_model
+
+        source, state = generate_torch(src)
+        module = build_module(source, state, name=_source_name(src))
+        specs = specs_from_model(prepare(src))
+        shapes = resolve_shapes(specs, input_shapes)
+        feeds = random_inputs(specs, shapes, seed, inputs)
+        from ..verify.torch_runner import to_torch_input
+
+        example = tuple(to_torch_input(feeds[s.name]) for s in specs)
+        scripted, how = to_torchscript(module, example)
+        notes.append(f"TorchScript by torch.jit.{how}")
+        if verify:
+            from ..verify import verify as run_verify
+
+            report = run_verify(src, scripted, input_shapes=input_shapes, inputs=inputs,
+                                seed=seed, rtol=rtol, atol=atol)
+            report.b = str(dst)
+    else:
+        from .exporter import _gen_inputs, _run_torch
+
+        source = resolve_source(src)
+        if source.kind == "program":
+            raise InputError(f"{src}: an ExportedProgram cannot be turned into TorchScript")
+        feeds = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in (inputs or {}).items()}
+        example = _gen_inputs(source, _concrete(input_shapes), feeds, seed)
+        if source.kind == "script":
+            scripted, how = source.obj, "load"
+        else:
+            scripted, how = to_torchscript(source.obj, tuple(example.values()))
+        notes.append(f"TorchScript by torch.jit.{how}")
+        if verify:
+            from ..verify.compare import VerifyReport, compare_arrays
+
+            ref = _run_torch(source, example, "example")
+            with torch.no_grad():
+                got = torch.utils._pytree.tree_leaves(scripted(*example.values()))
+            report = VerifyReport(f"{source.name} (torch)", str(dst),
+                                  {k: {"shape": list(v.shape), "dtype": str(v.dtype)}
+                                   for k, v in example.items()}, seed=seed)
+            for i, (r, g) in enumerate(zip(ref, got)):
+                report.outputs.append(compare_arrays(f"output_{i}", r.numpy(), g.numpy(),
+                                                     rtol, atol))
+    tmp = temp_path_beside(dst)
+    try:
+        torch.jit.save(scripted, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return ConvertResult([Path(dst)], report, notes)
+
+
+class _TorchModuleRunner:
+    kind = "torch"
+
+    def __init__(self, module, name, specs):
+        self.module = module
+        self.name = name
+        self.names = [s.name for s in specs] if specs else None
+
+    def run(self, feeds):
+        from ..verify.torch_runner import TorchRunner
+
+        return TorchRunner(self.module, self.name, self.names).run(feeds)
+
+
+@register_runner(*TORCHSCRIPT_SUFFIXES)
+def _torchscript_runner(path, specs):
+    src = resolve_source(str(path))
+    return _TorchModuleRunner(src.obj, str(path), specs)
+
+
+@register_runner(*PROGRAM_SUFFIXES)
+def _program_runner(path, specs):
+    src = resolve_source(str(path))
+    return _TorchModuleRunner(src.obj.module(), str(path), specs)
