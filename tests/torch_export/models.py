@@ -54,10 +54,11 @@ class TwoInTwoOut(nn.Module):
 
 
 class BakesBatch(nn.Module):
-    """reshape(1, -1) pins the batch to 1: a dynamic batch cannot survive this."""
+    """int(x.shape[0]) is a Python number to the tracer: the batch is baked in as a constant."""
 
     def forward(self, x):
-        return (x * 2).reshape(1, -1)
+        n = int(x.shape[0])
+        return (x * 2).reshape(n, -1)
 
 
 def seeded(cls):
@@ -83,3 +84,19 @@ def two_in_two_out():
 
 def bakes_batch():
     return BakesBatch()
+
+
+class SpecializesOnBatch(nn.Module):
+    """Python control flow on a size: torch.export specializes the batch to the example's."""
+
+    def forward(self, x):
+        return x * 2 if x.shape[0] == 1 else x * 3
+
+
+class DataDependent(nn.Module):
+    """Control flow on a value: torch.export cannot capture it (the tracer takes one branch)."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1

@@ -24,10 +24,6 @@ def build_graph(src, input_shapes: dict | None = None):
     specs = specs_from_model(model)
     probe = Probe(model, specs, input_shapes)
     graph = convert_graph(model, probe)
-    for i, (blob, dropped) in enumerate(zip(graph.outputs, graph.output_drop)):
-        graph.add("Noop", [blob], [], name=f"nnport_output_{i}_{int(dropped)}")
-    from .legalize import split
-    split.run(graph)
     return graph, model
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ...errors import ConversionError, InputError
+from ..errors import ConversionError, InputError
 from .graph import Graph, Weight
 from .legalize.probe import Probe
 
@@ -131,7 +131,7 @@ class Context:
             self.fail(f"constant of rank {arr.ndim} does not fit ncnn's 4 dims")
         top = self.g.unique(base + "_const")
         p = {}
-        keys = [0, 1, 11, 2]  # w, h, d, c
+        keys = [0, 1, 11, 2] if arr.ndim == 4 else [0, 1, 2]  # w, h, (d,) c
         for k, d in zip(keys, reversed(arr.shape)):
             p[k] = int(d)
         self.g.add("MemoryData", [], [top], p, [Weight(arr)])
@@ -206,6 +206,8 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
                 raise ConversionError(f"graph output {v.name!r} was not produced")
         ctx.g.outputs.append(ctx.blob_of[v.name])
         ctx.g.output_drop.append(ctx.drop(v))
+    for i, (blob, dropped) in enumerate(zip(ctx.g.outputs, ctx.g.output_drop)):
+        ctx.g.add("Noop", [blob], [], name=f"nnport_output_{i}_{int(dropped)}")
     fuse.run(ctx.g)
     split.run(ctx.g)
     return ctx.g

@@ -74,13 +74,19 @@ class NcnnRunner:
         ex.set_light_mode(True)
         from .graph import sanitize
 
+        keep = []
+
         for name, arr in feeds.items():
             a = np.asarray(arr)
             if a.ndim >= 2:
                 if a.shape[0] != 1:
                     raise InputError(f"input {name!r}: ncnn runs a batch of 1, got {a.shape[0]}")
                 a = a[0]
-            ex.input(sanitize(name), ncnn.Mat(np.ascontiguousarray(a, dtype=np.float32)))
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            keep.append(a)
+            mat = ncnn.Mat(a).clone()  # ncnn owns its copy: in-place layers may write to it
+            keep.append(mat)
+            ex.input(sanitize(name), mat)
         outs = []
         for name, dropped in self.outputs:
             ret, mat = ex.extract(name)

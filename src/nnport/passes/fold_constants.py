@@ -9,6 +9,8 @@ using onnx's reference evaluator takes over, so a folder bug never blocks a conv
 """
 from __future__ import annotations
 
+import logging
+
 import onnx
 import onnx_ir as ir
 from onnxscript.optimizer import _constant_folding
@@ -27,6 +29,8 @@ def _should_fold(node: ir.Node) -> bool | None:
 
 def fold_constants(model: ir.Model) -> ir.Model:
     snapshot = model.clone()  # shares tensors: cheap even for large models
+    # onnxscript logs every node it declines to fold; that is not news for our users
+    logging.getLogger("onnxscript").setLevel(logging.ERROR)
     try:
         _constant_folding.fold_constants(
             model,

@@ -82,16 +82,15 @@ def _is_noop(node: ir.Node) -> bool:
         if target is None or shape is None:
             return False
         target = tuple(int(t) for t in target.reshape(-1))
-        if True:
-            allowzero = _attr(node, "allowzero", 0)
-            resolved = tuple(shape[i] if t == 0 and not allowzero and i < len(shape) else t
-                             for i, t in enumerate(target))
-            if resolved.count(-1) == 1 and all(d > 0 for d in shape):
-                known = int(np.prod([d for d in resolved if d != -1]))
-                if known:
-                    resolved = tuple(int(np.prod(shape)) // known if d == -1 else d
-                                     for d in resolved)
-            return resolved == shape
+        allowzero = _attr(node, "allowzero", 0)
+        resolved = tuple(shape[i] if t == 0 and not allowzero and i < len(shape) else t
+                         for i, t in enumerate(target))
+        if resolved.count(-1) == 1 and all(d > 0 for d in shape):
+            known = int(np.prod([d for d in resolved if d != -1]))
+            if known:
+                resolved = tuple(int(np.prod(shape)) // known if d == -1 else d
+                                 for d in resolved)
+        return resolved == shape
     if op == "Transpose":
         perm = _attr(node, "perm")
         if perm is None:

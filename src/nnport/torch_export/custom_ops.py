@@ -97,3 +97,52 @@ def op_name(target) -> str:
     if isinstance(target, torch._ops.OpOverload):
         return target.name()
     return getattr(target, "__qualname__", None) or str(target)
+
+
+_ATTR_TYPES = {float: "FLOAT", int: "INT", str: "STRING", "floats": "FLOATS", "ints": "INTS",
+               "strings": "STRINGS"}
+
+
+def custom_node(domain: str, op_type: str, *, inputs: int = 1, outputs: int = 1,
+                attributes: dict | None = None, version: int = 1):
+    """An onnxscript op for a node of your own domain, callable inside a translation function::
+
+        SoftClip = custom_ops.custom_node("my.ops", "SoftClip", attributes={"limit": float})
+
+        @custom_ops.register(torch.ops.mylib.softclip.default)
+        def softclip(x, limit: float):
+            return SoftClip(x, limit=limit)
+
+    The node's schema (``inputs`` tensors, ``outputs`` tensors, ``attributes``: name -> float,
+    int, str or "floats"/"ints"/"strings") is registered with ``onnx.defs`` so the exporter can
+    build it.  onnxruntime cannot run such a node; ``nnport.torch_emit.custom`` maps it back to
+    PyTorch code."""
+    import onnx
+    import onnxscript
+    from onnx.defs import OpSchema
+
+    if not domain or domain == "ai.onnx":
+        raise InputError(f"custom node {op_type!r}: give it a domain of your own")
+    if not onnx.defs.has(op_type, version, domain):
+        param = OpSchema.FormalParameter
+        attrs = []
+        for name, kind in (attributes or {}).items():
+            if kind not in _ATTR_TYPES:
+                raise InputError(f"custom node {op_type!r}: attribute {name!r} has type {kind!r}; "
+                                 "use float, int, str, 'floats', 'ints' or 'strings'")
+            attrs.append(OpSchema.Attribute(name, getattr(OpSchema.AttrType, _ATTR_TYPES[kind]),
+                                            "", required=False))
+        schema = OpSchema(op_type, domain, version,
+                          inputs=[param(f"input_{i}", "T") for i in range(inputs)],
+                          outputs=[param(f"output_{i}", "T") for i in range(outputs)],
+                          type_constraints=[("T", ["tensor(float)", "tensor(double)",
+                                                   "tensor(float16)", "tensor(bfloat16)",
+                                                   "tensor(int64)", "tensor(int32)",
+                                                   "tensor(bool)"], "")],
+                          attributes=attrs)
+        try:
+            onnx.defs.register_schema(schema)
+        except Exception as exc:  # already registered by an earlier call
+            if "already" not in str(exc).lower():
+                raise
+    return getattr(onnxscript.values.Opset(domain, version), op_type)

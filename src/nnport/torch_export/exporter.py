@@ -306,29 +306,45 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     return ir.to_proto(model)
 
 
-def _second_shapes(proto: onnx.ModelProto, shapes: dict[str, tuple]) -> dict[str, tuple] | None:
-    """Change every symbolic dim of the ONNX inputs (consistently per symbol)."""
-    new: dict[str, int] = {}
-    out = {}
-    changed = False
+def _symbolic_axes(proto: onnx.ModelProto) -> dict[str, dict[int, str]]:
+    """The symbolic (dynamic) dims of the ONNX inputs: name -> {axis: dim name}."""
+    out: dict[str, dict[int, str]] = {}
     for vi in proto.graph.input:
-        if vi.name not in shapes:
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.dim_param or not d.HasField("dim_value"):
+                out.setdefault(vi.name, {})[axis] = d.dim_param or f"{vi.name}:{axis}"
+    return out
+
+
+def _second_shapes(dynamic: dict[str, dict[int, str]],
+                   shapes: dict[str, tuple]) -> dict[str, tuple] | None:
+    """Change every dynamic dim (consistently per dim name) to get a second shape to check."""
+    new: dict[str, int] = {}
+    out = dict(shapes)
+    for name, axes in dynamic.items():
+        if name not in shapes:
             continue
-        base = list(shapes[vi.name])
-        dims = vi.type.tensor_type.shape.dim
-        for axis, d in enumerate(dims):
-            if axis >= len(base) or not (d.dim_param or not d.HasField("dim_value")):
+        base = list(shapes[name])
+        for axis, dname in axes.items():
+            if axis >= len(base):
                 continue
-            key = d.dim_param or f"{vi.name}:{axis}"
-            if key not in new:
+            if dname not in new:
                 v = base[axis]
-                new[key] = v + 1 if axis == 0 else (v * 2 if v <= 64 else v + 64)
-            base[axis] = new[key]
-            changed = True
-        out[vi.name] = tuple(base)
-    if not changed:
-        return None
-    return {n: out.get(n, s) for n, s in shapes.items()}
+                new[dname] = v + 1 if axis == 0 else (v * 2 if v <= 64 else v + 64)
+            base[axis] = new[dname]
+        out[name] = tuple(base)
+    return out if new else None
+
+
+def _became_static(proto: onnx.ModelProto, dynamic: dict) -> list[str]:
+    sym = _symbolic_axes(proto)
+    names = {vi.name for vi in proto.graph.input}
+    lost = []
+    for name, axes in dynamic.items():
+        for axis in axes:
+            if name in names and axis not in sym.get(name, {}):
+                lost.append(f"{name}[{axis}]")
+    return lost
 
 
 def _verify(source: Source, proto: onnx.ModelProto, inputs: dict, rtol, atol, label: str,
@@ -420,7 +436,8 @@ def export_proto(src, *, input_shapes: dict | None = None, inputs: dict | None =
         except Exception as exc:
             reason = _first_line(exc)
             m = re.search(r"Exporting the operator '?([\w:.]+)'? to ONNX opset version \d+ is "
-                          r"not supported", str(exc))
+                          r"not supported", str(exc)) or re.search(
+                r"operator with unrecognized namespace ([\w:.]+)", str(exc))
             if m:
                 raise ConversionError(
                     f"{source.name}: {_unsupported_message({m.group(1): 1})}") from None
@@ -452,9 +469,20 @@ def export(src, dst, *, input_shapes: dict | None = None, inputs: dict | None = 
     report = None
     if verify:
         report = _verify(source, proto, example, rtol, atol, "example")
+        from ..verify.compare import OutputReport
+
+        lost = _became_static(proto, dynamic or {})
+        if lost:
+            report.outputs.append(OutputReport(
+                "<dynamic axes>", "", [], False, float("inf"), float("inf"), None, 0, 0,
+                f"requested dynamic axes became static in the ONNX model: {', '.join(lost)} "
+                "(the model specializes on that size; try --exporter torchscript or change "
+                "the code)"))
         shapes2 = dict(check_shapes or {})
-        if not shapes2 and (dynamic or source.kind == "program"):
-            shapes2 = _second_shapes(proto, {k: tuple(v.shape) for k, v in example.items()}) or {}
+        if not shapes2:
+            axes = dict(dynamic or {}) if dynamic else (
+                _symbolic_axes(proto) if source.kind == "program" else {})
+            shapes2 = _second_shapes(axes, {k: tuple(v.shape) for k, v in example.items()}) or {}
         if shapes2:
             for k in shapes2:
                 if k not in example:

@@ -34,7 +34,12 @@ def reshape_params(ctx, out_nshape, out_dyn, in_nshape=None, in_dyn=None) -> dic
     for i in range(n):
         if dyn[i]:
             vals[i] = -1
-    return {k: int(v) for k, v in zip(KEYS, reversed(vals))}
+    return {k: int(v) for k, v in zip(shape_keys(n), reversed(vals))}
+
+
+def shape_keys(n: int) -> list[int]:
+    """Param ids of w, h, (d,) c for an n-dim ncnn blob, innermost first."""
+    return [0, 1, 11, 2] if n == 4 else [0, 1, 2][:n]
 
 
 def _ndyn(ctx, v):
@@ -78,6 +83,12 @@ def transpose(ctx, node):
     r = ctx.rank(x)
     perm = list(attrs_of(node).get("perm") or reversed(range(r)))
     drop = ctx.drop(x)
+    shp = ctx.shape(x)
+    moved = [p for p in perm if shp[p] != 1]
+    if moved == sorted(moved):  # only size-1 axes move: the data order stays, a reshape
+        if ctx.shape(y) == shp:
+            return ctx.alias(y, ctx.blob(x), drop)
+        return emit_reshape(ctx, x, y)
     if drop:
         if perm[0] != 0:
             ctx.fail("transpose moves the batch axis, which ncnn does not have")

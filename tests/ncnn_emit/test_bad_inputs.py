@@ -1,0 +1,97 @@
+"""Bad inputs: one line on stderr, exit 2, no .param/.bin left behind."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+pytest.importorskip("ncnn")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "nnport.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _model(path, nodes, inputs, outputs, opset=17):
+    g = helper.make_graph(nodes, "g", inputs, outputs)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), path)
+    return path
+
+
+def _assert_error(r, tmp_path, *words):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert not list(tmp_path.glob("*.param")) and not list(tmp_path.glob("*.bin"))
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_unsupported_ops_all_listed(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    k = helper.make_tensor_value_info("k", TensorProto.INT64, [1])
+    src = _model(tmp_path / "m.onnx", [
+        helper.make_node("Hardmax", ["x"], ["d"], name="hm_node"),
+        helper.make_node("Relu", ["d"], ["r"]),
+        helper.make_node("TopK", ["r", "k"], ["y", "i"], name="topk_node"),
+    ], [x, k], [y])
+    r = _cli("convert", src, tmp_path / "m.param")
+    _assert_error(r, tmp_path, "ncnn", "Hardmax", "hm_node", "TopK", "topk_node")
+
+
+def test_rank_too_high(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4, 5, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 4, 5, 6])
+    src = _model(tmp_path / "m.onnx", [helper.make_node("Relu", ["x"], ["y"])], [x], [y])
+    _assert_error(_cli("convert", src, tmp_path / "m.param"), tmp_path, "rank", "'x'")
+
+
+def test_dynamic_dim_needs_input_shape(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    src = _model(tmp_path / "m.onnx", [helper.make_node("Relu", ["x"], ["y"])], [x], [y])
+    _assert_error(_cli("convert", src, tmp_path / "m.param"), tmp_path, "--input-shape", "'x'")
+    r = _cli("convert", src, tmp_path / "m.param", "--input-shape", "x=1,3,8,8")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "m.param").exists() and (tmp_path / "m.bin").exists()
+
+
+def test_batch_other_than_one(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])
+    src = _model(tmp_path / "m.onnx", [helper.make_node("Relu", ["x"], ["y"])], [x], [y])
+    r = _cli("convert", src, tmp_path / "m.param", "--input-shape", "x=2,3,8,8")
+    _assert_error(r, tmp_path, "batch", "'x'")
+
+
+def test_attribute_ncnn_cannot_express(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    src = _model(tmp_path / "m.onnx", [helper.make_node(
+        "MaxPool", ["x"], ["y"], name="dilated", kernel_shape=[2, 2], dilations=[2, 2])],
+        [x], [y])
+    _assert_error(_cli("convert", src, tmp_path / "m.param"), tmp_path, "dilated", "MaxPool")
+
+
+def test_fp16_flag_and_verify_command(tmp_path):
+    x = helper.make_tensor_value_info("in put", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], [0.01 * i for i in range(108)])
+    g = helper.make_graph([helper.make_node("Conv", ["in put", "w"], ["y"], pads=[1, 1, 1, 1])],
+                          "g", [x], [y], [w])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    r = _cli("convert", src, tmp_path / "m.param", "--fp16")
+    assert r.returncode == 0, r.stderr
+    assert "MATCH" in r.stdout
+    assert (tmp_path / "m.bin").stat().st_size == 4 + 108 * 2
+    assert " in_put " in (tmp_path / "m.param").read_text()
+    r = _cli("verify", src, tmp_path / "m.param", "--rtol", "1e-2", "--atol", "1e-2")
+    assert r.returncode == 0, r.stdout + r.stderr

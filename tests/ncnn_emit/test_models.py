@@ -1,0 +1,87 @@
+"""Plain-torch models -> ONNX -> ncnn .param/.bin, run in the real ncnn package and compared
+with onnxruntime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ncnn")
+
+from nnport.convert import convert  # noqa: E402
+from nnport.verify import verify  # noqa: E402
+
+from .models import CNN, Encoder, Recurrent, export  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _check(report, rtol):
+    assert report.outputs
+    for o in report.outputs:
+        assert o.ok, str(o)
+        assert o.max_rel_err <= rtol or o.max_abs_err <= rtol, str(o)
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_cnn(tmp_path, fp16):
+    src = export(CNN(), (torch.randn(1, 3, 32, 32),), tmp_path / "cnn.onnx")
+    res = convert(src, tmp_path / "cnn.param", fp16=fp16, rtol=1e-2 if fp16 else 1e-3,
+                  atol=1e-2 if fp16 else 1e-4)
+    _check(res.report, 1e-2 if fp16 else 1e-3)
+    text = (tmp_path / "cnn.param").read_text()
+    assert text.startswith("7767517\n")
+    for layer in ("Convolution", "ConvolutionDepthWise", "Pooling", "Interp", "Concat",
+                  "InnerProduct", "BinaryOp"):
+        assert f"\n{layer} " in text
+    assert "BatchNorm" not in text  # folded into the convolutions
+    assert " input " in text and " output " in text  # blob names are the ONNX names
+    size = (tmp_path / "cnn.bin").stat().st_size
+    n_params = sum(p.numel() for p in CNN().parameters())
+    assert size < n_params * 4 * (0.6 if fp16 else 1.2)
+
+
+def test_transformer_encoder(tmp_path):
+    src = export(Encoder(), (torch.randn(1, 6, 32),), tmp_path / "enc.onnx")
+    res = convert(src, tmp_path / "enc.param", rtol=1e-3, atol=1e-4)
+    _check(res.report, 1e-3)
+    text = (tmp_path / "enc.param").read_text()
+    for layer in ("LayerNorm", "GELU", "Softmax", "MatMul", "Permute", "InnerProduct"):
+        assert f"\n{layer} " in text
+
+
+def test_lstm_gru(tmp_path):
+    src = export(Recurrent(), (torch.randn(1, 5, 8),), tmp_path / "rnn.onnx")
+    res = convert(src, tmp_path / "rnn.param", rtol=1e-3, atol=1e-4)
+    _check(res.report, 1e-3)
+    text = (tmp_path / "rnn.param").read_text()
+    assert "\nLSTM " in text and "\nGRU " in text
+
+
+def test_dynamic_hw_runs_at_another_size(tmp_path):
+    src = export(CNN(), (torch.randn(1, 3, 32, 32),), tmp_path / "dyn.onnx",
+                 dynamic_axes={"input": {2: "h", 3: "w"}})
+    res = convert(src, tmp_path / "dyn.param", input_shapes={"input": (1, 3, 32, 32)})
+    assert res.ok
+    rep = verify(src, tmp_path / "dyn.param", input_shapes={"input": (1, 3, 64, 48)},
+                 rtol=1e-3, atol=1e-4)
+    assert rep.ok, rep.lines()
+    assert rep.inputs["input"]["shape"] == [1, 3, 64, 48]
+
+
+def test_runner_against_onnxruntime_directly(tmp_path):
+    import onnxruntime as ort
+
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    src = export(CNN(), (torch.randn(1, 3, 16, 16),), tmp_path / "c.onnx")
+    convert(src, tmp_path / "c.param", verify=False)
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None,
+                                                                                {"input": x})
+    got = NcnnRunner(tmp_path / "c.param").run({"input": x})
+    assert got[0].shape == ref[0].shape
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-3, atol=1e-4)

@@ -1,0 +1,112 @@
+"""verify --locate names exactly the node whose weight or attribute was corrupted."""
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import nnport
+from nnport.verify.locate import locate
+from tools.cnn import cnn_model
+
+NNPORT = [sys.executable, "-m", "nnport.cli"]
+
+
+def run(*args):
+    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def corrupt_weight(model, name, delta=1.0):
+    m = copy.deepcopy(model)
+    for t in m.graph.initializer:
+        if t.name == name:
+            arr = numpy_helper.to_array(t).copy()
+            arr.reshape(-1)[3::11] += delta  # several entries: one may meet a zero input
+            t.CopyFrom(numpy_helper.from_array(arr, name))
+    return m
+
+
+def corrupt_attr(model, node_name, attr, ints):
+    m = copy.deepcopy(model)
+    node = next(n for n in m.graph.node if n.name == node_name)
+    a = next(a for a in node.attribute if a.name == attr)
+    a.ints[:] = ints
+    return m
+
+
+@pytest.mark.parametrize("weight,node,op", [("w1", "conv1", "Conv"), ("w2", "conv2", "Conv"),
+                                            ("bn_v", "bn1", "BatchNormalization"),
+                                            ("fc_w", "fc", "Gemm")])
+@pytest.mark.parametrize("chunk", [2, 64])
+def test_onnx_weight_corruption_is_located(weight, node, op, chunk):
+    a = cnn_model()
+    res = locate(a, corrupt_weight(a, weight), chunk_size=chunk)
+    assert not res.report.ok
+    assert res.found and res.node == node and res.op == op, res.lines()
+    w = next(i for i in res.inputs if i["name"] == weight)
+    assert w["kind"] == "weight" and not w["ok"]
+    # the node's tensor inputs still agree
+    assert all(i["ok"] for i in res.inputs if i["kind"] != "weight" and "ok" in i)
+
+
+def test_onnx_attribute_corruption_is_located():
+    a = cnn_model()
+    res = locate(a, corrupt_attr(a, "pool2", "kernel_shape", [1, 1]), chunk_size=3)
+    assert res.found and res.node == "pool2" and res.op == "MaxPool"
+    res = locate(a, corrupt_attr(a, "transpose_id", "perm", [0, 1, 3, 2]))
+    assert res.found and res.node == "transpose_id"
+
+
+def test_matching_models_locate_nothing():
+    a = cnn_model()
+    res = locate(a, copy.deepcopy(a))
+    assert res.report.ok and not res.found
+    res = locate(a, copy.deepcopy(a), scan_all=True, chunk_size=5)
+    assert not res.found and res.compared == 20 and all(t.ok for t in res.trace)
+
+
+@pytest.fixture()
+def generated(tmp_path):
+    src = tmp_path / "m.onnx"
+    onnx.save(cnn_model(), src)
+    py = tmp_path / "out" / "m.py"
+    py.parent.mkdir()
+    assert nnport.convert(src, py).ok
+    return src, py
+
+
+def test_torch_safetensors_corruption_is_located_with_source_line(generated):
+    from safetensors.numpy import load_file, save_file
+
+    src, py = generated
+    st = py.with_suffix(".safetensors")
+    w = load_file(st)
+    w["conv2.weight"].reshape(-1)[5] += 2.0
+    save_file(w, st)
+    res = locate(src, py, chunk_size=4)
+    assert res.found and res.node == "conv2" and res.op == "Conv", res.lines()
+    lines = py.read_text().splitlines()
+    assert res.source["file"] == str(py)
+    assert lines[res.source["line"] - 1].strip() == res.source["text"].strip()
+    assert "self.conv2(" in res.source["text"]
+
+
+def test_cli_locate_text_and_json(generated, tmp_path):
+    src, _ = generated
+    bad = tmp_path / "bad.onnx"
+    onnx.save(corrupt_weight(cnn_model(), "w2"), bad)
+    rc, out, err = run("verify", src, bad, "--locate")
+    assert rc == 1, err
+    assert "first diverging node 'conv2' (Conv)" in out and "w2 (weight)" in out
+    rc, out, err = run("verify", src, bad, "--locate", "--json")
+    assert rc == 1, err
+    d = json.loads(out)
+    assert d["match"] is False and d["locate"]["node"] == "conv2"
+    assert d["locate"]["output"]["name"] == "c2"
+    rc, out, err = run("verify", src, src, "--locate")
+    assert rc == 0 and "nothing to locate" in out
