@@ -33,5 +33,19 @@ def inspect(src, **options):
     return _inspection.inspect_model(src, **options)
 
 
-__all__ = ["convert", "to_torch", "verify", "inspect", "NnportError", "InputError",
+def simplify(src, dst=None, **options):
+    """Simplify an ONNX model pass by pass, each pass verified in onnxruntime (see nnport.tools)."""
+    from .tools import simplify as _simplify
+
+    return _simplify(src, dst, **options)
+
+
+def extract(src, dst=None, *, inputs, outputs, **options):
+    """The runnable subgraph between tensors ``inputs`` and ``outputs``."""
+    from .tools import extract as _extract
+
+    return _extract(src, dst, inputs=inputs, outputs=outputs, **options)
+
+
+__all__ = ["convert", "to_torch", "verify", "inspect", "simplify", "extract", "NnportError", "InputError",
            "ConversionError", "UnsupportedOpsError", "VerificationError", "__version__"]

@@ -109,9 +109,3 @@ def add_commands(sub) -> None:
     _tol_options(d)
     d.set_defaults(fn=cmd_edit)
 
-    # verify --locate / --report live in nnport.verify.locate; attach them to the verify parser.
-    v = sub.choices.get("verify")
-    if v is not None and not any("--locate" in a.option_strings for a in v._actions):
-        from ..verify.locate import add_verify_flags
-
-        add_verify_flags(v)

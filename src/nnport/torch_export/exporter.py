@@ -140,10 +140,10 @@ def unsupported_ops(program, table: dict | None = None, opset: int | None = None
     from torch.onnx._internal.exporter import _decomp
 
     table = custom_ops.translation_table(table)
-    reg = _onnx_registry(opset, table)
-    implemented = _decomp.get_onnx_implemented_overloads(reg) + list(table)
-    decomp = _decomp.create_onnx_friendly_decomposition_table(set(implemented))
     with _quiet():
+        reg = _onnx_registry(opset, table)
+        implemented = _decomp.get_onnx_implemented_overloads(reg) + list(table)
+        decomp = _decomp.create_onnx_friendly_decomposition_table(set(implemented))
         program = program.run_decompositions(decomp)
     missing: dict[str, int] = {}
     for node in program.graph.nodes:
@@ -489,7 +489,9 @@ def export(src, dst, *, input_shapes: dict | None = None, inputs: dict | None = 
                     raise InputError(f"--check-shape {k}: the model has no input {k!r} "
                                      f"(inputs: {', '.join(example)})")
             full = {k: tuple(shapes2.get(k, tuple(v.shape))) for k, v in example.items()}
-            second = _gen_inputs(source, full, {}, seed + 1,
+            keep = {k: v for k, v in (inputs or {}).items()  # given values whose shape stays
+                    if tuple(_as_tensor(v, k).shape) == full.get(k)}
+            second = _gen_inputs(source, full, keep, seed + 1,
                                  dtypes={k: v.dtype for k, v in example.items()})
             _verify(source, proto, second, rtol, atol, "second-shape", report)
         report.b = str(dst)

@@ -349,21 +349,6 @@ def locate(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
 
 
 # ----- CLI: ``nnport verify A B --locate --report page.html`` --------------------------------
-def add_verify_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--locate", action="store_true",
-                        help="when outputs diverge, find the first node whose output diverges")
-    parser.add_argument("--report", metavar="PAGE.html", default=None,
-                        help="write a self-contained HTML page with the error statistics")
-    previous = parser.get_default("fn")
-
-    def cmd(args):
-        if not args.locate and not args.report:
-            return previous(args)
-        return cmd_verify_locate(args)
-
-    parser.set_defaults(fn=cmd)
-
-
 def cmd_verify_locate(args) -> int:
     from ..cli import print_report, verify_kwargs
     from . import verify
