@@ -33,6 +33,14 @@ def inspect(src, **options):
     return _inspection.inspect_model(src, **options)
 
 
+def export(src, dst, **options):
+    """Export a PyTorch model (nn.Module, "file.py:factory", "pkg.mod:attr", TorchScript .pt,
+    ExportedProgram .pt2) to ONNX, simplified and verified against onnxruntime."""
+    from .torch_export import export as _export
+
+    return _export(src, dst, **options)
+
+
 def simplify(src, dst=None, **options):
     """Simplify an ONNX model pass by pass, each pass verified in onnxruntime (see nnport.tools)."""
     from .tools import simplify as _simplify
@@ -47,5 +55,5 @@ def extract(src, dst=None, *, inputs, outputs, **options):
     return _extract(src, dst, inputs=inputs, outputs=outputs, **options)
 
 
-__all__ = ["convert", "to_torch", "verify", "inspect", "simplify", "extract", "NnportError", "InputError",
+__all__ = ["convert", "to_torch", "export", "verify", "inspect", "simplify", "extract", "NnportError", "InputError",
            "ConversionError", "UnsupportedOpsError", "VerificationError", "__version__"]

@@ -58,6 +58,8 @@ def cmd_convert(args) -> int:
     result = convert(args.src, args.dst, verify=not args.no_verify, **kw)
     if not args.json:
         print("wrote " + ", ".join(str(p) for p in result.outputs))
+        for note in getattr(result, "notes", []):
+            print(f"note: {note}")
     if result.report is not None:
         print_report(result.report, args.json)
         return EXIT_OK if result.report.ok else EXIT_MISMATCH

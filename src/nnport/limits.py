@@ -31,6 +31,8 @@ INT64_MAX = 2**63 - 1
 # Constant operands larger than this are not read (shape vectors are tiny; a "shape" with more
 # entries than this is itself suspicious but not our business here).
 _SMALL = 64
+# 4-bit types (int4/uint4/float4e2m1): two elements per byte
+_SUB_BYTE = {21, 22, 23}
 
 
 def max_elements() -> int:
@@ -185,8 +187,38 @@ def _small_values(tensor) -> list | None:
         return None  # malformed data: the loader reports it
 
 
+_TYPED_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data")
+
+
 def _check_tensor_proto(tensor, where: str) -> None:
-    check_elements(list(tensor.dims), f"{where}tensor {tensor.name!r}")
+    """Declared size within the limit, and inline data of exactly the declared size."""
+    import onnx
+
+    name = tensor.name if isinstance(tensor.name, str) else repr(tensor.name)
+    what = f"{where}tensor {name!r}"
+    n = check_elements(list(tensor.dims), what)
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return
+    if tensor.HasField("raw_data"):
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        except Exception:
+            return  # unknown / string / sub-byte types: the loader reports those
+        if tensor.data_type in _SUB_BYTE:
+            return
+        if len(tensor.raw_data) != n * itemsize:
+            raise InputError(f"{what} declares {_fmt(n)} elements ({_fmt(n * itemsize)} bytes) "
+                             f"but holds {_fmt(len(tensor.raw_data))} bytes of data")
+        return
+    for fld in _TYPED_FIELDS:
+        count = len(getattr(tensor, fld))
+        if count and count not in (n, 2 * n):  # complex types store two numbers per element
+            raise InputError(f"{what} declares {_fmt(n)} elements but holds {_fmt(count)} values")
+
+
+def _check_str(value, what: str) -> None:
+    if not isinstance(value, str):  # proto2 strings that are not valid UTF-8 come back as bytes
+        raise InputError(f"{what} {value!r} is not valid UTF-8 text")
 
 
 def _label(node) -> str:
@@ -235,8 +267,16 @@ def _check_proto(proto) -> None:
             if vi.type.HasField("tensor_type") and tt.HasField("shape"):
                 dims.setdefault(vi.name, [d.dim_value if d.HasField("dim_value") else None
                                           for d in tt.shape.dim])
+        _check_str(graph.name, "graph name")
+        for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+            _check_str(vi.name, "value name")
         for node in graph.node:
+            for field in ("op_type", "domain", "name"):
+                _check_str(getattr(node, field), f"node {field}")
+            for io_name in list(node.input) + list(node.output):
+                _check_str(io_name, f"node {node.name!r} input/output name")
             for attr in node.attribute:
+                _check_str(attr.name, f"node {node.name!r} attribute name")
                 if attr.type == onnx.AttributeProto.TENSOR:
                     _check_tensor_proto(attr.t, f"{_label(node)} attribute {attr.name!r} ")
                 elif attr.type == onnx.AttributeProto.TENSORS:

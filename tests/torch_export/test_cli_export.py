@@ -144,3 +144,28 @@ def test_onnx_to_torchscript_cli(net, tmp_path):
     rc, out, err = run("verify", onnx_path, tmp_path / "m.pt", "--input-shape", "x=3,3,16,16",
                        "--input-shape", "y=3,4,16,16")
     assert rc == 0 and "MATCH" in out, (out, err)
+
+
+def test_convert_custom_domain_node_with_custom_op_flag(tmp_path):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("SoftClip", ["x"], ["y"], domain="my.ops", limit=2.0)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                      [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("my.ops", 1)])
+    onnx.save(m, str(tmp_path / "c.onnx"))
+    (tmp_path / "ops.py").write_text("import torch\n\n\ndef soft_clip(x, limit=1.0):\n"
+                                     "    return limit * torch.tanh(x / limit)\n")
+    rc, out, err = run("convert", tmp_path / "c.onnx", tmp_path / "c.py", "--no-verify")
+    assert_clean_error(rc, out, err, "my.ops::SoftClip")
+    rc, out, err = run("convert", tmp_path / "c.onnx", tmp_path / "c.py", "--no-verify",
+                       "--custom-op", f"my.ops::SoftClip={tmp_path / 'ops.py'}:soft_clip")
+    assert rc == 0, err
+    code = (tmp_path / "c.py").read_text()
+    assert "def _custom_my_ops_SoftClip(x, limit=1.0):" in code and "limit=2.0" in code
+    rc, out, err = run("convert", tmp_path / "c.onnx", tmp_path / "d.py", "--no-verify",
+                       "--custom-op", "my.ops::SoftClip")
+    assert_clean_error(rc, out, err, "--custom-op")
+    assert not (tmp_path / "d.py").exists()

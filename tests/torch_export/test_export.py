@@ -154,6 +154,21 @@ def test_custom_translation_to_standard_onnx(tmp_path):
     assert "Tanh" in ops
 
 
+def test_custom_symbolic_for_torchscript_exporter(tmp_path):
+    def softclip_symbolic(g, x, limit):
+        lim = g.op("Constant", value_t=torch.tensor(3.0))
+        return g.op("Mul", lim, g.op("Tanh", g.op("Div", x, lim)))
+
+    custom_ops.register_symbolic("nnport_test::softclip", softclip_symbolic, opset=9)
+    try:
+        res = export(UsesSoftclip(), tmp_path / "t.onnx", input_shapes={"x": (2, 5)},
+                     exporter="torchscript", dynamic={"x": {0: "batch"}})
+    finally:
+        custom_ops.unregister("nnport_test::softclip")
+    assert res.ok, res.report.lines()
+    assert "Tanh" in [n.op_type for n in onnx.load(str(tmp_path / "t.onnx")).graph.node]
+
+
 def test_custom_domain_node_round_trips_through_torch_emit(tmp_path):
     """torch op -> custom-domain ONNX node -> nnport.torch_emit.custom -> user code again."""
     from nnport.torch_emit import custom
@@ -234,6 +249,8 @@ def test_torchscript_and_program_sources(tmp_path):
     assert res.ok
     assert len(res.report.outputs) == 2  # example shape and a second batch size
     assert isinstance(_dims(tmp_path / "b.onnx", "x")[0], str)  # symbolic (names are not saved)
+    rep = nnport.verify(str(tmp_path / "b.onnx"), str(pt2), input_shapes={"x": (3, 3, 8, 8)})
+    assert rep.ok  # the .pt2 runner
 
 
 def test_onnx_to_torchscript(tmp_path):
@@ -246,7 +263,8 @@ def test_onnx_to_torchscript(tmp_path):
     loaded = torch.jit.load(str(tmp_path / "m.pt"))
     x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
     ref = ort_run(proto, {"x": x})[0]
-    np.testing.assert_allclose(loaded(torch.from_numpy(x)).detach().numpy(), ref, rtol=1e-4, atol=1e-5)
+    got = loaded(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
     # and the verify runner for .pt files
     rep = nnport.verify(str(tmp_path / "m.onnx"), str(tmp_path / "m.pt"),
                         input_shapes={"x": (1, 3, 8, 8)})
@@ -262,6 +280,8 @@ def test_convert_dispatches_python_sources(tmp_path):
     res = nnport.convert(f"{src}:make", tmp_path / "o.onnx", input_shapes={"input": (2, 4)},
                          dynamic={"input": {0: "batch"}})
     assert res.ok and (tmp_path / "o.onnx").exists()
+    res = nnport.convert("torch.nn:Hardswish", tmp_path / "h.onnx", input_shapes={"input": (2, 4)})
+    assert res.ok  # package.module:Class
 
 
 # ----- round trip: ONNX -> model.py -> ONNX ----------------------------------------------------
@@ -282,3 +302,38 @@ def test_round_trip(name, shape):
             t = getattr(models, name)()(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(a, t, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_output_names_and_python_source_to_torchscript(tmp_path):
+    res = export(models.two_in_two_out(), tmp_path / "n.onnx",
+                 input_shapes={"image": (1, 3, 8, 8), "bias": (1, 4, 8, 8)},
+                 output_names=["features", "peaks"])
+    assert res.ok
+    assert [o.name for o in onnx.load(str(tmp_path / "n.onnx")).graph.output] == \
+        ["features", "peaks"]
+    with pytest.raises(InputError, match="1 name"):
+        export(models.two_in_two_out(), tmp_path / "x.onnx",
+               input_shapes={"image": (1, 3, 8, 8), "bias": (1, 4, 8, 8)},
+               output_names=["only_one"])
+    assert not (tmp_path / "x.onnx").exists()
+    # a Python module straight to TorchScript, verified against itself
+    src = tmp_path / "lin.py"
+    src.write_text("import torch\n\ndef make():\n    return torch.nn.Linear(4, 2)\n")
+    res = nnport.convert(f"{src}:make", tmp_path / "lin.pt", input_shapes={"input": (3, 4)})
+    assert res.ok and torch.jit.load(str(tmp_path / "lin.pt"))(torch.ones(1, 4)).shape == (1, 2)
+
+
+def test_onnx_source_to_onnx_is_simplified_and_verified(tmp_path):
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return x.reshape(x.shape[0], -1) * 2
+
+    raw, _, _ = export_proto(M(), input_shapes={"x": (2, 3, 4)}, exporter="torchscript",
+                             simplify_model=False)
+    onnx.save(raw, str(tmp_path / "raw.onnx"))
+    res = nnport.convert(str(tmp_path / "raw.onnx"), tmp_path / "simple.onnx")
+    assert res.ok
+    assert len(onnx.load(str(tmp_path / "simple.onnx")).graph.node) < len(raw.graph.node)
+    with pytest.raises(InputError, match="already ONNX"):
+        nnport.convert(str(tmp_path / "raw.onnx"), tmp_path / "d.onnx",
+                       dynamic={"x": {0: "b"}})

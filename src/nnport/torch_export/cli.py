@@ -19,11 +19,44 @@ def _add_export_options(p) -> None:
 
 def add_convert_options(convert_parser) -> None:
     _add_export_options(convert_parser)
+    convert_parser.add_argument(
+        "--custom-op", action="append", default=[], metavar="DOMAIN::OP=REF",
+        help="ONNX -> PyTorch: emit a call to your function for custom-domain nodes; REF is "
+        "file.py:function (its source is copied into model.py) or package.module:function "
+        "(model.py imports it) (repeatable)")
+
+
+def register_custom_op_arg(text: str) -> None:
+    """``my.domain::Upscale=ops.py:upscale`` -> nnport.torch_emit.custom.register(...)."""
+    from ..errors import InputError
+    from ..torch_emit import custom
+    from .sources import _import_file, _import_module
+
+    key, sep, ref = text.partition("=")
+    domain, sep2, op = key.strip().rpartition("::")
+    if not sep or not sep2 or not domain or not op or ":" not in ref:
+        raise InputError(f"--custom-op {text!r}: expected DOMAIN::OP=file.py:function or "
+                         "DOMAIN::OP=package.module:function")
+    left, attr = ref.strip().rsplit(":", 1)
+    if left.endswith(".py"):
+        from pathlib import Path
+
+        fn = getattr(_import_file(Path(left), f"--custom-op {text}"), attr, None)
+        if not callable(fn):
+            raise InputError(f"--custom-op {text!r}: {left!r} has no function {attr!r}")
+        custom.register(domain, op, fn)
+    else:
+        mod = _import_module(left, f"--custom-op {text}")
+        if not callable(getattr(mod, attr, None)):
+            raise InputError(f"--custom-op {text!r}: {left!r} has no function {attr!r}")
+        custom.register(domain, op, f"{left}:{attr}")
 
 
 def convert_options(args) -> dict:
     from .exporter import parse_dynamic_arg, parse_export_shape
 
+    for text in getattr(args, "custom_op", []) or []:
+        register_custom_op_arg(text)  # a registration, not a convert() option
     dynamic = dict(parse_dynamic_arg(s) for s in getattr(args, "dynamic", []) or [])
     checks = dict(parse_export_shape(s, "--check-shape")
                   for s in getattr(args, "check_shape", []) or [])
@@ -50,7 +83,7 @@ def cmd_export(args) -> int:
                     dynamic=opts["dynamic"], opset=opts["opset"], exporter=opts["exporter"],
                     simplify_model=not opts["no_simplify"], verify=not args.no_verify,
                     check_shapes=opts["check_shapes"], seed=kw["seed"], rtol=kw["rtol"],
-                    atol=kw["atol"])
+                    atol=kw["atol"], output_names=args.output_name or None)
     if not args.json:
         for note in result.notes:
             if not note.startswith("dynamo exporter failed"):  # already on stderr
@@ -87,6 +120,9 @@ def add_commands(sub) -> None:
     e.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     e.add_argument("--check", action="store_true",
                    help="only report the ops that have no ONNX mapping (exit 1 if any)")
+    e.add_argument("--output-name", action="append", default=[], metavar="NAME",
+                   help="name of the next graph output, in order (repeatable; default output, "
+                   "or output_0, output_1, ...)")
     e.add_argument("--json", action="store_true", help="machine-readable report")
     add_verify_options(e)
     _add_export_options(e)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
 import sys
 import warnings
@@ -203,7 +202,8 @@ def _quiet():
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -403,7 +403,11 @@ def export_proto(src, *, input_shapes: dict | None = None, inputs: dict | None =
     if output_names is None:
         output_names = ["output"] if len(ref) == 1 else [f"output_{i}" for i in range(len(ref))]
     elif len(output_names) != len(ref):
-        raise InputError(f"output_names: {len(output_names)} names for {len(ref)} outputs")
+        raise InputError(f"--output-name: {len(output_names)} name(s) given, the model has "
+                         f"{len(ref)} output(s)")
+    elif len(set(output_names)) != len(output_names) or set(output_names) & set(example):
+        raise InputError(f"--output-name: names must be unique and differ from the inputs "
+                         f"({', '.join(output_names)})")
     table = custom_ops.translation_table(custom)
     choice = exporter or "auto"
     if source.kind == "script" and choice == "auto":

@@ -1,6 +1,6 @@
 """Resolve an export source: ``file.py:factory``, ``package.module:attr``, a TorchScript file
-(``.pt``/``.pth`` saved with ``torch.jit.save``), an ExportedProgram (``.pt2``, ``torch.export.save``)
-or an object (``nn.Module``, ScriptModule, ExportedProgram) into something torch can export."""
+(``.pt``/``.pth`` saved with ``torch.jit.save``), an ExportedProgram (``.pt2``,
+``torch.export.save``) or an object (``nn.Module``, ScriptModule, ExportedProgram) into something torch can export."""
 from __future__ import annotations
 
 import importlib

@@ -23,9 +23,13 @@ def _lst(vals) -> str:
 
 def kernel_of(ctx: Ctx, W: Arg | None, kernel_shape, X: Arg | None = None) -> list[int]:
     """Spatial kernel size from the attribute or the weight's static shape."""
-    if kernel_shape:
-        return [int(k) for k in kernel_shape]
     ws = ctx.shape(W) if W is not None else None
+    if kernel_shape:
+        kernel = [int(k) for k in kernel_shape]
+        if ws is not None and all(isinstance(d, int) for d in ws[2:]) and (
+                len(ws) < 3 or list(ws[2:]) != kernel):
+            ctx.fail(f"kernel_shape {kernel} does not match the weight's shape {list(ws)}")
+        return kernel
     if ws is None or len(ws) < 3 or any(d is None for d in ws[2:]):
         ctx.fail("kernel_shape is not given and the weight's shape is not known")
     return [int(d) for d in ws[2:]]

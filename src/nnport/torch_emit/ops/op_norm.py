@@ -62,6 +62,9 @@ def batch_norm(ctx: Ctx, X: Arg, scale: Arg, B: Arg, mean: Arg, var: Arg, *,
         outs = [y, run_m, run_v, bm, bv]
         return outs[: len(ctx.node.outputs)]
     consts = [ctx.const(a) for a in (scale, B, mean, var)]
+    if all(c is not None for c in consts) and len({c.shape for c in consts} | {(c.size,) for c in consts}) != 1:
+        ctx.fail("scale, B, mean and var must be 1-D of the same length, got shapes "
+                 + ", ".join(str(list(c.shape)) for c in consts))
     if all(c is not None for c in consts) and rank in (2, 3, 4, 5):
         c = consts[0].shape[0]
         n = {2: 1, 3: 1, 4: 2, 5: 3}[rank]

@@ -193,11 +193,16 @@ def _slice_const(ctx: Ctx, data: Arg, starts, ends, axes, steps) -> str | None:
     if steps is None:
         steps = [1] * len(starts)
     norm = []
-    for a in axes:
+    for a0 in axes:
+        a = a0
         if a < 0:
             if rank is None:
                 return None
             a += rank
+        if rank is not None and not 0 <= a < rank:
+            ctx.fail(f"slice axis {a0} is out of range for rank {rank}")
+        if rank is None and a >= 64:
+            return None  # leave it to the run-time helper (torch tensors have at most 64 dims)
         norm.append(a)
     flips = []
     parts: dict[int, str] = {}
