@@ -82,7 +82,8 @@ def numpy_to_torch(arr: np.ndarray) -> torch.Tensor:
             torch.float8_e8m0fnu)
     if arr.dtype == object or arr.dtype.kind in "US":
         raise TypeError("string tensors have no torch equivalent")
-    if not arr.flags.writeable or not arr.flags.c_contiguous:
+    if not arr.flags.writeable or not arr.flags.c_contiguous or any(x < 0 for x in arr.strides):
+        # (a size-1 axis with a negative stride still counts as contiguous for numpy)
         arr = np.array(arr, order="C", copy=True)
     return torch.from_numpy(arr)
 

@@ -6,6 +6,7 @@ import collections
 import numpy as np
 import onnx_ir as ir
 
+from .errors import InputError
 from .io import ModelSource, describe, load_model
 
 
@@ -57,7 +58,11 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
             continue
         size = int(np.prod(t.shape.numpy())) if len(t.shape) else 1
         n_params += size
-        n_bytes += t.nbytes if hasattr(t, "nbytes") else size * t.dtype.itemsize
+        try:
+            n_bytes += t.nbytes if hasattr(t, "nbytes") else size * t.dtype.itemsize
+        except Exception:
+            raise InputError(f"{describe(src)}: initializer {v.name!r} has an invalid element "
+                             f"type ({t.dtype})") from None
     info["parameters"] = n_params
     info["parameter_bytes"] = int(n_bytes)
     model = prepare(src)

@@ -13,6 +13,7 @@ from typing import Iterator, Union
 import onnx
 import onnx_ir as ir
 
+from . import limits
 from .errors import InputError
 
 ModelSource = Union[str, os.PathLike, onnx.ModelProto, ir.Model]
@@ -29,11 +30,31 @@ def describe(src: ModelSource) -> str:
     return repr(type(src))
 
 
+def _all_tensors(proto: onnx.ModelProto):
+    """Every TensorProto in the model: initializers and attribute tensors of every graph and
+    subgraph and function, sparse values and indices included."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    yield from _get_all_tensors(proto)
+
+    def sparse(graph):
+        for sp in graph.sparse_initializer:
+            yield sp.values
+            yield sp.indices
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    yield from sparse(attr.g)
+                for g in attr.graphs:
+                    yield from sparse(g)
+
+    yield from sparse(proto.graph)
+
+
 def _check_external_data(proto: onnx.ModelProto, base: Path, name: str) -> None:
     """Refuse external-data locations that are missing or escape the model's folder."""
     base = base.resolve()
-    tensors = list(proto.graph.initializer)
-    for tensor in tensors:
+    for tensor in _all_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in tensor.external_data}
@@ -78,6 +99,7 @@ def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelPr
         raise InputError(f"{path}: not a valid ONNX model (no graph found; truncated or not ONNX?)")
     if not proto.opset_import and proto.ir_version >= 3:
         raise InputError(f"{path}: not a valid ONNX model (no opset_import)")
+    limits.check_proto(proto, str(path))
     _check_external_data(proto, path.parent, str(path))
     if load_external:
         try:
@@ -92,6 +114,8 @@ def load_model(src: ModelSource) -> ir.Model:
     if isinstance(src, ir.Model):
         return src
     if isinstance(src, onnx.ModelProto):
+        limits.check_proto(src, describe(src))
+        _check_external_data(src, Path.cwd(), describe(src))
         try:
             return ir.from_proto(src)
         except Exception as exc:
@@ -102,13 +126,30 @@ def load_model(src: ModelSource) -> ir.Model:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InputError(f"{path}: cannot read model ({_one_line(exc)})") from None
-    # External tensors are resolved relative to the model's folder.
+    # External tensors, in any graph or attribute, are resolved relative to the model's folder.
     base = str(path.parent.resolve())
-    for value in model.graph.initializers.values():
-        tensor = value.const_value
+    for tensor in _ir_tensors(model):
         if isinstance(tensor, ir.ExternalTensor):
             tensor.base_dir = base
     return model
+
+
+def _ir_tensors(model: ir.Model):
+    from .irutil import iter_nodes
+
+    graphs = [model.graph] + [a.value for n, _ in iter_nodes(model.graph)
+                              for a in n.attributes.values() if a.type == ir.AttributeType.GRAPH]
+    graphs += [g for n, _ in iter_nodes(model.graph) for a in n.attributes.values()
+               if a.type == ir.AttributeType.GRAPHS for g in a.value]
+    for g in graphs:
+        for v in g.initializers.values():
+            yield v.const_value
+    for n, _ in iter_nodes(model.graph):
+        for a in n.attributes.values():
+            if a.type == ir.AttributeType.TENSOR:
+                yield a.value
+            elif a.type == ir.AttributeType.TENSORS:
+                yield from a.value
 
 
 def _one_line(exc: BaseException) -> str:

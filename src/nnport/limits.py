@@ -221,6 +221,19 @@ def _check_str(value, what: str) -> None:
         raise InputError(f"{what} {value!r} is not valid UTF-8 text")
 
 
+def _check_einsum(node) -> None:
+    """onnx's C++ shape inference loops forever on some Einsum equations with characters
+    outside the grammar (seen with NUL / non-ASCII); refuse them before it runs."""
+    import re
+
+    for attr in node.attribute:
+        if attr.name == "equation":
+            eq = attr.s.decode("utf-8", "replace")
+            if not re.fullmatch(r"[A-Za-z.,\->\s]*", eq):
+                raise InputError(f"{_label(node)}: equation {eq!r} has characters outside "
+                                 "letters, ',', '...' and '->'")
+
+
 def _label(node) -> str:
     return f"node {node.name or '(unnamed)'!r} ({node.op_type})"
 
@@ -301,6 +314,8 @@ def _check_proto(proto) -> None:
                 continue
             if node.domain not in ("", "ai.onnx"):
                 continue
+            if node.op_type == "Einsum":
+                _check_einsum(node)
             n = op_output_elements(node.op_type, [consts.get(i) for i in node.input],
                                    [dims.get(i) for i in node.input])
             if n is not None:

@@ -20,12 +20,7 @@ SEEDS = fz.seed_models()
 
 # Failures already found whose fix is in a core file this suite may not touch; each has a strict
 # xfail test below.  Remove an entry when its fix lands (matched by exception type and file).
-KNOWN_CORE_BUGS = {
-    ("TypeError", "inspection.py"),   # non-UTF-8 names (needs limits.check_proto hookup)
-    ("TypeError", "errors.py"),       # same, in UnsupportedOpsError
-    ("ValueError", "__init__.py"),    # raw data size mismatch (limits.check_proto hookup)
-    ("ValueError", "dtypes.py"),      # negative strides from folded constants
-}
+KNOWN_CORE_BUGS: set = set()  # core fixes landed; keep the mechanism for new findings
 
 
 def _allowed(outcome: str) -> bool:
@@ -125,6 +120,15 @@ def test_batchnorm_with_non_vector_parameters(worker):
     assert res["outcome"] == "error:ConversionError" and "1-D" in res["detail"], res
 
 
+def test_instance_norm_with_non_vector_parameters(worker):
+    x = numpy_helper.from_array(np.ones((4, 4, 4, 4), np.float32), "x")
+    b = numpy_helper.from_array(np.ones((3, 4, 1, 2), np.float32), "b")
+    g = helper.make_graph([helper.make_node("InstanceNormalization", ["x", "x", "b"], ["y"])],
+                          "g", [], [helper.make_tensor_value_info("y", T.FLOAT, None)], [x, b])
+    res = _run(worker, helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert res["outcome"] == "error:ConversionError" and "1-D" in res["detail"], res
+
+
 def test_slice_with_absurd_axis_does_not_hang(worker):
     i = lambda n, v: numpy_helper.from_array(np.array(v, np.int64), n)  # noqa: E731
     g = helper.make_graph([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])], "g",
@@ -145,8 +149,6 @@ def _relu_model():
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.mark.xfail(strict=True, reason="needs core fix: call nnport.limits.check_proto in "
-                   "io.load_proto (refuses non-UTF-8 op_type/names that protobuf returns as bytes)")
 @pytest.mark.parametrize("action", ["inspect", "convert"])
 def test_non_utf8_op_type(worker, action):
     data = _relu_model().SerializeToString().replace(b"Relu", b"R\xf3lu")
@@ -154,8 +156,6 @@ def test_non_utf8_op_type(worker, action):
     assert res["outcome"] == "error:InputError", res
 
 
-@pytest.mark.xfail(strict=True, reason="needs core fix: call nnport.limits.check_proto in "
-                   "io.load_proto (initializer raw data of the wrong size)")
 def test_raw_data_size_mismatch(worker):
     t = onnx.TensorProto(name="w", data_type=T.FLOAT, dims=[5, 1], raw_data=b"\0" * 120)
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
@@ -166,8 +166,6 @@ def test_raw_data_size_mismatch(worker):
     assert res["outcome"] == "error:InputError", res
 
 
-@pytest.mark.xfail(strict=True, reason="needs core fix: dtypes.numpy_to_torch must copy arrays "
-                   "with negative strides (np.ascontiguousarray) before torch.from_numpy")
 def test_folded_constant_with_negative_strides(worker):
     """CumSum(reverse=1) folded by onnx's reference evaluator (the fallback folder, taken
     because onnxscript's folder fails on this fp16 Gemm) returns a flipped view."""

@@ -154,8 +154,6 @@ def test_check_node_on_ir_after_folding():
 # Run in a child with a 4 GiB address-space limit, so that today's behaviour (allocate, or
 # fail somewhere deep) cannot take the machine down.
 
-@pytest.mark.xfail(strict=True, reason="needs core fix: call nnport.limits.check_proto in "
-                   "io.load_proto / io.load_model and check_node in passes/fold_constants.py")
 @pytest.mark.parametrize("case", ["initializer", "constant_of_shape", "expand", "tile", "range",
                                   "subgraph_initializer"])
 def test_entry_points_refuse_huge_tensors(case, tmp_path):
@@ -168,8 +166,6 @@ def test_entry_points_refuse_huge_tensors(case, tmp_path):
     assert not (tmp_path / "out.py").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="needs core fix: nnport.limits.check_node in "
-                   "passes/fold_constants._should_fold and fold_simple")
 def test_folder_refuses_computed_huge_shape(tmp_path):
     """ConstantOfShape(Mul(s, k)): the shape only exists after folding the Mul."""
     m = _model([helper.make_node("Mul", ["s", "k"], ["s2"]),

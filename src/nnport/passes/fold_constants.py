@@ -15,6 +15,9 @@ import onnx
 import onnx_ir as ir
 from onnxscript.optimizer import _constant_folding
 
+from .. import limits
+from ..errors import InputError
+
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                "Multinomial", "Bernoulli"}
 # Large limits: a ConstantOfShape that makes a 100M-element fc weight must fold too.
@@ -24,6 +27,9 @@ _SIZE_LIMIT = 1 << 40
 def _should_fold(node: ir.Node) -> bool | None:
     # The folder only asks once every input is constant; we then always fold (weights are
     # large by nature; onnxscript's default keeps ConstantOfShape/DequantizeLinear unfolded).
+    # Sizes are checked first: a constant ConstantOfShape/Expand/Tile/Range must not allocate
+    # terabytes.
+    limits.check_node(node)
     return node.op_type not in _NEVER_FOLD
 
 
@@ -40,6 +46,8 @@ def fold_constants(model: ir.Model) -> ir.Model:
             should_fold=_should_fold,
         )
         return model
+    except InputError:
+        raise
     except Exception:
         # onnxscript may have changed the graph before failing: start again from the snapshot
         _copy_into(model, snapshot)
@@ -70,6 +78,7 @@ def fold_simple(model: ir.Model) -> ir.Model:
     for node in list(graph):
         if not _is_constant_node(node):
             continue
+        limits.check_node(node)
         names = [f"i{i}" if v is not None else "" for i, v in enumerate(node.inputs)]
         outs = [f"o{i}" for i in range(len(node.outputs))]
         proto = ir.to_proto(node)

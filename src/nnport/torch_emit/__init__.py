@@ -59,6 +59,19 @@ def build_module(source: str, state: dict[str, Any], name: str = "nnport_generat
     return model.eval()
 
 
+@contextlib.contextmanager
+def _folder_lock(path: Path):
+    import fcntl
+
+    lock = path.parent / f".{path.stem}.nnport.lock"
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tuple[Path, Path]:
     """Write model.py and model.safetensors atomically (temp files, then rename)."""
     from safetensors.torch import save_file
@@ -69,12 +82,15 @@ def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tup
     tmp_st = temp_path_beside(st_path)
     try:
         tensors = {k: tensor_of(v).contiguous() for k, v in sorted(state.items())}
-        save_file(tensors, tmp_st, metadata={"format": "pt", "generator": "nnport"})
+        # one metadata key: safetensors orders several keys differently from run to run
+        save_file(tensors, tmp_st, metadata={"format": "pt"})
         del tensors
         with open(tmp_py, "w", encoding="utf-8") as fh:
             fh.write(source)
-        os.replace(tmp_st, st_path)
-        os.replace(tmp_py, py_path)
+        # two conversions into one folder at once: the pair of renames is one critical section
+        with _folder_lock(py_path):
+            os.replace(tmp_st, st_path)
+            os.replace(tmp_py, py_path)
     except BaseException:
         for t in (tmp_py, tmp_st):
             with contextlib.suppress(OSError):

@@ -90,6 +90,9 @@ def instance_norm(ctx: Ctx, X: Arg, scale: Arg, B: Arg, *, epsilon: float = 1e-5
     eps = _eps(ctx, epsilon)
     rank = ctx.rank(X)
     s, b = ctx.const(scale), ctx.const(B)
+    if s is not None and b is not None and (s.ndim != 1 or s.shape != b.shape):
+        ctx.fail(f"scale and B must be 1-D of the same length, got shapes {list(s.shape)}, "
+                 f"{list(b.shape)}")
     if s is not None and b is not None and rank in (3, 4, 5):
         n = rank - 2
         args = [str(s.shape[0])]
