@@ -74,7 +74,7 @@ def _load_targets() -> None:
     """Import the optional target modules so that they register (each is independent)."""
     import importlib
 
-    for mod in ("nnport.torch_export", "nnport.ncnn_emit"):
+    for mod in ("nnport.torch_export", "nnport.ncnn_emit", "nnport.tf_source"):
         try:
             importlib.import_module(mod)
         except ImportError as exc:

@@ -72,10 +72,37 @@ def _check_external_data(proto: onnx.ModelProto, base: Path, name: str) -> None:
             )
 
 
+# Non-ONNX sources that convert to ONNX on load (e.g. TensorFlow/Keras through tf2onnx):
+# (matches(path) -> bool, load(path) -> onnx.ModelProto).  See ``register_source``.
+SOURCE_LOADERS: list[tuple] = []
+
+
+def register_source(matches, loader) -> None:
+    SOURCE_LOADERS.append((matches, loader))
+
+
+def source_loader(src):
+    """The loader for a non-ONNX source path, or None."""
+    if not isinstance(src, (str, os.PathLike)):
+        return None
+    from .convert import _load_targets
+
+    _load_targets()
+    for matches, loader in SOURCE_LOADERS:
+        if matches(Path(src)):
+            return loader
+    return None
+
+
 def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelProto:
     """Parse a model into a ModelProto with a clear one-line error for every bad input."""
     if isinstance(src, onnx.ModelProto):
         return src
+    loader = source_loader(src)
+    if loader is not None:
+        proto = loader(Path(src))
+        limits.check_proto(proto, str(src))
+        return proto
     if isinstance(src, ir.Model):
         return ir.to_proto(src)
     if not isinstance(src, (str, os.PathLike)):
@@ -122,6 +149,8 @@ def load_model(src: ModelSource) -> ir.Model:
             raise InputError(f"{describe(src)}: cannot read model ({exc})") from None
     proto = load_proto(src)
     path = Path(src)
+    if source_loader(src) is not None:
+        path = path / "model.onnx" if path.is_dir() else path  # its folder is the base
     try:
         model = ir.from_proto(proto)
     except Exception as exc:

@@ -42,6 +42,8 @@ def _kind(src) -> str:
         suffix = Path(src).suffix.lower()
         if suffix == ".onnx":
             return "onnx"
+        if Path(src).is_dir() and "/" in RUNNERS:
+            return "registered"  # a folder format (TensorFlow SavedModel)
         if suffix == ".py":
             return "torch-py"
         if suffix in RUNNERS:
@@ -61,7 +63,8 @@ def _runner(src, specs: list[InputSpec] | None):
     if kind == "registered":
         if not Path(src).exists():
             raise InputError(f"{src}: no such file")
-        return RUNNERS[Path(src).suffix.lower()](src, specs)
+        key = "/" if Path(src).is_dir() else Path(src).suffix.lower()
+        return RUNNERS[key](src, specs)
     if kind == "torch":
         return TorchRunner(src, type(src).__name__, names)
     return TorchRunner(load_generated(src), str(src), names)
@@ -83,6 +86,13 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
             if _kind(src) == "onnx":
                 specs = specs_from_model(load_model(src))
                 break
+    if specs is None:
+        for src in (a, b):  # a runner that knows its inputs (e.g. TensorFlow) will do
+            if _kind(src) == "registered":
+                runner = _runner(src, None)
+                if hasattr(runner, "input_specs"):
+                    specs = runner.input_specs()
+                    break
     if specs is None:
         raise InputError("verify needs at least one ONNX side to know the inputs")
     shapes = resolve_shapes(specs, input_shapes)
