@@ -34,13 +34,16 @@ def prepare(src: ModelSource) -> ir.Model:
     """Load and normalize (a fresh copy: the caller's ModelProto is never modified)."""
     import onnx
 
+    from .io import to_proto_inline
+
     if isinstance(src, ir.Model):
-        src = ir.to_proto(src)
+        src = to_proto_inline(src)
     if isinstance(src, onnx.ModelProto):
         copy = onnx.ModelProto()
         copy.CopyFrom(src)
         src = copy
-    return normalize(load_model(src))
+    # a path: big weights stay in the file (mapped when read) instead of in memory
+    return normalize(load_model(src, lazy=True))
 
 
 def generate_torch(src: ModelSource) -> tuple[str, dict]:

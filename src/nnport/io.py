@@ -104,7 +104,7 @@ def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelPr
         limits.check_proto(proto, str(src))
         return proto
     if isinstance(src, ir.Model):
-        return ir.to_proto(src)
+        return to_proto_inline(src)
     if not isinstance(src, (str, os.PathLike)):
         raise InputError(f"expected a path or an onnx.ModelProto, got {type(src).__name__}")
     path = Path(src)
@@ -122,6 +122,8 @@ def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelPr
         proto = onnx.ModelProto.FromString(data)
     except Exception as exc:  # google.protobuf.message.DecodeError and friends
         raise InputError(f"{path}: not a valid ONNX model (protobuf parse failed: {exc})") from None
+    finally:
+        del data  # parse once, keep one copy
     if not proto.HasField("graph") or (not proto.graph.node and not proto.graph.output):
         raise InputError(f"{path}: not a valid ONNX model (no graph found; truncated or not ONNX?)")
     if not proto.opset_import and proto.ir_version >= 3:
@@ -136,8 +138,14 @@ def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelPr
     return proto
 
 
-def load_model(src: ModelSource) -> ir.Model:
-    """Load a model into onnx_ir; external data stays lazy (read when a tensor is used)."""
+def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
+    """Load a model into onnx_ir; external data stays lazy (read when a tensor is used).
+
+    ``lazy=True`` (for a path to a single-file model): large weights embedded in the file are
+    not parsed into memory at all but become references into the file itself (memory-mapped
+    when read), so loading a 1.3 GB model costs a few MB.  Such a model must not be serialized
+    with ``ir.to_proto`` and handed on as bytes (its tensors point into the file): use it for
+    conversion, or ``save_model`` (which inlines them)."""
     if isinstance(src, ir.Model):
         return src
     if isinstance(src, onnx.ModelProto):
@@ -147,7 +155,11 @@ def load_model(src: ModelSource) -> ir.Model:
             return ir.from_proto(src)
         except Exception as exc:
             raise InputError(f"{describe(src)}: cannot read model ({exc})") from None
-    proto = load_proto(src)
+    proto = None
+    if lazy and source_loader(src) is None:
+        proto = _load_skeleton(src)
+    if proto is None:
+        proto = load_proto(src)
     path = Path(src)
     if source_loader(src) is not None:
         path = path / "model.onnx" if path.is_dir() else path  # its folder is the base
@@ -161,6 +173,153 @@ def load_model(src: ModelSource) -> ir.Model:
         if isinstance(tensor, ir.ExternalTensor):
             tensor.base_dir = base
     return model
+
+
+# ----- lean loading: a protobuf skeleton whose big tensors point into the file ------------------
+# Wire format (protobuf): each field is a varint key (field_number << 3 | wire_type) then a
+# varint (type 0), 8 bytes (1), a varint length + bytes (2) or 4 bytes (5).
+# ModelProto.graph = 7; GraphProto.initializer = 5; TensorProto.raw_data = 9,
+# .external_data = 13 (StringStringEntryProto: key = 1, value = 2), .data_location = 14.
+_SKELETON_MIN_BYTES = 1024  # smaller tensors stay inline (not worth a reference)
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("bad varint")
+
+
+def _enc_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _fields(buf, start: int, end: int):
+    """(field number, wire type, field start, payload start, payload end) for each field."""
+    pos = start
+    while pos < end:
+        fstart = pos
+        key, pos = _varint(buf, pos)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            _, pos2 = _varint(buf, pos)
+            yield num, wt, fstart, pos, pos2
+        elif wt == 1:
+            pos2 = pos + 8
+            yield num, wt, fstart, pos, pos2
+        elif wt == 2:
+            n, pos = _varint(buf, pos)
+            pos2 = pos + n
+            yield num, wt, fstart, pos, pos2
+        elif wt == 5:
+            pos2 = pos + 4
+            yield num, wt, fstart, pos, pos2
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+        if pos2 > end:
+            raise ValueError("truncated field")
+        pos = pos2
+
+
+def _ld(num: int, payload: bytes) -> bytes:
+    return _enc_varint(num << 3 | 2) + _enc_varint(len(payload)) + payload
+
+
+def _entry(key: str, value: str) -> bytes:
+    return _ld(13, _ld(1, key.encode()) + _ld(2, value.encode()))
+
+
+def _skeleton_tensor(buf, start: int, end: int, location: str) -> bytes:
+    parts, ref = [], None
+    for num, wt, fstart, p0, p1 in _fields(buf, start, end):
+        if num == 9 and wt == 2 and p1 - p0 >= _SKELETON_MIN_BYTES:
+            ref = (p0, p1 - p0)
+        elif num in (13, 14):
+            return bytes(buf[start:end])  # already external: leave it alone
+        else:
+            parts.append(bytes(buf[fstart:p1]))
+    if ref is None:
+        return bytes(buf[start:end])
+    parts.append(_entry("location", location) + _entry("offset", str(ref[0])) +
+                 _entry("length", str(ref[1])))
+    parts.append(_enc_varint(14 << 3) + _enc_varint(1))  # data_location = EXTERNAL
+    return b"".join(parts)
+
+
+def _skeleton_bytes(buf, location: str) -> bytes | None:
+    """The model with every large initializer's raw_data replaced by a reference into the
+    file; None when nothing would change."""
+    out, changed = [], False
+    for num, wt, fstart, p0, p1 in _fields(buf, 0, len(buf)):
+        if num != 7 or wt != 2:
+            out.append(bytes(buf[fstart:p1]))
+            continue
+        graph = []
+        for gnum, gwt, gstart, q0, q1 in _fields(buf, p0, p1):
+            if gnum == 5 and gwt == 2:
+                t = _skeleton_tensor(buf, q0, q1, location)
+                changed = changed or len(t) != q1 - q0
+                graph.append(_ld(5, t))
+            else:
+                graph.append(bytes(buf[gstart:q1]))
+        out.append(_ld(7, b"".join(graph)))
+    return b"".join(out) if changed else None
+
+
+def _load_skeleton(src) -> onnx.ModelProto | None:
+    """Parse ``src`` without its big weights (see ``load_model(lazy=True)``); None when the
+    lean path does not apply (then the caller parses the file the ordinary way)."""
+    import mmap
+
+    path = Path(src)
+    try:
+        if not path.is_file() or path.stat().st_size < 1 << 20 or path.stat().st_nlink > 1:
+            return None
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            data = _skeleton_bytes(mm, path.name)
+    except (OSError, ValueError, IndexError):
+        return None  # not protobuf as we expect it: the ordinary parser gives the error
+    if data is None:
+        return None
+    try:
+        proto = onnx.ModelProto.FromString(data)
+    except Exception:
+        return None
+    del data
+    if not proto.HasField("graph") or not proto.opset_import:
+        return None
+    limits.check_proto(proto, str(path))
+    _check_external_data(proto, path.parent, str(path))
+    return proto
+
+
+def to_proto_inline(model: ir.Model) -> onnx.ModelProto:
+    """``ir.to_proto`` with every external tensor's data read into the proto (for consumers
+    that take the model as bytes, where a file reference would dangle)."""
+    proto = ir.to_proto(model)
+    ext = {t.name: t for t in _ir_tensors(model) if isinstance(t, ir.ExternalTensor)}
+    if not ext:
+        return proto
+    for tp in _all_tensors(proto):
+        if tp.data_location == onnx.TensorProto.EXTERNAL and tp.name in ext:
+            tp.raw_data = ext[tp.name].tobytes()
+            del tp.external_data[:]
+            tp.data_location = onnx.TensorProto.DEFAULT
+    return proto
 
 
 def _ir_tensors(model: ir.Model):
@@ -228,7 +387,7 @@ def temp_path_beside(path: str | os.PathLike) -> str:
 def save_model(model: ir.Model | onnx.ModelProto, path: str | os.PathLike) -> None:
     """Save atomically; models whose tensors exceed 2 GB get an external-data file beside them."""
     path = check_output_path(path)
-    proto = model if isinstance(model, onnx.ModelProto) else ir.to_proto(model)
+    proto = model if isinstance(model, onnx.ModelProto) else to_proto_inline(model)
     tmp = temp_path_beside(path)
     try:
         if proto.ByteSize() > 2**31 - 2**20:

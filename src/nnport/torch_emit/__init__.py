@@ -30,14 +30,52 @@ def generate(model: ir.Model, source_name: str = "model.onnx",
     missing = preflight(model)
     if missing:
         raise UnsupportedOpsError("torch", missing)
+    if not record:  # recording names every ONNX node's output: keep them unfused
+        from ..passes.fuse_attention import fuse_attention
+
+        fuse_attention(model)
     return CodeGen(model, source_name=source_name, record=record).generate()
 
 
-def tensor_of(value: Any) -> torch.Tensor:
+def tensor_of(value: Any, maps: dict | None = None) -> torch.Tensor:
+    """A torch tensor for a state value.  With ``maps`` (path -> mmap), tensors stored in a file
+    (external data, or the big weights of a lazily loaded model) become copy-on-write views of
+    a private mapping of that file: no copy, and still writable (training works)."""
     if isinstance(value, torch.Tensor):
         return value
+    if maps is not None and isinstance(value, ir.ExternalTensor):
+        arr = _mapped_array(value, maps)
+        if arr is not None:
+            return torch.from_numpy(arr)
     arr = value if isinstance(value, np.ndarray) else value.numpy()
     return numpy_to_torch(arr)
+
+
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL", torch.uint16: "U16", torch.uint32: "U32",
+    torch.uint64: "U64", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+    torch.complex64: "C64",
+}
+_PLAIN_NUMPY = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8",
+                "bool", "uint16", "uint32", "uint64"}
+
+
+def _mapped_array(t: "ir.ExternalTensor", maps: dict) -> np.ndarray | None:
+    import mmap
+
+    dt = t.dtype.numpy()
+    if np.dtype(dt).name not in _PLAIN_NUMPY or t.size == 0:
+        return None
+    path = t.path
+    mm = maps.get(path)
+    if mm is None:
+        with open(path, "rb") as fh:
+            mm = maps[path] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+    arr = np.frombuffer(mm, dtype=np.dtype(dt).newbyteorder("<"), count=t.size,
+                        offset=t.offset or 0)
+    return arr.reshape(t.shape.numpy())
 
 
 def build_module(source: str, state: dict[str, Any], name: str = "nnport_generated") -> torch.nn.Module:
@@ -54,7 +92,8 @@ def build_module(source: str, state: dict[str, Any], name: str = "nnport_generat
     exec(code, mod.__dict__)
     with torch.device("meta"):
         model = mod.Model()
-    tensors = {k: tensor_of(v) for k, v in state.items()}
+    maps: dict = {}
+    tensors = {k: tensor_of(v, maps) for k, v in state.items()}
     model.load_state_dict(tensors, assign=True)
     return model.eval()
 
@@ -72,19 +111,103 @@ def _folder_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _entry_of(value: Any):
+    """(safetensors dtype, shape, nbytes, writer(fh)) for one state value, reading nothing yet."""
+    if isinstance(value, ir.ExternalTensor):
+        name = np.dtype(value.dtype.numpy()).name if value.dtype.bitwidth >= 8 else ""
+        if name in _PLAIN_NUMPY:
+            tdt = numpy_to_torch(np.zeros(0, dtype=name)).dtype
+            shape = [int(d) for d in value.shape.numpy()]
+
+            def copy_file(fh, t=value):  # straight from file to file: no copy in memory
+                fh.flush()
+                dst = fh.fileno()
+                with open(t.path, "rb") as src:
+                    pos, left = t.offset or 0, t.nbytes
+                    while left:
+                        try:
+                            n = os.copy_file_range(src.fileno(), dst, min(left, 1 << 30), pos)
+                        except (AttributeError, OSError):
+                            n = os.write(dst, os.pread(src.fileno(), min(left, 1 << 24), pos))
+                        if n <= 0:
+                            raise ConversionError(f"tensor {t.name!r}: external data is "
+                                                  "shorter than its shape says")
+                        pos += n
+                        left -= n
+                fh.seek(0, os.SEEK_END)
+
+            return _SAFETENSORS_DTYPES[tdt], shape, value.nbytes, copy_file
+
+    t = value if isinstance(value, torch.Tensor) else None
+    if t is None:
+        # plain types: dtype and shape from the metadata; the data is read when written
+        if isinstance(value, np.ndarray):
+            name, shape, nbytes = value.dtype.name, list(value.shape), value.nbytes
+        else:
+            name = np.dtype(value.dtype.numpy()).name if value.dtype.bitwidth >= 8 else ""
+            shape, nbytes = [int(d) for d in value.shape.numpy()], value.nbytes
+        if name in _PLAIN_NUMPY:
+            tdt = numpy_to_torch(np.zeros(0, dtype=name)).dtype
+
+            def write_np(fh, v=value):
+                a = v if isinstance(v, np.ndarray) else v.numpy()
+                a = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False)
+                if a.size:
+                    fh.write(memoryview(a.reshape(-1).view(np.uint8)))
+
+            return _SAFETENSORS_DTYPES[tdt], shape, nbytes, write_np
+        t = tensor_of(value).contiguous()  # odd types (bfloat16, float8, int4): convert now
+    if t.dtype not in _SAFETENSORS_DTYPES:
+        raise ConversionError(f"no safetensors type for {t.dtype}")
+    shape = list(t.shape)
+    nbytes = t.numel() * t.element_size()
+
+    def write_t(fh, t=t):
+        if t.numel():
+            fh.write(memoryview(t.contiguous().view(-1).view(torch.uint8).numpy()))
+
+    return _SAFETENSORS_DTYPES[t.dtype], shape, nbytes, write_t
+
+
+def write_safetensors(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a .safetensors file tensor by tensor (never all tensors in memory at once).
+
+    Layout (the safetensors format): 8-byte little-endian header length, a JSON header mapping
+    each name to dtype/shape/data_offsets plus ``__metadata__``, then the raw little-endian bytes
+    in header order.  Keys are sorted so that the same model gives the same file.
+    """
+    import json
+    import struct
+
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    writers = []
+    offset = 0
+    for key in sorted(state):
+        dtype, shape, nbytes, writer = _entry_of(state[key])
+        header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        writers.append((writer, nbytes))
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # data starts 8-byte aligned
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(text)))
+        fh.write(text)
+        for writer, nbytes in writers:
+            start = fh.tell()
+            writer(fh)
+            if fh.tell() - start != nbytes:
+                raise ConversionError("internal error: tensor size mismatch while writing "
+                                      f"{path}")
+
+
 def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tuple[Path, Path]:
     """Write model.py and model.safetensors atomically (temp files, then rename)."""
-    from safetensors.torch import save_file
-
     py_path = check_output_path(py_path)
     st_path = py_path.with_suffix(".safetensors")
     tmp_py = temp_path_beside(py_path)
     tmp_st = temp_path_beside(st_path)
     try:
-        tensors = {k: tensor_of(v).contiguous() for k, v in sorted(state.items())}
-        # one metadata key: safetensors orders several keys differently from run to run
-        save_file(tensors, tmp_st, metadata={"format": "pt"})
-        del tensors
+        write_safetensors(state, tmp_st)
         with open(tmp_py, "w", encoding="utf-8") as fh:
             fh.write(source)
         # two conversions into one folder at once: the pair of renames is one critical section

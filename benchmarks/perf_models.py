@@ -1,0 +1,104 @@
+"""Models for the performance benchmarks, built from transformers configs with random weights
+(no download) and cached as ONNX under /tmp (or $NNPORT_BENCH_CACHE).
+
+    python benchmarks/perf_models.py bert-large      # export once (heavy: ~1.3 GB, minutes)
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+CACHE = Path(os.environ.get("NNPORT_BENCH_CACHE", "/tmp/nnport-bench"))
+
+
+def bert(layers: int = 24, hidden: int = 1024, heads: int = 16, inter: int = 4096):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(hidden_size=hidden, num_hidden_layers=layers,
+                                  num_attention_heads=heads, intermediate_size=inter,
+                                  attn_implementation="eager")
+    return transformers.BertModel(cfg).eval()
+
+
+class _BertWrap:
+    pass
+
+
+def export_bert(path: Path, layers: int = 24, hidden: int = 1024, heads: int = 16,
+                inter: int = 4096) -> Path:
+    """Export a BERT encoder with dynamic batch and sequence (TorchScript exporter)."""
+    import torch
+
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = bert(layers, hidden, heads, inter)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    ids = torch.randint(0, 1000, (2, 16))
+    mask = torch.ones(2, 16, dtype=torch.int64)
+    tmp = path.with_suffix(".tmp.onnx")
+    big = sum(p.numel() * 4 for p in model.parameters()) > 2**31 - 2**24
+    with torch.no_grad():
+        torch.onnx.export(Wrap(model), (ids, mask), str(tmp), dynamo=False, opset_version=17,
+                          input_names=["input_ids", "attention_mask"],
+                          output_names=["last_hidden_state"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
+                                        "attention_mask": {0: "batch", 1: "seq"},
+                                        "last_hidden_state": {0: "batch", 1: "seq"}})
+    if big:  # the exporter wrote external data beside tmp under tensor names; keep it as is
+        os.replace(tmp, path)
+    else:
+        os.replace(tmp, path)
+    return path
+
+
+def bert_large() -> Path:
+    return export_bert(CACHE / "bert_large" / "model.onnx")
+
+
+def bert_small() -> Path:
+    return export_bert(CACHE / "bert_small" / "model.onnx", layers=2, hidden=128, heads=2,
+                       inter=512)
+
+
+def vit_tiny():
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.ViTConfig(hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
+                                 intermediate_size=768, image_size=224, patch_size=16,
+                                 attn_implementation="eager")
+    return transformers.ViTModel(cfg, add_pooling_layer=False).eval()
+
+
+def resnet50():
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    return transformers.ResNetModel(transformers.ResNetConfig()).eval()
+
+
+def convnext_tiny():
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    return transformers.ConvNextModel(transformers.ConvNextConfig()).eval()
+
+
+if __name__ == "__main__":
+    which = sys.argv[1] if len(sys.argv) > 1 else "bert-large"
+    print({"bert-large": bert_large, "bert-small": bert_small}[which]())

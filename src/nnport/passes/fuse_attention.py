@@ -1,0 +1,172 @@
+"""Fuse scaled dot-product attention into one ``nnport::SDPA`` node (PyTorch target only).
+
+Both torch exporters (TorchScript and dynamo) write attention as
+
+    scores = MatMul(Q, Kt)            Kt = Transpose(K, perm=[..., -1, -2]) or any (..., E, S)
+    scores = scores / c | scores * c  (optional; or Q and Kt each multiplied by a scalar)
+    scores = scores + mask            (optional additive mask, either operand order)
+    probs  = Softmax(scores, axis=-1)
+    out    = MatMul(probs, V)
+
+which is ``F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, scale=s)``.  The fused node
+has inputs (Q, K, V, mask?) and attributes ``scale`` (float) and ``k_transposed`` (1 when the K
+input is laid out (..., E, S), i.e. no Transpose could be peeled off).  A pattern that does not
+match exactly (other consumers of an intermediate, ranks not known to agree, a non-scalar scale,
+softmax over another axis) is left alone: a failed match is data, not an error.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+DOMAIN = "nnport"
+_FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
+
+
+def _only_use(value: ir.Value, node: ir.Node) -> bool:
+    """``value`` feeds ``node`` and nothing else (and is not a graph output)."""
+    if value.is_graph_output():
+        return False
+    users = {id(u) for u, _ in value.uses()}
+    return users == {id(node)}
+
+
+def _scalar(value: ir.Value | None) -> float | None:
+    if value is None or value.const_value is None:
+        return None
+    try:
+        arr = value.const_value.numpy()
+    except Exception:
+        return None
+    if arr.size != 1 or arr.dtype.kind != "f":
+        return None
+    return float(arr.reshape(()))
+
+
+def _rank(value: ir.Value) -> int | None:
+    return None if value.shape is None else len(value.shape)
+
+
+def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
+    """(x, c) when ``value`` = Mul(x, c) / Mul(c, x) / Div(x, c) with a scalar constant c used
+    only there; else (value, 1.0)."""
+    node = value.producer()
+    if node is None or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        return value, 1.0
+    a, b = node.inputs
+    if node.op_type == "Mul":
+        for x, c in ((a, b), (b, a)):
+            s = _scalar(c)
+            if s is not None and x is not None and x.const_value is None and _only_use(x, node):
+                return x, s
+    if node.op_type == "Div":
+        s = _scalar(b)
+        if s not in (None, 0.0) and a is not None and _only_use(a, node):
+            return a, 1.0 / s
+    return value, 1.0
+
+
+def _match(softmax: ir.Node, opset: int):
+    if opset < 13 or len(softmax.outputs) != 1 or softmax.inputs[0] is None:
+        return None
+    scores = softmax.inputs[0]
+    rank = _rank(scores)
+    if rank is None or rank < 3:
+        return None
+    axis = softmax.attributes.get("axis")
+    axis = -1 if axis is None else axis.as_int()
+    if axis not in (-1, rank - 1):
+        return None
+    probs = softmax.outputs[0]
+    uses = list(probs.uses())
+    if probs.is_graph_output() or len(uses) != 1:
+        return None
+    out_mm, idx = uses[0]
+    if out_mm.op_type != "MatMul" or out_mm.domain not in ("", "ai.onnx") or idx != 0:
+        return None
+    v = out_mm.inputs[1]
+    # optional additive mask
+    mask = None
+    x = scores
+    node = x.producer()
+    if node is not None and node.op_type == "Add" and node.domain in ("", "ai.onnx") \
+            and _only_use(x, softmax):
+        a, b = node.inputs
+        for s_, m_ in ((a, b), (b, a)):
+            p = s_.producer() if s_ is not None else None
+            if p is not None and p.op_type in ("MatMul", "Mul", "Div") and _only_use(s_, node):
+                x, mask = s_, m_
+                break
+        else:
+            return None
+        consumer = node
+    else:
+        consumer = softmax
+    if not _only_use(x, consumer):
+        return None
+    x, scale = _scaled(x)
+    mm = x.producer()
+    if mm is None or mm.op_type != "MatMul" or mm.domain not in ("", "ai.onnx") \
+            or not _only_use(x, _next_user(x)):
+        return None
+    q, kt = mm.inputs
+    q, sq = _scaled(q)
+    kt, sk = _scaled(kt)
+    scale *= sq * sk
+    ranks = {_rank(q), _rank(kt), _rank(v), rank}
+    if len(ranks) != 1 or None in ranks:
+        return None
+    if any(t.dtype not in _FLOATS or t.dtype != q.dtype for t in (kt, v)):
+        return None
+    if mask is not None and (mask.dtype is None or (mask.dtype != q.dtype)):
+        return None
+    # peel Transpose(K) that swaps the last two axes
+    k, k_transposed = kt, 1
+    tp = kt.producer()
+    if tp is not None and tp.op_type == "Transpose" and tp.domain in ("", "ai.onnx") \
+            and _only_use(kt, _next_user(kt)):
+        perm = tp.attributes.get("perm")
+        if perm is not None:
+            perm = list(perm.as_ints())
+            want = list(range(rank - 2)) + [rank - 1, rank - 2]
+            if perm == want:
+                k, k_transposed = tp.inputs[0], 0
+    return q, k, v, mask, scale, k_transposed, out_mm
+
+
+def _next_user(value: ir.Value) -> ir.Node | None:
+    uses = list(value.uses())
+    return uses[0][0] if len(uses) == 1 else None
+
+
+def fuse_attention(model: ir.Model) -> int:
+    """Rewrite every matching attention block in the main graph; returns how many."""
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+    graph = model.graph
+    count = 0
+    for node in list(graph):
+        if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx") or node.graph is None:
+            continue
+        m = _match(node, opset)
+        if m is None:
+            continue
+        q, k, v, mask, scale, k_transposed, out_mm = m
+        out = out_mm.outputs[0]
+        fused = ir.Node(DOMAIN, "SDPA", [q, k, v] + ([mask] if mask is not None else []),
+                        attributes=[ir.AttrFloat32("scale", float(np.float32(scale))),
+                                    ir.AttrInt64("k_transposed", k_transposed)],
+                        name=(node.name or "attention") + "_sdpa")
+        graph.insert_before(out_mm, fused)
+        new = fused.outputs[0]
+        new.shape, new.type = out.shape, out.type
+        name = out.name
+        out.replace_all_uses_with(new, replace_graph_outputs=True)
+        out.name = None
+        new.name = name
+        count += 1
+    if count:
+        model.opset_imports.setdefault(DOMAIN, 1)
+        RemoveUnusedNodesPass()(model)
+    return count

@@ -1,0 +1,21 @@
+"""Fused nodes that nnport's own passes create (domain ``nnport``); never in a user's ONNX file.
+
+``nnport::SDPA`` (passes/fuse_attention.py): inputs Q, K, V, optional additive mask;
+attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen import Arg, Ctx, register
+
+
+@register("SDPA", 1, domain="nnport")
+def sdpa(ctx: Ctx, Q: Arg, K: Arg, V: Arg, mask: Arg | None = None, *, scale: float = 1.0,
+         k_transposed: int = 0):
+    k = f"{K}.transpose(-2, -1)" if k_transposed else str(K)
+    args = [str(Q), k, str(V)]
+    if mask is not None:
+        args.append(f"attn_mask={mask}")
+    args.append(f"scale={ctx.lit(np.float32(scale))}")
+    return f"F.scaled_dot_product_attention({', '.join(args)})"

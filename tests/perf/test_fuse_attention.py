@@ -1,0 +1,114 @@
+"""Attention exported by both torch exporters becomes F.scaled_dot_product_attention, and the
+generated module still matches onnxruntime."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from nnport.convert import generate_torch
+from util import F32, assert_matches_ort
+
+
+class Attn(torch.nn.Module):
+    def __init__(self, d=16, heads=2, mul=False, mask=True):
+        super().__init__()
+        self.h, self.d, self.mul, self.mask = heads, d, mul, mask
+        self.qkv = torch.nn.Linear(d, 3 * d)
+
+    def forward(self, x, m):
+        b, s, _ = x.shape
+        q, k, v = self.qkv(x).view(b, s, 3, self.h, self.d // self.h).permute(2, 0, 3, 1, 4)
+        if self.mul:
+            scores = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(self.d // self.h))
+        else:
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.d // self.h)
+        if self.mask:
+            scores = scores + (1.0 - m[:, None, None, :]) * -10000.0
+        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, s, self.d)
+
+
+class SdpaModule(torch.nn.Module):
+    def forward(self, q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def _export(module, args, names, dynamo, tmp_path):
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(module.eval(), args, str(path), dynamo=dynamo, input_names=names,
+                      opset_version=18 if dynamo else 17)
+    return onnx.load(str(path))
+
+
+def _feeds(model, args):
+    return {i.name: a.numpy() for i, a in zip(model.graph.input, args)}
+
+
+@pytest.mark.parametrize("mul", [False, True])
+@pytest.mark.parametrize("mask", [False, True])
+def test_torchscript_attention_fuses(tmp_path, mul, mask):
+    torch.manual_seed(0)
+    x, m = torch.randn(2, 5, 16), (torch.rand(2, 5) > 0.3).float()
+    model = _export(Attn(mul=mul, mask=mask), (x, m), ["x", "m"], False, tmp_path)
+    source, _ = generate_torch(model)
+    assert source.count("F.scaled_dot_product_attention(") == 1, source
+    assert ("attn_mask=" in source) == mask
+    assert ".softmax(" not in source and "F.softmax" not in source
+    assert_matches_ort(model, _feeds(model, (x, m)))
+
+
+def test_dynamo_attention_fuses(tmp_path):
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    args = (torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8))
+    model = _export(SdpaModule(), args, ["q", "k", "v"], True, tmp_path)
+    source, _ = generate_torch(model)
+    assert "F.scaled_dot_product_attention(" in source, source
+    assert_matches_ort(model, _feeds(model, args))
+
+
+def _attention_graph(second_use: bool):
+    from onnx import helper
+
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["q", "kt"], ["s"]),
+             helper.make_node("Mul", ["s", "c"], ["s2"]),
+             helper.make_node("Softmax", ["s2"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    outs = [helper.make_tensor_value_info("y", F32, [1, 2, 4, 8])]
+    if second_use:
+        outs.append(helper.make_tensor_value_info("p", F32, [1, 2, 4, 4]))
+    g = helper.make_graph(
+        nodes, "attn",
+        [helper.make_tensor_value_info(n, F32, [1, 2, 4, 8]) for n in "qkv"], outs,
+        [onnx.numpy_helper.from_array(np.array(0.3, np.float32), "c")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_plain_graph_fuses_with_transpose_peeled():
+    model = _attention_graph(False)
+    source, _ = generate_torch(model)
+    assert "F.scaled_dot_product_attention(q, k, v, scale=0.3)" in source, source
+    rng = np.random.default_rng(0)
+    assert_matches_ort(model, {n: rng.standard_normal((1, 2, 4, 8), dtype=np.float32)
+                               for n in "qkv"})
+
+
+def test_probabilities_used_elsewhere_are_not_fused():
+    model = _attention_graph(True)
+    source, _ = generate_torch(model)
+    assert "scaled_dot_product_attention" not in source
+    rng = np.random.default_rng(1)
+    assert_matches_ort(model, {n: rng.standard_normal((1, 2, 4, 8), dtype=np.float32)
+                               for n in "qkv"})
+
+
+def test_ncnn_and_locate_paths_see_no_fused_node():
+    """The fusion is a torch_emit step: the shared normalized model keeps plain ONNX ops."""
+    from nnport.convert import prepare
+
+    model = prepare(_attention_graph(False))
+    assert all(n.domain in ("", "ai.onnx") for n in model.graph)
