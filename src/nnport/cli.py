@@ -99,7 +99,8 @@ def cmd_demo(args) -> int:
 
 # Modules that add subcommands or convert options (each optional; see add_commands,
 # add_convert_options and convert_options in them).
-_PLUGIN_MODULES = ("nnport.torch_export.cli", "nnport.ncnn_emit.cli", "nnport.tools.cli")
+_PLUGIN_MODULES = ("nnport.torch_export.cli", "nnport.ncnn_emit.cli", "nnport.tools.cli",
+                   "nnport.tf_source.cli")
 
 
 def _plugins() -> list:

@@ -32,9 +32,14 @@ __all__ = ["export", "export_proto", "check_exportable", "unsupported_ops", "sim
 def _is_onnx_source(src) -> bool:
     import onnx_ir as ir
 
+    from ..io import source_loader
+
     if isinstance(src, (onnx.ModelProto, ir.Model)):
         return True
-    return isinstance(src, (str, os.PathLike)) and Path(src).suffix.lower() == ".onnx"
+    if not isinstance(src, (str, os.PathLike)):
+        return False
+    # .onnx files, and sources that load as ONNX (TensorFlow/Keras through tf2onnx)
+    return Path(src).suffix.lower() == ".onnx" or source_loader(src) is not None
 
 
 def _concrete(shapes: dict | None, flag: str = "--input-shape") -> dict:

@@ -1,6 +1,7 @@
 """Run two implementations of a model on the same inputs and compare their outputs."""
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     if specs is None:
         for src in (a, b):
             if _kind(src) == "onnx":
-                specs = specs_from_model(load_model(src))
+                # only the graph's inputs are needed: do not read the weights
+                specs = specs_from_model(load_model(src, lazy=isinstance(src, (str, os.PathLike))))
                 break
     if specs is None:
         for src in (a, b):  # a runner that knows its inputs (e.g. TensorFlow) will do
@@ -97,12 +99,18 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
         raise InputError("verify needs at least one ONNX side to know the inputs")
     shapes = resolve_shapes(specs, input_shapes)
     feeds = random_inputs(specs, shapes, seed, inputs)
+    # one side at a time, each released before the next is built: memory stays near one
+    # copy of the weights even for large models
     ra = _runner(a, specs)
-    rb = _runner(b, specs)
     outs_a = ra.run(feeds)
+    names_a = getattr(ra, "output_names", None)
+    del ra
+    gc.collect()
+    rb = _runner(b, specs)
     outs_b = rb.run(feeds)
-    names = getattr(ra, "output_names", None) or getattr(rb, "output_names", None) or [
+    names = names_a or getattr(rb, "output_names", None) or [
         f"output_{i}" for i in range(len(outs_a))]
+    del rb
     report = VerifyReport(describe(a), describe(b),
                           {k: {"shape": list(v.shape), "dtype": v.dtype.name}
                            for k, v in feeds.items()}, seed=seed)
