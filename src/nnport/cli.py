@@ -26,6 +26,7 @@ def add_verify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default by dtype)")
     p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default by dtype)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def verify_kwargs(args) -> dict:
@@ -171,7 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "fn", None):
             parser.print_help()
             return EXIT_ERROR
-        return args.fn(args)
+        from . import progress
+
+        progress.set_quiet(bool(getattr(args, "quiet", False)))
+        progress.start()
+        try:
+            return args.fn(args)
+        finally:
+            progress.finish()
     except NnportError as exc:
         print(f"nnport: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

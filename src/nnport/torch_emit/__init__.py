@@ -32,8 +32,10 @@ def generate(model: ir.Model, source_name: str = "model.onnx",
         raise UnsupportedOpsError("torch", missing)
     if not record:  # recording names every ONNX node's output: keep them unfused
         from ..passes.fuse_attention import fuse_attention
+        from ..passes.fuse_gelu import fuse_gelu
 
         fuse_attention(model)
+        fuse_gelu(model)
     return CodeGen(model, source_name=source_name, record=record).generate()
 
 
@@ -192,9 +194,12 @@ def write_safetensors(state: dict[str, Any], path: str | os.PathLike) -> None:
     with open(path, "wb") as fh:
         fh.write(struct.pack("<Q", len(text)))
         fh.write(text)
-        for writer, nbytes in writers:
+        from .. import progress
+
+        for i, (writer, nbytes) in enumerate(writers):
             start = fh.tell()
             writer(fh)
+            progress.update("writing weights", i + 1, len(writers))
             if fh.tell() - start != nbytes:
                 raise ConversionError("internal error: tensor size mismatch while writing "
                                       f"{path}")

@@ -508,7 +508,12 @@ class CodeGen:
             self.bind(v, name)
             if v.dtype in COMPUTE_AS:
                 self.emit(f"{name} = {name}.to({torch_dtype_src(v.dtype)})")
-        self.emit_nodes(graph)
+        from .. import progress
+
+        n_nodes = len(graph)
+        for i, node in enumerate(graph):
+            self.emit_node(node)
+            progress.update("generating PyTorch code", i + 1, n_nodes)
         outs = [self.expr_of(v, None) for v in graph.outputs]
         outs = [f"{e}.to({to_torch_dtype(v.dtype)})" if v.dtype in COMPUTE_AS else e
                 for e, v in zip(outs, graph.outputs)]

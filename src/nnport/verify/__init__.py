@@ -101,11 +101,15 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     feeds = random_inputs(specs, shapes, seed, inputs)
     # one side at a time, each released before the next is built: memory stays near one
     # copy of the weights even for large models
+    from .. import progress
+
+    progress.update(f"running {describe(a)}")
     ra = _runner(a, specs)
     outs_a = ra.run(feeds)
     names_a = getattr(ra, "output_names", None)
     del ra
     gc.collect()
+    progress.update(f"running {describe(b)}")
     rb = _runner(b, specs)
     outs_b = rb.run(feeds)
     names = names_a or getattr(rb, "output_names", None) or [

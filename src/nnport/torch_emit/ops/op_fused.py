@@ -2,6 +2,7 @@
 
 ``nnport::SDPA`` (passes/fuse_attention.py): inputs Q, K, V, optional additive mask;
 attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention``.
+``nnport::Gelu`` (passes/fuse_gelu.py): the erf form of GELU -> ``F.gelu``.
 """
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ def sdpa(ctx: Ctx, Q: Arg, K: Arg, V: Arg, mask: Arg | None = None, *, scale: fl
         args.append(f"attn_mask={mask}")
     args.append(f"scale={ctx.lit(np.float32(scale))}")
     return f"F.scaled_dot_product_attention({', '.join(args)})"
+
+
+@register("Gelu", 1, domain="nnport")
+def gelu(ctx: Ctx, X: Arg):
+    return f"F.gelu({X})"
