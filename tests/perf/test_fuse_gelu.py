@@ -52,3 +52,28 @@ def test_partial_pattern_is_left_alone(tmp_path):
     src = generate_torch(model)[0]
     assert "F.gelu(" not in src and "torch.erf" in src
     assert_matches_ort(model, {"x": np.linspace(-3, 3, 4).astype(np.float32)})
+
+
+class Mlp(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(8, 16)
+        self.fc2 = torch.nn.Linear(16, 4)
+
+    def forward(self, x):  # 3-D input: exporters write MatMul + Add
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_matmul_add_becomes_nn_linear(tmp_path):
+    import onnx
+
+    p = tmp_path / "mlp.onnx"
+    torch.onnx.export(Mlp(), (torch.randn(2, 3, 8),), str(p), dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b", 1: "t"}})
+    model = onnx.load(str(p))
+    assert "MatMul" in {n.op_type for n in model.graph.node}
+    src = generate_torch(model)[0]
+    assert "self.fc1 = nn.Linear(8, 16)" in src and "self.fc2 = nn.Linear(16, 4)" in src, src
+    assert " @ " not in src
+    for shape in [(2, 3, 8), (1, 7, 8)]:
+        assert_matches_ort(model, {"x": np.random.randn(*shape).astype(np.float32)})

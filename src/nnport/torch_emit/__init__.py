@@ -33,9 +33,11 @@ def generate(model: ir.Model, source_name: str = "model.onnx",
     if not record:  # recording names every ONNX node's output: keep them unfused
         from ..passes.fuse_attention import fuse_attention
         from ..passes.fuse_gelu import fuse_gelu
+        from ..passes.fuse_linear import fuse_linear
 
         fuse_attention(model)
         fuse_gelu(model)
+        fuse_linear(model)
     return CodeGen(model, source_name=source_name, record=record).generate()
 
 

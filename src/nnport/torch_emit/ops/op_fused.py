@@ -3,10 +3,13 @@
 ``nnport::SDPA`` (passes/fuse_attention.py): inputs Q, K, V, optional additive mask;
 attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention``.
 ``nnport::Gelu`` (passes/fuse_gelu.py): the erf form of GELU -> ``F.gelu``.
+``nnport::Linear`` (passes/fuse_linear.py): MatMul by a constant (K, N) matrix + constant bias
+-> an ``nn.Linear(K, N)`` submodule.
 """
 from __future__ import annotations
 
 import numpy as np
+import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
 
@@ -25,3 +28,19 @@ def sdpa(ctx: Ctx, Q: Arg, K: Arg, V: Arg, mask: Arg | None = None, *, scale: fl
 @register("Gelu", 1, domain="nnport")
 def gelu(ctx: Ctx, X: Arg):
     return f"F.gelu({X})"
+
+
+@register("Linear", 1, domain="nnport")
+def linear(ctx: Ctx, X: Arg, W: Arg, B: Arg):
+    w = np.ascontiguousarray(ctx.const(W).T)  # torch stores (out_features, in_features)
+    b = ctx.const(B).reshape(-1)
+    n_out, n_in = w.shape
+    hint = B.value.name if B.value is not None and B.value.name else ""
+    for suffix in (".bias", "_bias"):
+        if hint.endswith(suffix):
+            hint = hint[: -len(suffix)]
+    dt = ctx.dtype(W)
+    kw = "" if dt == ir.DataType.FLOAT else f", dtype={ctx.dtype_src(dt)}"
+    mod = ctx.module(hint or ctx.module_hint(W), f"nn.Linear({n_in}, {n_out}{kw})",
+                     {"weight": w, "bias": b})
+    return f"{mod}({X})"

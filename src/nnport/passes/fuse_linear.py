@@ -1,0 +1,66 @@
+"""MatMul by a constant matrix followed by Add of a constant vector -> ``nnport::Linear``.
+
+Exporters write ``nn.Linear`` on a >2-D input as MatMul + Add; printed back as two ops it costs
+an extra pass over the activations.  The fused node prints as an ``nn.Linear`` submodule
+(one addmm), named after the bias (``encoder.layer.0.fc1.bias`` -> ``encoder_layer_0_fc1``).
+"""
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from .fuse_attention import DOMAIN, _FLOATS, _only_use
+from .fuse_gelu import _is, _other
+
+
+def _match(mm: ir.Node):
+    x, w = mm.inputs[0], mm.inputs[1] if len(mm.inputs) > 1 else None
+    if x is None or w is None or w.const_value is None or x.const_value is not None:
+        return None
+    wt = w.const_value
+    if len(wt.shape) != 2 or wt.dtype not in _FLOATS or x.dtype != wt.dtype:
+        return None
+    if x.shape is None or len(x.shape) < 2:
+        return None
+    out = mm.outputs[0]
+    users = list(out.uses())
+    if len(users) != 1 or out.is_graph_output():
+        return None
+    add = users[0][0]
+    if not _is(add, "Add"):
+        return None
+    b = _other(add, out)
+    if b is None or b.const_value is None or b.const_value.dtype != wt.dtype:
+        return None
+    bshape = tuple(b.const_value.shape.numpy())
+    n = int(wt.shape[1])
+    if bshape not in ((n,), (1, n)) or not _only_use(out, add):
+        return None
+    return x, w, b, add
+
+
+def fuse_linear(model: ir.Model) -> int:
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    graph = model.graph
+    count = 0
+    for node in list(graph):
+        if not _is(node, "MatMul") or node.graph is None:
+            continue
+        m = _match(node)
+        if m is None:
+            continue
+        x, w, b, add = m
+        out = add.outputs[0]
+        fused = ir.Node(DOMAIN, "Linear", [x, w, b], name=node.name or "linear")
+        graph.insert_before(add, fused)
+        new = fused.outputs[0]
+        new.shape, new.type = out.shape, out.type
+        name = out.name
+        out.replace_all_uses_with(new, replace_graph_outputs=True)
+        out.name = None
+        new.name = name
+        count += 1
+    if count:
+        model.opset_imports.setdefault(DOMAIN, 1)
+        RemoveUnusedNodesPass()(model)
+    return count
