@@ -316,12 +316,33 @@ def _check_proto(proto) -> None:
                 continue
             if node.op_type == "Einsum":
                 _check_einsum(node)
+            if node.op_type == "Loop":
+                _check_loop(node, consts)
             n = op_output_elements(node.op_type, [consts.get(i) for i in node.input],
                                    [dims.get(i) for i in node.input])
             if n is not None:
                 _check_count(n, _label(node))
         # names of this graph are visible in its subgraphs (which come later in ``graphs``)
         outer_consts, outer_dims = consts, dims
+
+
+DEFAULT_MAX_LOOP_ITERATIONS = 2**24
+
+
+def _check_loop(node, consts: dict) -> None:
+    """A Loop with a constant trip count and no condition runs exactly that many times: refuse
+    counts no runtime finishes (a while-loop, with a condition input, may stop early)."""
+    ins = list(node.input)
+    if len(ins) < 2 or not ins[0] or ins[1]:
+        return
+    trip = consts.get(ins[0])
+    if not trip or len(trip) != 1:
+        return
+    limit = int(os.environ.get("NNPORT_MAX_LOOP_ITERATIONS", DEFAULT_MAX_LOOP_ITERATIONS))
+    if int(trip[0]) > limit:
+        raise InputError(f"{_label(node)} runs {_fmt(int(trip[0]))} iterations with no exit "
+                         f"condition (limit {_fmt(limit)}; set NNPORT_MAX_LOOP_ITERATIONS to "
+                         "raise it)")
 
 
 # ---------------------------------------------------------------------------------------------

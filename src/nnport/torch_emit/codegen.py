@@ -616,7 +616,10 @@ def _header(model: ir.Model, source_name: str) -> str:
 
 
 def _comment_safe(text: str) -> str:
-    return " ".join(str(text).split())[:200].encode("ascii", "backslashreplace").decode()
+    """One printable ASCII line: control characters (NUL included) and non-ASCII are escaped."""
+    text = " ".join(str(text).split())[:200]
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text.encode("ascii", "backslashreplace").decode()
 
 
 def _doc(model: ir.Model, source_name: str) -> str:

@@ -1,0 +1,55 @@
+"""Findings of the 100,000-case fuzz run, kept as regression tests."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import nnport
+from nnport.convert import generate_torch
+
+
+def _relu_model(**model_kw):
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], **model_kw)
+
+
+def test_control_characters_in_metadata_never_reach_the_source():
+    """A NUL byte in producer_name made the generated file uncompilable."""
+    model = _relu_model(producer_name="se\x00d\x07\x1b[31m", producer_version="1\r\n2")
+    source = generate_torch(model)[0]
+    compile(source, "model.py", "exec")
+    assert "\x00" not in source and "\x1b" not in source and "\r" not in source
+
+
+def _loop_model(trip: int, with_cond: bool):
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc", "x"], ["acc2"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc2", TensorProto.FLOAT, [3])])
+    inits = [numpy_helper.from_array(np.array(trip, np.int64), "n")]
+    if with_cond:
+        inits.append(numpy_helper.from_array(np.array(False), "c"))
+    g = helper.make_graph(
+        [helper.make_node("Loop", ["n", "c" if with_cond else "", "x"], ["y"], body=body)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_loop_that_never_ends_is_refused_before_running():
+    """A Loop of 4.4e12 iterations with no exit condition hung verification."""
+    with pytest.raises(nnport.InputError, match="4,398,046,511,107 iterations"):
+        nnport.verify(_loop_model(4398046511107, False), _loop_model(3, False))
+
+
+def test_loop_with_an_exit_condition_and_a_huge_bound_still_converts():
+    """The while-loop idiom (M = INT64_MAX plus a condition) is legitimate."""
+    model = _loop_model(2**63 - 1, True)
+    rep = nnport.verify(model, nnport.to_torch(model))
+    assert rep.ok, rep.lines()
