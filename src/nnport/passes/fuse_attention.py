@@ -31,6 +31,29 @@ def _only_use(value: ir.Value, node: ir.Node) -> bool:
     return users == {id(node)}
 
 
+def replace_output(graph: ir.Graph, last: ir.Node, fused: ir.Node) -> None:
+    """Insert ``fused`` before ``last`` and let it take over ``last``'s output (uses, graph
+    outputs, name, shape and type); the nodes left without users are removed afterwards."""
+    out = last.outputs[0]
+    graph.insert_before(last, fused)
+    new = fused.outputs[0]
+    new.shape, new.type = out.shape, out.type
+    name = out.name
+    out.replace_all_uses_with(new, replace_graph_outputs=True)
+    out.name = None
+    new.name = name
+
+
+def finish(model: ir.Model, count: int) -> int:
+    """After a fusion pass: declare the private domain and drop what the fused nodes replaced."""
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    if count:
+        model.opset_imports.setdefault(DOMAIN, 1)
+        RemoveUnusedNodesPass()(model)
+    return count
+
+
 def _scalar(value: ir.Value | None) -> float | None:
     if value is None or value.const_value is None:
         return None
@@ -141,8 +164,6 @@ def _next_user(value: ir.Value) -> ir.Node | None:
 
 def fuse_attention(model: ir.Model) -> int:
     """Rewrite every matching attention block in the main graph; returns how many."""
-    from onnx_ir.passes.common import RemoveUnusedNodesPass
-
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
     graph = model.graph
     count = 0
@@ -153,20 +174,10 @@ def fuse_attention(model: ir.Model) -> int:
         if m is None:
             continue
         q, k, v, mask, scale, k_transposed, out_mm = m
-        out = out_mm.outputs[0]
         fused = ir.Node(DOMAIN, "SDPA", [q, k, v] + ([mask] if mask is not None else []),
                         attributes=[ir.AttrFloat32("scale", float(np.float32(scale))),
                                     ir.AttrInt64("k_transposed", k_transposed)],
                         name=(node.name or "attention") + "_sdpa")
-        graph.insert_before(out_mm, fused)
-        new = fused.outputs[0]
-        new.shape, new.type = out.shape, out.type
-        name = out.name
-        out.replace_all_uses_with(new, replace_graph_outputs=True)
-        out.name = None
-        new.name = name
+        replace_output(graph, out_mm, fused)
         count += 1
-    if count:
-        model.opset_imports.setdefault(DOMAIN, 1)
-        RemoveUnusedNodesPass()(model)
-    return count
+    return finish(model, count)

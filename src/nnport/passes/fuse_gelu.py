@@ -12,7 +12,7 @@ import math
 
 import onnx_ir as ir
 
-from .fuse_attention import DOMAIN, _FLOATS, _only_use, _scalar
+from .fuse_attention import DOMAIN, _FLOATS, _only_use, _scalar, finish, replace_output
 
 
 def _is(node: ir.Node | None, op: str) -> bool:
@@ -81,8 +81,6 @@ def _match(erf: ir.Node):
 
 def fuse_gelu(model: ir.Model) -> int:
     """Rewrite every erf-GELU of the main graph; returns how many."""
-    from onnx_ir.passes.common import RemoveUnusedNodesPass
-
     graph = model.graph
     count = 0
     for node in list(graph):
@@ -92,17 +90,7 @@ def fuse_gelu(model: ir.Model) -> int:
         if m is None:
             continue
         x, last = m
-        out = last.outputs[0]
         fused = ir.Node(DOMAIN, "Gelu", [x], name=(node.name or "gelu") + "_gelu")
-        graph.insert_before(last, fused)
-        new = fused.outputs[0]
-        new.shape, new.type = out.shape, out.type
-        name = out.name
-        out.replace_all_uses_with(new, replace_graph_outputs=True)
-        out.name = None
-        new.name = name
+        replace_output(graph, last, fused)
         count += 1
-    if count:
-        model.opset_imports.setdefault(DOMAIN, 1)
-        RemoveUnusedNodesPass()(model)
-    return count
+    return finish(model, count)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .fuse_attention import DOMAIN, _FLOATS, _only_use
+from .fuse_attention import DOMAIN, _FLOATS, _only_use, finish, replace_output
 from .fuse_gelu import _is, _other
 
 
@@ -39,8 +39,7 @@ def _match(mm: ir.Node):
 
 
 def fuse_linear(model: ir.Model) -> int:
-    from onnx_ir.passes.common import RemoveUnusedNodesPass
-
+    """Rewrite every MatMul(x, const W) + const bias of the main graph; returns how many."""
     graph = model.graph
     count = 0
     for node in list(graph):
@@ -50,17 +49,7 @@ def fuse_linear(model: ir.Model) -> int:
         if m is None:
             continue
         x, w, b, add = m
-        out = add.outputs[0]
         fused = ir.Node(DOMAIN, "Linear", [x, w, b], name=node.name or "linear")
-        graph.insert_before(add, fused)
-        new = fused.outputs[0]
-        new.shape, new.type = out.shape, out.type
-        name = out.name
-        out.replace_all_uses_with(new, replace_graph_outputs=True)
-        out.name = None
-        new.name = name
+        replace_output(graph, add, fused)
         count += 1
-    if count:
-        model.opset_imports.setdefault(DOMAIN, 1)
-        RemoveUnusedNodesPass()(model)
-    return count
+    return finish(model, count)
