@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nnport {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
-    c = sub.add_parser("convert", help="convert a model (ONNX -> PyTorch .py + .safetensors)")
+    c = sub.add_parser("convert", help="convert a model: ONNX (or Keras/TF) to .py, .param, .pt; "
+                       "PyTorch to .onnx")
     c.add_argument("src", help="source model (.onnx; or a PyTorch source for .onnx outputs)")
     c.add_argument("dst", help="destination: .py (PyTorch source + .safetensors), "
                    ".param (ncnn .param + .bin), .onnx, .pt (TorchScript)")
