@@ -53,3 +53,30 @@ def test_loop_with_an_exit_condition_and_a_huge_bound_still_converts():
     model = _loop_model(2**63 - 1, True)
     rep = nnport.verify(model, nnport.to_torch(model))
     assert rep.ok, rep.lines()
+
+
+def _one(op, x_shape, out_shape, inits=(), const_input=False, **attrs):
+    rng = np.random.default_rng(0)
+    x = numpy_helper.from_array(rng.standard_normal(x_shape).astype(np.float32), "x")
+    names = ["x"] + [t.name for t in inits]
+    g = helper.make_graph(
+        [helper.make_node(op, names, ["y"], **attrs)], "g",
+        [] if const_input else [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        ([x] if const_input else []) + list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_ops_on_constants_are_not_folded_by_the_reference_evaluator():
+    """GlobalMaxPool of a rank-3 constant was folded (by onnx's reference implementation) to
+    shape [4, 1] instead of [4, 2, 1]; only weight/shape ops are folded now."""
+    model = _one("GlobalMaxPool", [4, 2, 3], [4, 2, 1], const_input=True)
+    rep = nnport.verify(model, nnport.to_torch(model))
+    assert rep.ok, rep.lines()
+
+
+def test_squeeze_with_an_empty_axes_list_squeezes_every_one():
+    model = _one("Squeeze", [1, 1, 4], [4], inits=[numpy_helper.from_array(
+        np.zeros(0, np.int64), "axes")])
+    rep = nnport.verify(model, nnport.to_torch(model))
+    assert rep.ok, rep.lines()

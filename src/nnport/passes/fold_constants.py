@@ -2,8 +2,9 @@
 
 Real exports compute weights with Identity (torch's de-duplication), Constant, ConstantOfShape,
 Cast, Reshape, Transpose or DequantizeLinear of constants.  onnxscript's folder does the work;
-we only lift its size limits (weights are large by nature) and keep it away from ops whose
-result must not be frozen (random generators).  When onnxscript's folder itself fails on a graph
+we lift its size limits (weights are large by nature) and restrict it to the ops that compute
+weights and shapes (``_FOLD``): random generators must not be frozen, and other ops are better
+left to the emitters than to onnx's reference evaluator.  When onnxscript's folder itself fails on a graph
 (it has op-specific rewrites that can crash on unusual inputs), a plain node-by-node folder
 using onnx's reference evaluator takes over, so a folder bug never blocks a conversion.
 """
@@ -18,8 +19,21 @@ from onnxscript.optimizer import _constant_folding
 from .. import limits
 from ..errors import InputError
 
-_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-               "Multinomial", "Bernoulli"}
+# What we fold: the ops exporters use to compute weights and shapes from constants.  Other ops
+# with constant inputs are left for the emitters: folding evaluates them with onnx's reference
+# implementation, which is not always right on unusual inputs (the fuzzer found GlobalMaxPool
+# on a rank-3 tensor folded to the wrong shape), and real models rarely need them folded.
+_FOLD = {
+    "Identity", "Constant", "ConstantOfShape", "Cast", "CastLike", "Reshape", "Transpose",
+    "Squeeze", "Unsqueeze", "Flatten", "Concat", "Split", "Slice", "Gather", "Shape", "Size",
+    "Expand", "Tile", "Range", "DequantizeLinear", "QuantizeLinear", "Add", "Sub", "Mul", "Div",
+    "Neg", "Abs", "Sqrt", "Reciprocal", "Pow", "Exp", "Log", "Floor", "Ceil", "Equal", "Less",
+    "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Where", "Min", "Max", "Sum",
+    "Clip", "MatMul", "Gemm", "ReduceProd", "ReduceSum", "ReduceMax", "ReduceMin", "Sign",
+    "Mod", "Pad", "ScatterND", "ScatterElements", "Trilu", "Einsum", "OneHot", "EyeLike",
+    "SequenceConstruct", "SequenceAt", "SplitToSequence", "ConcatFromSequence", "Optional",
+    "OptionalGetElement", "BitShift",
+}
 # Large limits: a ConstantOfShape that makes a 100M-element fc weight must fold too.
 _SIZE_LIMIT = 1 << 40
 
@@ -30,7 +44,7 @@ def _should_fold(node: ir.Node) -> bool | None:
     # Sizes are checked first: a constant ConstantOfShape/Expand/Tile/Range must not allocate
     # terabytes.
     limits.check_node(node)
-    return node.op_type not in _NEVER_FOLD
+    return node.op_type in _FOLD and node.domain in ("", "ai.onnx")
 
 
 def fold_constants(model: ir.Model) -> ir.Model:
@@ -61,7 +75,7 @@ def _copy_into(model: ir.Model, fresh: ir.Model) -> None:
 
 
 def _is_constant_node(node: ir.Node) -> bool:
-    if node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
+    if node.op_type not in _FOLD or node.domain not in ("", "ai.onnx"):
         return False
     if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
            for a in node.attributes.values()):

@@ -113,9 +113,10 @@ def transpose(ctx: Ctx, data: Arg, *, perm=None):
 def squeeze(ctx: Ctx, data: Arg, axes_in: Arg | None = None, *, axes=None):
     if axes_in is not None:
         axes = _ints(ctx, axes_in)
-        if axes is None:
-            return f"{data}.squeeze(tuple({axes_in}.tolist()))"
-    if axes is None:
+        if axes is None:  # run-time axes; an empty list means "every size-1 dim", as in ONNX
+            return (f"({data}.squeeze(tuple({axes_in}.tolist())) if {axes_in}.numel() "
+                    f"else {data}.squeeze())")
+    if axes is None or len(axes) == 0:  # no axes, or an empty list: squeeze every 1
         return f"{data}.squeeze()"
     axes = list(axes)
     if len(axes) == 1:
