@@ -1,6 +1,9 @@
 """Shared test helpers: build one-node or small graphs, run them in onnxruntime and through nnport."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import torch
@@ -56,3 +59,23 @@ def one_node_model(op, inputs: dict, outputs: dict, attrs=None, inits=None, opse
 
 F32 = TensorProto.FLOAT
 I64 = TensorProto.INT64
+
+
+NNPORT = [sys.executable, "-m", "nnport.cli"]
+
+
+def run_cli(*args, cwd=None):
+    """Run the command line as a user does; returns (exit code, stdout, stderr)."""
+    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                       timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def assert_clean_error(rc, out, err, *needles):
+    """Exit code 2, no traceback, exactly one line on stderr containing every needle."""
+    assert rc == 2, (rc, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])

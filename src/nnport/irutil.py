@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
 import onnx_ir as ir
 
 
@@ -18,3 +19,25 @@ def iter_nodes(graph: ir.Graph) -> Iterable[tuple[ir.Node, int]]:
                 for g in attr.value:
                     for n, d in iter_nodes(g):
                         yield n, d + 1
+
+
+def const_array(v: ir.Value | None) -> np.ndarray | None:
+    """The numpy value of a constant (initializer or folded) value, else None."""
+    if v is None or v.const_value is None:
+        return None
+    try:
+        return v.const_value.numpy()
+    except Exception:
+        return None
+
+
+def replace_value(old: ir.Value, new: ir.Value, *, keep_name: bool = False) -> None:
+    """Every use of ``old`` (graph outputs included) reads ``new``.  The name moves to ``new``
+    when ``old`` was a graph output (the graph's interface keeps its names) or ``keep_name``."""
+    if keep_name or old.is_graph_output():
+        name = old.name
+        old.replace_all_uses_with(new, replace_graph_outputs=True)
+        old.name = None
+        new.name = name
+    else:
+        old.replace_all_uses_with(new)

@@ -1,32 +1,13 @@
 """The command line, run as a user runs it: a subprocess, real files, exit codes, one-line errors."""
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
 from models_small import add_relu_model, unsupported_ops_model
-
-NNPORT = [sys.executable, "-m", "nnport.cli"]
-
-
-def run(*args, cwd=None):
-    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                       timeout=300)
-    return p.returncode, p.stdout, p.stderr
-
-
-def assert_clean_error(rc, out, err, *needles):
-    assert rc == 2, (rc, out, err)
-    assert "Traceback" not in err and "Traceback" not in out
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+from util import assert_clean_error, run_cli as run
 
 
 @pytest.fixture()

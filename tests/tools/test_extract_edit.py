@@ -1,6 +1,4 @@
 """nnport extract and nnport edit: runnable results, clean errors, atomic output."""
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -10,12 +8,7 @@ from nnport.tools import edit, extract
 from tools.cnn import cnn_model
 from util import ort_run
 
-NNPORT = [sys.executable, "-m", "nnport.cli"]
-
-
-def run(*args):
-    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, timeout=300)
-    return p.returncode, p.stdout, p.stderr
+from util import run_cli as run
 
 
 def clean_error(rc, err, *needles):

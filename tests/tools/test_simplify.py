@@ -1,6 +1,4 @@
 """nnport simplify: each pass verified in onnxruntime; a wrong pass is named and discarded."""
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -12,12 +10,7 @@ from nnport.passes.simplify_noop import eliminate_noops
 from nnport.tools.simplify import DEFAULT_PASSES, simplify
 from tools.cnn import cnn_model
 
-NNPORT = [sys.executable, "-m", "nnport.cli"]
-
-
-def run(*args):
-    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, timeout=300)
-    return p.returncode, p.stdout, p.stderr
+from util import run_cli as run
 
 
 def ops(model):

@@ -1,11 +1,8 @@
 """``nnport export`` and ``nnport convert`` with PyTorch sources, run as a subprocess."""
-import subprocess
-import sys
-
 import onnx
 import pytest
 
-NNPORT = [sys.executable, "-m", "nnport.cli"]
+from util import assert_clean_error, run_cli as run
 
 NET = '''
 import torch
@@ -49,21 +46,6 @@ class Mystery(torch.nn.Module):
 '''
 
 SHAPES = ["--input-shape", "x=1,3,16,16", "--input-shape", "y=1,4,16,16"]
-
-
-def run(*args, cwd=None):
-    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                       timeout=300)
-    return p.returncode, p.stdout, p.stderr
-
-
-def assert_clean_error(rc, out, err, *needles):
-    assert rc == 2, (rc, out, err)
-    assert "Traceback" not in err and "Traceback" not in out
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 @pytest.fixture()

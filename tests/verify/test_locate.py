@@ -1,10 +1,7 @@
 """verify --locate names exactly the node whose weight or attribute was corrupted."""
 import copy
 import json
-import subprocess
-import sys
 
-import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -13,12 +10,7 @@ import nnport
 from nnport.verify.locate import locate
 from tools.cnn import cnn_model
 
-NNPORT = [sys.executable, "-m", "nnport.cli"]
-
-
-def run(*args):
-    p = subprocess.run([*NNPORT, *map(str, args)], capture_output=True, text=True, timeout=300)
-    return p.returncode, p.stdout, p.stderr
+from util import run_cli as run
 
 
 def corrupt_weight(model, name, delta=1.0):

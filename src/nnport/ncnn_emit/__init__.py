@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from ..convert import ConvertResult, _source_name, prepare, register_target
+from ..convert import ConvertResult, prepare, register_target
 from ..io import check_output_path
 from ..verify import register_runner
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..irutil import iter_nodes
+from ..irutil import iter_nodes, replace_value
 
 
 def castlike_to_cast(model: ir.Model) -> ir.Model:
@@ -27,9 +27,6 @@ def castlike_to_cast(model: ir.Model) -> ir.Model:
         graph.insert_before(node, cast)
         cast.outputs[0].dtype = dt
         cast.outputs[0].shape = node.outputs[0].shape
-        old = node.outputs[0]
-        name = old.name
-        old.replace_all_uses_with(cast.outputs[0], replace_graph_outputs=True)
+        replace_value(node.outputs[0], cast.outputs[0], keep_name=True)
         graph.remove(node, safe=True)
-        cast.outputs[0].name = name
     return model

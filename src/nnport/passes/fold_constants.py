@@ -18,6 +18,7 @@ from onnxscript.optimizer import _constant_folding
 
 from .. import limits
 from ..errors import InputError
+from ..irutil import replace_value
 
 # What we fold: the ops exporters use to compute weights and shapes from constants.  Other ops
 # with constant inputs are left for the emitters: folding evaluates them with onnx's reference
@@ -115,9 +116,7 @@ def fold_simple(model: ir.Model) -> ir.Model:
             const = ir.Value(name=out.name, const_value=ir.tensor(arr, name=out.name),
                              shape=ir.Shape(arr.shape), type=ir.TensorType(
                                  ir.DataType.from_numpy(arr.dtype)))
-            out.replace_all_uses_with(const, replace_graph_outputs=True)
-            out.name = None
-            const.name = const.const_value.name
+            replace_value(out, const, keep_name=True)
             graph.register_initializer(const)
         graph.remove(node, safe=True)
     return model

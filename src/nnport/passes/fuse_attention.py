@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from ..irutil import replace_value
+
 DOMAIN = "nnport"
 _FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
 
@@ -38,10 +40,7 @@ def replace_output(graph: ir.Graph, last: ir.Node, fused: ir.Node) -> None:
     graph.insert_before(last, fused)
     new = fused.outputs[0]
     new.shape, new.type = out.shape, out.type
-    name = out.name
-    out.replace_all_uses_with(new, replace_graph_outputs=True)
-    out.name = None
-    new.name = name
+    replace_value(out, new, keep_name=True)
 
 
 def finish(model: ir.Model, count: int) -> int:

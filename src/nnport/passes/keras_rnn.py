@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from .layout_common import attr, const, is_op, new_const, replace_value
+from ..irutil import const_array as const, replace_value
+from .layout_common import attr, is_op, new_const
 
 
 def _skip_identity(v: ir.Value) -> ir.Value:
@@ -170,7 +171,7 @@ def _match_gru(loop: ir.Node):
     if w.shape[1] != 3 * hidden:
         return None
     # the recurrent side: rz, rr, rh are thirds of h @ U (+ b_h), as Slices or one Split
-    src, gates = None, {}
+    src = None
     for gate, v in enumerate((rz, rr, rh)):
         node = v.producer()
         if is_op(node, "Slice"):

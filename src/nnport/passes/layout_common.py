@@ -14,16 +14,6 @@ def is_op(node: ir.Node | None, *ops: str) -> bool:
     return node is not None and node.domain in _ONNX and node.op_type in ops
 
 
-def const(v: ir.Value | None):
-    """The numpy value of a constant input (initializer or folded), else None."""
-    if v is None or v.const_value is None:
-        return None
-    try:
-        return v.const_value.numpy()
-    except Exception:
-        return None
-
-
 def attr(node: ir.Node, name: str, default=None):
     a = node.attributes.get(name)
     return default if a is None else a.value
@@ -42,17 +32,6 @@ def new_const(graph: ir.Graph, arr: np.ndarray, hint: str) -> ir.Value:
                    type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)))
     graph.register_initializer(val)
     return val
-
-
-def replace_value(old: ir.Value, new: ir.Value) -> None:
-    """Every use of ``old`` reads ``new``; a graph output keeps its name."""
-    if old.is_graph_output():
-        name = old.name
-        old.replace_all_uses_with(new, replace_graph_outputs=True)
-        old.name = None
-        new.name = name
-    else:
-        old.replace_all_uses_with(new)
 
 
 def remove_if_dead(graph: ir.Graph, node: ir.Node | None) -> None:

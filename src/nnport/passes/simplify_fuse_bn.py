@@ -8,14 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-
-def _const(v):
-    if v is None or v.const_value is None:
-        return None
-    try:
-        return v.const_value.numpy()
-    except Exception:
-        return None
+from ..irutil import const_array, replace_value
 
 
 def _fuse_one(graph: ir.Graph, bn: ir.Node) -> bool:
@@ -32,11 +25,11 @@ def _fuse_one(graph: ir.Graph, bn: ir.Node) -> bool:
         return False
     if len(bn.inputs) < 5:
         return False
-    scale, beta, mean, var = (_const(v) for v in bn.inputs[1:5])
-    w = _const(conv.inputs[1]) if len(conv.inputs) > 1 else None
+    scale, beta, mean, var = (const_array(v) for v in bn.inputs[1:5])
+    w = const_array(conv.inputs[1]) if len(conv.inputs) > 1 else None
     if any(a is None for a in (scale, beta, mean, var, w)) or w.dtype.kind != "f":
         return False
-    b = _const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] is not None else None
+    b = const_array(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] is not None else None
     if len(conv.inputs) > 2 and conv.inputs[2] is not None and b is None:
         return False
     eps = bn.attributes["epsilon"].value if "epsilon" in bn.attributes else 1e-5
@@ -70,15 +63,7 @@ def _fuse_one(graph: ir.Graph, bn: ir.Node) -> bool:
         conv.resize_inputs(3)
     conv.replace_input_with(1, w_val)
     conv.replace_input_with(2, b_val)
-    y = bn.outputs[0]
-    out = conv.outputs[0]
-    if y.is_graph_output():
-        name = y.name
-        y.replace_all_uses_with(out, replace_graph_outputs=True)
-        y.name = None
-        out.name = name
-    else:
-        y.replace_all_uses_with(out)
+    replace_value(bn.outputs[0], conv.outputs[0])
     graph.remove(bn, safe=True)
     return True
 

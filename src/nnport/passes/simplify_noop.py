@@ -10,16 +10,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from ..irutil import const_array, replace_value
+
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-def _const(v: ir.Value | None):
-    if v is None or v.const_value is None:
-        return None
-    try:
-        return v.const_value.numpy()
-    except Exception:
-        return None
 
 
 def _static_shape(v: ir.Value | None) -> tuple | None:
@@ -57,7 +50,7 @@ def _is_noop(node: ir.Node) -> bool:
     if op == "Identity":
         return True
     if op == "Dropout":
-        training = _const(node.inputs[2]) if len(node.inputs) > 2 else None
+        training = const_array(node.inputs[2]) if len(node.inputs) > 2 else None
         if len(node.inputs) > 2 and node.inputs[2] is not None and (
                 training is None or bool(training)):
             return False
@@ -67,7 +60,7 @@ def _is_noop(node: ir.Node) -> bool:
         dt = _dtype(x)
         return dt is not None and to is not None and int(dt) == int(to)
     if op == "Expand" and len(node.inputs) > 1:
-        target = _const(node.inputs[1])
+        target = const_array(node.inputs[1])
         dims = list(x.shape.dims) if x.shape is not None else None
         if x.const_value is not None:
             dims = list(x.const_value.shape.numpy())
@@ -77,7 +70,7 @@ def _is_noop(node: ir.Node) -> bool:
         return all(int(t) == 1 or (isinstance(s, int) and int(t) == s)
                    for t, s in zip(target.reshape(-1), tail))
     if op == "Reshape":
-        target = _const(node.inputs[1]) if len(node.inputs) > 1 else None
+        target = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
         shape = _static_shape(x)
         if target is None or shape is None:
             return False
@@ -99,7 +92,7 @@ def _is_noop(node: ir.Node) -> bool:
         return list(perm) == list(range(len(perm)))
     if op == "Pad":
         if len(node.inputs) > 1:
-            pads = _const(node.inputs[1])
+            pads = const_array(node.inputs[1])
         else:
             pads = _attr(node, "pads")
             pads = None if pads is None else np.asarray(pads)
@@ -108,10 +101,10 @@ def _is_noop(node: ir.Node) -> bool:
         shape = _static_shape(x)
         if len(node.inputs) < 3 or shape is None:
             return False
-        starts, ends = _const(node.inputs[1]), _const(node.inputs[2])
-        axes = _const(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None \
+        starts, ends = const_array(node.inputs[1]), const_array(node.inputs[2])
+        axes = const_array(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None \
             else None
-        steps = _const(node.inputs[4]) if len(node.inputs) > 4 and node.inputs[4] is not None \
+        steps = const_array(node.inputs[4]) if len(node.inputs) > 4 and node.inputs[4] is not None \
             else None
         if starts is None or ends is None or (len(node.inputs) > 3 and node.inputs[3] is not None
                                                and axes is None) or (
@@ -126,7 +119,7 @@ def _is_noop(node: ir.Node) -> bool:
                 return False
         return True
     if op in ("Squeeze", "Unsqueeze"):
-        axes = _const(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None \
+        axes = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None \
             else _attr(node, "axes")
         if axes is None:
             return op == "Squeeze" and (_static_shape(x) is not None
@@ -145,16 +138,10 @@ def eliminate_noops(model: ir.Model) -> bool:
         if not _is_noop(node):
             continue
         x, y = node.inputs[0], node.outputs[0]
-        if y.is_graph_output():
-            if x.is_graph_input() or x.is_graph_output() or x.const_value is not None:
-                continue  # keep the node: it gives the graph output its own name
-            # the producer's output takes the graph output's place and name
-            name = y.name
-            y.replace_all_uses_with(x, replace_graph_outputs=True)
-            y.name = None
-            x.name = name
-        else:
-            y.replace_all_uses_with(x)
+        if y.is_graph_output() and (x.is_graph_input() or x.is_graph_output()
+                                    or x.const_value is not None):
+            continue  # keep the node: it gives the graph output its own name
+        replace_value(y, x)  # a graph output's name moves to the producer's output
         graph.remove(node, safe=True)
         changed = True
     return changed

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from ..irutil import replace_value
+
 
 def _static(v: ir.Value | None):
     if v is None or v.shape is None:
@@ -35,13 +37,9 @@ def fold_shape_ops(model: ir.Model) -> bool:
         name = out.name or f"{node.name}_value"
         const = ir.Value(name=name, const_value=ir.tensor(arr, name=name),
                          shape=ir.Shape(arr.shape), type=ir.TensorType(ir.DataType.INT64))
-        keep_name = out.is_graph_output()
-        out.replace_all_uses_with(const, replace_graph_outputs=True)
-        out.name = None
-        const.name = name
-        const.const_value.name = name
+        replace_value(out, const, keep_name=True)
+        const.name = name  # an unnamed output still gives the initializer a name
         graph.register_initializer(const)
         graph.remove(node, safe=True)
         changed = True
-        del keep_name
     return changed

@@ -66,7 +66,7 @@ def cmd_edit(args) -> int:
         if res.ok:
             print(f"wrote {args.dst}")
         else:
-            print(f"NOT written: the opset conversion changes the outputs")
+            print("NOT written: the opset conversion changes the outputs")
     return EXIT_OK if res.ok else EXIT_MISMATCH
 
 

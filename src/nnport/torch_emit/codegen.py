@@ -17,7 +17,7 @@ import inspect as _inspect
 import keyword
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np

@@ -5,7 +5,6 @@ import gc
 import os
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 import torch

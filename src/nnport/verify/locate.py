@@ -10,13 +10,11 @@ chunk that holds a diverging tensor.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from ..errors import InputError

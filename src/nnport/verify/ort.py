@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import onnx
 
 from ..errors import VerificationError
 from ..io import ModelSource, describe, load_proto

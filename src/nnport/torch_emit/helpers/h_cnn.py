@@ -226,7 +226,7 @@ def _deform_conv2d(x: torch.Tensor, w: torch.Tensor, offset: torch.Tensor,
                    offset_group: int) -> torch.Tensor:
     """ONNX DeformConv (2-D): convolution sampling the input at offset positions (bilinear,
     zero outside), each sample scaled by ``mask``."""
-    n, c, h, wd = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    n, c = x.shape[0], x.shape[1]
     oc, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     oh, ow = offset.shape[2], offset.shape[3]
     k = kh * kw
