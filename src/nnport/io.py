@@ -156,11 +156,13 @@ def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
         except Exception as exc:
             raise InputError(f"{describe(src)}: cannot read model ({exc})") from None
     proto = None
+    path = Path(src)
     if lazy and source_loader(src) is None:
         proto = _load_skeleton(src)
+        if proto is not None:
+            path = path.resolve()  # its tensors point into the real file, not a symlink's folder
     if proto is None:
         proto = load_proto(src)
-    path = Path(src)
     if source_loader(src) is not None:
         path = path / "model.onnx" if path.is_dir() else path  # its folder is the base
     try:
@@ -285,8 +287,8 @@ def _load_skeleton(src) -> onnx.ModelProto | None:
     lean path does not apply (then the caller parses the file the ordinary way)."""
     import mmap
 
-    path = Path(src)
     try:
+        path = Path(src).resolve()
         if not path.is_file() or path.stat().st_size < 1 << 20 or path.stat().st_nlink > 1:
             return None
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:

@@ -85,3 +85,23 @@ def test_runner_against_onnxruntime_directly(tmp_path):
     got = NcnnRunner(tmp_path / "c.param").run({"input": x})
     assert got[0].shape == ref[0].shape
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-3, atol=1e-4)
+
+
+def test_large_model_through_a_symlink(tmp_path):
+    """Over 1 MB the loader keeps weights as references into the file: the shape probe must
+    still see them, and a symlinked model must resolve them in the real file's folder."""
+    import os
+
+    real = tmp_path / "real"
+    real.mkdir()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(64 * 8 * 8, 100))
+    src = export(net, (torch.randn(1, 3, 8, 8),), real / "big.onnx")
+    assert src.stat().st_size > 1 << 20
+    link_dir = tmp_path / "elsewhere"
+    link_dir.mkdir()
+    os.symlink(src, link_dir / "big.onnx")
+    res = convert(link_dir / "big.onnx", tmp_path / "big.param", rtol=1e-3, atol=1e-4)
+    _check(res.report, 1e-3)
+    res = convert(link_dir / "big.onnx", tmp_path / "big.py")
+    assert res.ok

@@ -6,6 +6,7 @@ import onnx
 import onnx_ir as ir
 
 from ...errors import InputError
+from ...io import to_proto_inline
 
 STATIC_SOURCES = {"Shape", "Size"}
 
@@ -80,7 +81,7 @@ class Probe:
             if len(shp) >= 1 and shp[0] != 1 and len(shp) >= 2:
                 raise InputError(f"input {s.name!r} has batch {shp[0]}; ncnn runs a batch of 1 "
                                  f"(use --input-shape {s.name}=1,...)")
-        proto = ir.to_proto(model)
+        proto = to_proto_inline(model)  # weights may be references into the model file
         names = [o.name for n in model.graph for o in n.outputs if o.name]
         self.static = static_values(model)
         feeds = random_inputs(specs, self.input_shapes, 0, None)

@@ -1,0 +1,160 @@
+"""ONNX -> ncnn over a folder of real models (the anchors zoo, ../shared/ANCHORS.md): does each
+convert, does ncnn match onnxruntime to a relative 1e-2, how long did conversion take, and how
+fast does ncnn run the result (2 threads).  With pnnx importable (the anchors env), pnnx converts
+the same ONNX files and is measured the same way, side by side in one run.
+
+    python benchmarks/ncnn_zoo.py ZOO_DIR [--only NAME ...] [--runs 10] [--no-pnnx] [--json F]
+
+Each conversion runs in a fresh child process (a crash or hang in one model cannot stop the
+table); conversion time is the child's wall clock for the conversion call, imports excluded.
+The match criterion for both tools: max|ncnn - ort| <= 1e-2 * max|ort| on every output, same
+seeded input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_CHILD = r'''
+import json, sys, time, os
+import numpy as np
+tool, src, out, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+res = {"ok": False}
+def ort_run(path, feed):
+    import onnxruntime as ort
+    so = ort.SessionOptions(); so.intra_op_num_threads = 2
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return s.run(None, feed), [i for i in s.get_inputs()]
+try:
+    import onnx
+    m = onnx.load(src, load_external_data=False)
+    shape = [d.dim_value or 1 for d in m.graph.input[0].type.tensor_type.shape.dim]
+    iname = m.graph.input[0].name
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if tool == "nnport":
+        from nnport.ncnn_emit import convert_to_ncnn
+        t = time.perf_counter()
+        convert_to_ncnn(src, out, verify=False, input_shapes={iname: tuple(shape)})
+        res["convert_s"] = time.perf_counter() - t
+        param, feed_name = out, iname
+    else:
+        import pnnx
+        t = time.perf_counter()
+        pnnx.convert(src, [__import__("torch").from_numpy(x)])
+        res["convert_s"] = time.perf_counter() - t
+        param = str(Path(src).with_suffix(".ncnn.param")) if False else src[:-5] + ".ncnn.param"
+        feed_name = "in0"
+    import ncnn
+    net = ncnn.Net(); net.opt.num_threads = 2; net.opt.use_vulkan_compute = False
+    net.opt.use_fp16_storage = net.opt.use_fp16_packed = net.opt.use_fp16_arithmetic = False
+    net.opt.use_bf16_storage = False
+    net.load_param(param); net.load_model(param[:-6] + ".bin")
+    if tool == "nnport":
+        from nnport.ncnn_emit.runner import read_outputs
+        out_blob = read_outputs(param)[0][0]
+    else:
+        out_blob = "out0"
+    def run():
+        ex = net.create_extractor(); ex.set_light_mode(True)
+        ex.input(feed_name, ncnn.Mat(np.ascontiguousarray(x[0])).clone())
+        ret, mat = ex.extract(out_blob)
+        assert ret == 0, f"extract {out_blob} failed ({ret})"
+        return np.array(mat).copy()
+    y = run()
+    ref = ort_run(src, {iname: x})[0][0]
+    y = y.reshape(ref.shape) if y.size == ref.size else y
+    if y.shape != ref.shape:
+        raise RuntimeError(f"shape {y.shape} vs onnxruntime {ref.shape}")
+    err = float(np.abs(y - ref).max()); scale = float(np.abs(ref).max())
+    res["rel_err"] = err / max(scale, 1e-12)
+    res["match"] = bool(err <= 1e-2 * scale)
+    for _ in range(2): run()
+    t = time.perf_counter()
+    for _ in range(runs): run()
+    res["latency_ms"] = (time.perf_counter() - t) / runs * 1e3
+    res["ok"] = True
+except BaseException as e:
+    res["error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+print("RESULT " + json.dumps(res))
+'''
+
+
+def child(tool: str, src: Path, out: Path, runs: int, python: str, timeout: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    try:
+        r = subprocess.run([python, "-c", _CHILD, tool, str(src), str(out), str(runs)],
+                           capture_output=True, text=True, timeout=timeout, env=env,
+                           cwd=out.parent)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timeout after {timeout}s"}
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"ok": False, "error": f"exit {r.returncode}: {r.stderr.strip().splitlines()[-1:]}"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("zoo", type=Path)
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--no-pnnx", action="store_true")
+    ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    import importlib.util
+
+    with_pnnx = not args.no_pnnx and importlib.util.find_spec("pnnx") is not None
+    files = sorted(p for p in args.zoo.glob("timm_*.onnx"))
+    if args.only:
+        files = [p for p in files if any(o in p.stem for o in args.only)]
+    rows = {}
+    hdr = f"{'model':32} {'nnport':>7} {'rel err':>9} {'conv s':>7} {'ms':>8}"
+    if with_pnnx:
+        hdr += f" | {'pnnx':>7} {'rel err':>9} {'conv s':>7} {'ms':>8} {'ratio':>6}"
+    print(hdr, flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        for src in files:
+            name = src.stem[len("timm_"):]
+            work = Path(d) / name
+            work.mkdir()
+            local = work / src.name
+            os.symlink(src.resolve(), local)
+            ours = child("nnport", local, work / "model.param", args.runs, sys.executable,
+                         args.timeout)
+            row = {"nnport": ours}
+            line = f"{name:32} {_fmt(ours)}"
+            if with_pnnx:
+                theirs = child("pnnx", local, work / "unused.param", args.runs, sys.executable,
+                               args.timeout)
+                row["pnnx"] = theirs
+                ratio = (ours["latency_ms"] / theirs["latency_ms"]
+                         if ours.get("ok") and theirs.get("ok") else None)
+                line += f" | {_fmt(theirs)} {ratio if ratio is None else f'{ratio:6.2f}'}"
+            print(line, flush=True)
+            for tool, r in row.items():
+                if not r.get("ok"):
+                    print(f"    {tool}: {r.get('error')}", flush=True)
+            rows[name] = row
+    for tool in ["nnport"] + (["pnnx"] if with_pnnx else []):
+        n = sum(1 for r in rows.values() if r[tool].get("ok") and r[tool].get("match"))
+        print(f"{tool}: {n} of {len(rows)} convert and match onnxruntime (rel 1e-2)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+def _fmt(r: dict) -> str:
+    if not r.get("ok"):
+        return f"{'FAIL':>7} {'':>9} {r.get('convert_s', 0):7.2f} {'':>8}"
+    return (f"{'match' if r['match'] else 'WRONG':>7} {r['rel_err']:9.2e} {r['convert_s']:7.2f} "
+            f"{r['latency_ms']:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
