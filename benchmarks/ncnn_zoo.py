@@ -1,6 +1,7 @@
 """ONNX -> ncnn over a folder of real models (the anchors zoo, ../shared/ANCHORS.md): does each
 convert, does ncnn match onnxruntime to a relative 1e-2, how long did conversion take, and how
-fast does ncnn run the result (2 threads).  With pnnx importable (the anchors env), pnnx converts
+fast does ncnn run the result (2 threads; both tools' nets are timed in one process, runs
+interleaved, median, so machine load hits both alike).  With pnnx importable (the anchors env), pnnx converts
 the same ONNX files and is measured the same way, side by side in one run.
 
     python benchmarks/ncnn_zoo.py ZOO_DIR [--only NAME ...] [--runs 10] [--no-pnnx] [--json F]
@@ -74,15 +75,45 @@ try:
     err = float(np.abs(y - ref).max()); scale = float(np.abs(ref).max())
     res["rel_err"] = err / max(scale, 1e-12)
     res["match"] = bool(err <= 1e-2 * scale)
-    for _ in range(2): run()
-    t = time.perf_counter()
-    for _ in range(runs): run()
-    res["latency_ms"] = (time.perf_counter() - t) / runs * 1e3
+    res["param"], res["blobs"] = param, [feed_name, out_blob]
     res["ok"] = True
 except BaseException as e:
     res["error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
 print("RESULT " + json.dumps(res))
 '''
+
+
+_LATENCY = r'''
+import json, sys, time, statistics
+import numpy as np, ncnn
+spec = json.loads(sys.argv[1]); runs = int(sys.argv[2])
+nets = []
+for param, (inp, out), shape in spec:
+    net = ncnn.Net(); net.opt.num_threads = 2; net.opt.use_vulkan_compute = False
+    net.load_param(param); net.load_model(param[:-6] + ".bin")
+    x = np.random.default_rng(0).standard_normal(shape[1:]).astype(np.float32)
+    nets.append((net, inp, out, x))
+def run(net, inp, out, x):
+    ex = net.create_extractor(); ex.set_light_mode(True)
+    ex.input(inp, ncnn.Mat(x).clone()); ex.extract(out)
+times = [[] for _ in nets]
+for _ in range(2):
+    for n in nets: run(*n)
+for _ in range(runs):  # interleaved: both nets see the same machine load
+    for i, n in enumerate(nets):
+        t = time.perf_counter(); run(*n); times[i].append(time.perf_counter() - t)
+print("RESULT " + json.dumps([statistics.median(t) * 1e3 for t in times]))
+'''
+
+
+def latency(params: list, shape, runs: int, python: str) -> list:
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    r = subprocess.run([python, "-c", _LATENCY, json.dumps([[p, b, shape] for p, b in params]),
+                        str(runs)], capture_output=True, text=True, env=env, timeout=1200)
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return [None] * len(params)
 
 
 def child(tool: str, src: Path, out: Path, runs: int, python: str, timeout: int) -> dict:
@@ -119,7 +150,7 @@ def main() -> None:
     if with_pnnx:
         hdr += f" | {'pnnx':>7} {'rel err':>9} {'conv s':>7} {'ms':>8} {'ratio':>6}"
     print(hdr, flush=True)
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d:  # noqa: SIM117
         for src in files:
             name = src.stem[len("timm_"):]
             work = Path(d) / name
@@ -129,13 +160,24 @@ def main() -> None:
             ours = child("nnport", local, work / "model.param", args.runs, sys.executable,
                          args.timeout)
             row = {"nnport": ours}
-            line = f"{name:32} {_fmt(ours)}"
+            theirs = None
             if with_pnnx:
                 theirs = child("pnnx", local, work / "unused.param", args.runs, sys.executable,
                                args.timeout)
                 row["pnnx"] = theirs
+            ok = [r for r in (ours, theirs) if r is not None and r.get("ok")]
+            if ok and args.runs:
+                import onnx
+
+                m = onnx.load(str(src), load_external_data=False)
+                shape = [d.dim_value or 1 for d in m.graph.input[0].type.tensor_type.shape.dim]
+                for r, ms in zip(ok, latency([(r["param"], r["blobs"]) for r in ok], shape,
+                                             args.runs, sys.executable)):
+                    r["latency_ms"] = ms
+            line = f"{name:32} {_fmt(ours)}"
+            if with_pnnx:
                 ratio = (ours["latency_ms"] / theirs["latency_ms"]
-                         if ours.get("ok") and theirs.get("ok") else None)
+                         if ours.get("latency_ms") and theirs.get("latency_ms") else None)
                 line += f" | {_fmt(theirs)} {ratio if ratio is None else f'{ratio:6.2f}'}"
             print(line, flush=True)
             for tool, r in row.items():
@@ -152,8 +194,9 @@ def main() -> None:
 def _fmt(r: dict) -> str:
     if not r.get("ok"):
         return f"{'FAIL':>7} {'':>9} {r.get('convert_s', 0):7.2f} {'':>8}"
+    ms = r.get("latency_ms")
     return (f"{'match' if r['match'] else 'WRONG':>7} {r['rel_err']:9.2e} {r['convert_s']:7.2f} "
-            f"{r['latency_ms']:8.2f}")
+            f"{ms if ms is None else f'{ms:8.2f}':>8}")
 
 
 if __name__ == "__main__":

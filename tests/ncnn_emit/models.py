@@ -78,3 +78,63 @@ def export(module, args, path, dynamic_axes=None, input_names=("input",), opset=
                       input_names=list(input_names), output_names=["output"],
                       dynamic_axes=dynamic_axes)
     return path
+
+
+class QKVAttention(nn.Module):
+    """timm-style attention: one qkv Linear, reshape to (B, N, 3, heads, d), permute the 3 to
+    the front, unbind (a rank-5 tensor whose batch axis moves)."""
+
+    def __init__(self, d=32, heads=4, gather=False):
+        super().__init__()
+        self.h, self.gather = heads, gather
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        q, k, v = (qkv[0], qkv[1], qkv[2]) if self.gather else qkv.unbind(0)
+        att = torch.softmax(q @ k.transpose(-2, -1) * (d // self.h) ** -0.5, dim=-1)
+        return self.proj((att @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class Windows(nn.Module):
+    """Swin-style window partition and reverse (rank-6 reshapes), MaxViT-style grid partition
+    (a 5-group permutation), with attention over the windows as a batch."""
+
+    def __init__(self, c=16, ws=4):
+        super().__init__()
+        self.ws = ws
+        self.norm = nn.LayerNorm(c)
+        self.attn = QKVAttention(c, 2)
+        self.fc = nn.Linear(c, c)
+
+    def forward(self, x):  # (B, H, W, C)
+        b, h, w, c = x.shape
+        ws = self.ws
+        win = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+        win = win.reshape(-1, ws * ws, c)
+        win = self.attn(self.norm(win))
+        y = win.view(b, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        grid = y.view(b, ws, h // ws, ws, w // ws, c).permute(0, 2, 4, 1, 3, 5)
+        grid = self.fc(grid.reshape(-1, ws * ws, c))
+        z = grid.view(b, h // ws, w // ws, ws, ws, c).permute(0, 3, 1, 4, 2, 5).reshape(b, h, w, c)
+        return x + y + z
+
+
+class TokensAsBatch(nn.Module):
+    """LeViT-style: BatchNorm1d over tokens flattened into the batch, a strided subsample
+    x[:, ::2, ::2] of a (B, H, W, C) map, and an L2-normalize whose Expand feeds a Div."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.lin = nn.Linear(c, c, bias=False)
+        self.bn = nn.BatchNorm1d(c)
+        self.bn.running_mean.uniform_(-0.5, 0.5)
+        self.bn.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):  # (B, H, W, C)
+        b, h, w, c = x.shape
+        t = self.bn(self.lin(x).flatten(0, 2)).reshape(b, h, w, c)
+        t = t[:, ::2, 1::2]
+        t = F.normalize(t, dim=-1)
+        return t.float()

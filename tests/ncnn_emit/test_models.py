@@ -49,7 +49,7 @@ def test_transformer_encoder(tmp_path):
     res = convert(src, tmp_path / "enc.param", rtol=1e-3, atol=1e-4)
     _check(res.report, 1e-3)
     text = (tmp_path / "enc.param").read_text()
-    for layer in ("LayerNorm", "GELU", "Softmax", "MatMul", "Permute", "InnerProduct"):
+    for layer in ("LayerNorm", "GELU", "SDPA", "Permute", "Gemm"):
         assert f"\n{layer} " in text
 
 
@@ -105,3 +105,75 @@ def test_large_model_through_a_symlink(tmp_path):
     _check(res.report, 1e-3)
     res = convert(link_dir / "big.onnx", tmp_path / "big.py")
     assert res.ok
+
+
+@pytest.mark.parametrize("gather", [False, True])
+def test_qkv_unbind_attention(tmp_path, gather):
+    from .models import QKVAttention
+
+    src = export(QKVAttention(gather=gather), (torch.randn(1, 10, 32),), tmp_path / "a.onnx")
+    res = convert(src, tmp_path / "a.param", rtol=1e-3, atol=1e-4)
+    _check(res.report, 1e-3)
+    text = (tmp_path / "a.param").read_text()
+    assert "\nSDPA " in text and "\nSoftmax " not in text  # attention is one ncnn layer
+
+
+def test_window_and_grid_partitions(tmp_path):
+    from .models import Windows
+
+    src = export(Windows(), (torch.randn(1, 8, 8, 16),), tmp_path / "w.onnx")
+    res = convert(src, tmp_path / "w.param", rtol=1e-3, atol=1e-4)
+    _check(res.report, 1e-3)
+    text = (tmp_path / "w.param").read_text()
+    assert "\nPermute " in text
+
+
+def test_tokens_as_batch_and_strided_slice(tmp_path):
+    from .models import TokensAsBatch
+
+    src = export(TokensAsBatch(), (torch.randn(1, 6, 7, 16),), tmp_path / "t.onnx")
+    res = convert(src, tmp_path / "t.param", rtol=1e-3, atol=1e-4)
+    _check(res.report, 1e-3)
+    text = (tmp_path / "t.param").read_text()
+    assert "\nPooling " in text  # the ::2 steps
+
+
+def test_convolution_on_windows_as_batch_is_refused(tmp_path):
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):  # (1, 3, 8, 8) -> four 4x4 windows as a batch of 4
+            w = x.reshape(3, 2, 4, 2, 4).permute(1, 3, 0, 2, 4).reshape(4, 3, 4, 4)
+            return self.conv(w)
+
+    from nnport.errors import ConversionError
+
+    src = export(M(), (torch.randn(1, 3, 8, 8),), tmp_path / "c.onnx")
+    with pytest.raises(ConversionError, match="batch of 4"):
+        convert(src, tmp_path / "c.param")
+    assert not (tmp_path / "c.param").exists() and not (tmp_path / "c.bin").exists()
+
+
+@pytest.mark.parametrize("rank", [3, 4, 5, 6])
+def test_permute_steps_match_numpy(rank):
+    """Every permutation of up to 6 axes splits into steps of at most 4 merged groups, and
+    doing those steps with reshape/transpose gives numpy's transpose."""
+    import itertools
+
+    from nnport.ncnn_emit.legalize.rewrite import permute_steps
+
+    rng = np.random.default_rng(rank)
+    sizes = [2, 3, 1, 4, 5, 2][:rank]
+    x = rng.standard_normal(sizes)
+    perms = list(itertools.permutations(range(rank)))
+    for perm in (perms if rank < 6 else [perms[i] for i in rng.choice(len(perms), 60)]):
+        steps = permute_steps(sizes, list(perm))
+        assert steps is not None, perm
+        cur = x
+        for shape, order in steps:
+            assert len(shape) <= 4 and sorted(order) == list(range(len(shape)))
+            cur = cur.reshape(shape).transpose(order)
+        np.testing.assert_array_equal(cur.reshape(np.transpose(x, perm).shape),
+                                      np.transpose(x, perm))

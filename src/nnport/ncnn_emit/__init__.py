@@ -16,6 +16,7 @@ def build_graph(src, input_shapes: dict | None = None):
     """(ncnn Graph, normalized ir model) for an ONNX source."""
     from ..verify.inputs import specs_from_model
     from .emit import convert_graph
+    from .legalize import rewrite
     from .legalize.probe import Probe
     from .preflight import preflight
 
@@ -23,6 +24,8 @@ def build_graph(src, input_shapes: dict | None = None):
     preflight(model)
     specs = specs_from_model(model)
     probe = Probe(model, specs, input_shapes)
+    if rewrite.run(model, probe):  # fewer dims for ncnn: shapes and values change, probe again
+        probe = Probe(model, specs, input_shapes)
     graph = convert_graph(model, probe)
     return graph, model
 

@@ -87,6 +87,11 @@ class Context:
             a -= 1
         return a
 
+    def need_batch(self, x):
+        """Fail unless ``x`` is an N-C-spatial tensor with a batch of 1 (ncnn's c-h-w)."""
+        if not self.drop(x):
+            self.fail(f"runs on a batch of {self.shape(x)[0]}; ncnn runs a batch of 1")
+
     def single_consumer(self, v) -> ir.Node | None:
         cons = self.consumers.get(v.name, [])
         if len(cons) == 1 and v.name not in self.graph_outputs:

@@ -49,19 +49,30 @@ def _concrete(specs, input_shapes: dict) -> dict[str, tuple]:
     return shapes
 
 
-def _run(proto: onnx.ModelProto, names: list[str], feeds: dict) -> dict[str, np.ndarray]:
+def _session(model: ir.Model, names: list[str]):
+    """An onnxruntime session whose outputs are every value in ``names``.  Weights that are
+    references into one model file stay there (onnxruntime reads them from that folder):
+    the model is not copied into a second multi-MB protobuf."""
     import onnxruntime as ort
 
-    p = onnx.ModelProto()
-    p.CopyFrom(proto)
-    have = {o.name for o in p.graph.output}
+    from ...io import _ir_tensors
+
+    folders = {t.base_dir for t in _ir_tensors(model) if isinstance(t, ir.ExternalTensor)}
+    proto = ir.to_proto(model) if len(folders) <= 1 else to_proto_inline(model)
+    have = {o.name for o in proto.graph.output}
     for n in names:
         if n not in have:
-            p.graph.output.append(onnx.ValueInfoProto(name=n))
+            proto.graph.output.append(onnx.ValueInfoProto(name=n))
     so = ort.SessionOptions()
     so.log_severity_level = 4
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(p.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    if len(folders) == 1:
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                    str(next(iter(folders))))
+    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _run(sess, feeds: dict) -> dict[str, np.ndarray]:
     outs = sess.run(None, feeds)
     return {o.name: v for o, v in zip(sess.get_outputs(), outs)}
 
@@ -81,12 +92,12 @@ class Probe:
             if len(shp) >= 1 and shp[0] != 1 and len(shp) >= 2:
                 raise InputError(f"input {s.name!r} has batch {shp[0]}; ncnn runs a batch of 1 "
                                  f"(use --input-shape {s.name}=1,...)")
-        proto = to_proto_inline(model)  # weights may be references into the model file
         names = [o.name for n in model.graph for o in n.outputs if o.name]
         self.static = static_values(model)
         feeds = random_inputs(specs, self.input_shapes, 0, None)
         try:
-            vals = _run(proto, names, feeds)
+            sess = _session(model, names)
+            vals = _run(sess, feeds)
         except InputError:
             raise
         except Exception as exc:
@@ -116,7 +127,7 @@ class Probe:
                         shp[i] = shp[i] * 2
             alt[s.name] = tuple(shp)
         try:
-            vals2 = _run(proto, names, random_inputs(specs, alt, 1, None))
+            vals2 = _run(sess, random_inputs(specs, alt, 1, None))
         except Exception:
             return  # the model does not run at another size: treat everything as static
         for k, v in vals2.items():

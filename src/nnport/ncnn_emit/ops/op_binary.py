@@ -49,3 +49,16 @@ def sum_(ctx, node):
         return binary(ctx, 0, ins[0], ins[1], node.outputs[0])
     ctx.add("Eltwise", [ctx.blob(v) for v in ins], [ctx.out(node.outputs[0], ctx.drop(ins[0]))],
             {0: 1})  # Eltwise 0=op_type (0 prod 1 sum 2 max)
+
+
+def scale_shift(ctx, x, k: np.ndarray, b: np.ndarray, y):
+    """y = x * k + b with constant k, b shaped to broadcast against x (numpy rules)."""
+    r = ctx.rank(x)
+    k = k.reshape((1,) * (r - k.ndim) + k.shape).astype(np.float32)
+    b = b.reshape((1,) * (r - b.ndim) + b.shape).astype(np.float32)
+    if ctx.drop(x):
+        k, b = k[0], b[0]
+    mid = ctx.g.unique(y.name + "_scaled")
+    ctx.add("BinaryOp", [ctx.blob(x), ctx.memory_data(k, y.name + "_k")], [mid], {0: 2})
+    ctx.add("BinaryOp", [mid, ctx.memory_data(b, y.name + "_b")], [ctx.out(y, ctx.drop(x))],
+            {0: 0})

@@ -68,8 +68,8 @@ def reshape(ctx, node):
     if ctx.shape(x) == ctx.shape(y):
         return ctx.alias(y, ctx.blob(x), ctx.drop(x)) if y.name not in ctx.graph_outputs \
             else ctx.unary("Noop")
-    if len(ctx.shape(x)) >= 1 and ctx.drop(x) and ctx.shape(y) and ctx.shape(y)[0] != 1:
-        ctx.fail("reshape moves data into the batch axis, which ncnn does not have")
+    # data moved into axis 0 (windows or patches as a batch) stays a plain ncnn dim: ops that
+    # need a real batch of 1 (convolutions, pooling) check for it themselves
     emit_reshape(ctx, x, y)
 
 
@@ -89,15 +89,28 @@ def transpose(ctx, node):
         if ctx.shape(y) == shp:
             return ctx.alias(y, ctx.blob(x), drop)
         return emit_reshape(ctx, x, y)
-    if drop:
-        if perm[0] != 0:
-            ctx.fail("transpose moves the batch axis, which ncnn does not have")
-        perm = [p - 1 for p in perm[1:]]
-    if perm == sorted(perm):
-        return ctx.alias(y, ctx.blob(x), drop)
-    if len(perm) > 4:
-        ctx.fail("transpose of more than 4 dims")
-    ctx.add("Permute", [ctx.blob(x)], [ctx.out(y, drop)], {0: permute_type(perm)})
+    if not drop or perm[0] == 0:
+        p = [q - 1 for q in perm[1:]] if drop else perm
+        if p == sorted(p):
+            return ctx.alias(y, ctx.blob(x), drop)
+        if len(p) <= 4:
+            return ctx.add("Permute", [ctx.blob(x)], [ctx.out(y, drop)], {0: permute_type(p)})
+    # the batch axis moves, or more than 4 dims: permute merged axes (static shapes)
+    from ..legalize.rewrite import permute_steps
+
+    steps = permute_steps(list(shp), perm)
+    if steps is None:
+        ctx.fail("transpose cannot be split into permutations of at most 4 dims")
+    cur, cur_shape = ctx.blob(x), tuple(ctx.nshape(x))
+    for shape, order in steps:
+        if tuple(shape) != cur_shape:
+            mid = ctx.g.unique(y.name + "_merged")
+            cur = ctx.add("Reshape", [cur], [mid], reshape_params(ctx, shape, None))
+        mid = ctx.g.unique(y.name + "_permuted")
+        cur = ctx.add("Permute", [cur], [mid], {0: permute_type(order)})
+        cur_shape = tuple(shape[o] for o in order)
+    out = ctx.out(y)
+    ctx.add("Reshape", [cur], [out], reshape_params(ctx, ctx.nshape(y) or (1,), None))
 
 
 @register("Concat")
@@ -135,12 +148,12 @@ def slice_(ctx, node):
             if len(node.inputs) > 3 and node.inputs[3] is not None else list(range(len(starts))))
     steps = ([int(v) for v in ctx.need_const(node.inputs[4], "Slice steps")]
              if len(node.inputs) > 4 and node.inputs[4] is not None else [1] * len(starts))
-    if any(s != 1 for s in steps):
-        ctx.fail("Slice with steps other than 1 is not mapped to ncnn")
+    if any(s < 1 for s in steps):
+        ctx.fail("Slice with a negative step is not mapped to ncnn")
     shp = ctx.shape(x)
     dyn = ctx.probe.shape_varies.get(x.name)
-    ns, ne, na = [], [], []
-    for s, e, ax in zip(starts, ends, axes):
+    ns, ne, na, strided = [], [], [], {}
+    for s, e, ax, st in zip(starts, ends, axes, steps):
         ax = ax + r if ax < 0 else ax
         dim = shp[ax]
         if ctx.drop(x) and ax == 0:
@@ -150,16 +163,65 @@ def slice_(ctx, node):
         s = max(-dim, min(s, dim))
         if e >= dim:
             e = -233 if dyn is not None and dyn[ax] else dim
-            if e == dim and (dyn is None or not dyn[ax]):
-                pass
         elif e < -dim:
             e = 0
+        if st != 1:
+            strided[ctx.axis(x, ax)] = st
         ns.append(s)
         ne.append(e)
         na.append(ctx.axis(x, ax))
     if not na:
         return ctx.alias(y, ctx.blob(x), ctx.drop(x))
-    _crop(ctx, x, ns, ne, na, y, ctx.drop(x))
+    if not strided:
+        return _crop(ctx, x, ns, ne, na, y, ctx.drop(x))
+    crop_shape = list(ctx.nshape(x))
+    for s, e, ax in zip(ns, ne, na):
+        dim = crop_shape[ax]
+        s = min(max(s + dim if s < 0 else s, 0), dim)
+        e = dim if e == -233 else min(max(e + dim if e < 0 else e, 0), dim)
+        crop_shape[ax] = max(0, e - s)
+    cropped = ctx.g.unique(y.name + "_range")
+    ctx.add("Crop", [ctx.blob(x)], [cropped], {9: ns, 10: ne, 11: na})
+    _stride(ctx, cropped, crop_shape, y, strided)
+
+
+def _stride(ctx, blob, in_shape, y, strided: dict):
+    """Every step-th element along the ncnn axes in ``strided`` (at most 2): the axes are
+    permuted innermost and taken by a 1x1 Pooling with that stride (exact: max of one value)."""
+    if len(strided) > 2:
+        ctx.fail("Slice with steps on more than 2 axes is not mapped to ncnn")
+    out_shape = list(ctx.nshape(y))
+    n = len(out_shape)
+    if len(in_shape) != n:
+        ctx.fail("strided Slice that changes the rank is not mapped to ncnn")
+    axes = sorted(strided)
+    others = [i for i in range(n) if i not in strided]
+    order = others + axes
+    inner = [in_shape[i] for i in axes]
+    outer = int(np.prod([in_shape[i] for i in others])) if others else 1
+    cur = blob
+    if order != list(range(n)):
+        if n > 4:
+            ctx.fail("strided Slice of more than 4 dims")
+        cur = ctx.add("Permute", [cur], [ctx.g.unique(y.name + "_inner")],
+                      {0: permute_type(order)})
+    if len(inner) == 1:
+        inner = [1] + inner
+    sh, sw = (1, strided[axes[0]]) if len(axes) == 1 else (strided[axes[0]], strided[axes[1]])
+    cur = ctx.add("Reshape", [cur], [ctx.g.unique(y.name + "_3d")],
+                  reshape_params(ctx, [outer] + inner, None))
+    # Pooling 0=type(max) 1=kernel_w 11=kernel_h 2=stride_w 12=stride_h 5=pad_mode(valid)
+    cur = ctx.add("Pooling", [cur], [ctx.g.unique(y.name + "_strided")],
+                  {0: 0, 1: 1, 11: 1, 2: sw, 12: sh, 5: 1})
+    permuted = [out_shape[i] for i in order]
+    if order != list(range(n)):
+        cur = ctx.add("Reshape", [cur], [ctx.g.unique(y.name + "_unmerged")],
+                      reshape_params(ctx, permuted, None))
+        inv = [order.index(i) for i in range(n)]
+        ctx.add("Permute", [cur], [ctx.out(y, ctx.drop(y))], {0: permute_type(inv)})
+    else:
+        ctx.add("Reshape", [cur], [ctx.out(y, ctx.drop(y))],
+                reshape_params(ctx, out_shape, None))
 
 
 @register("Gather")
@@ -210,3 +272,42 @@ def pad(ctx, node):
     ctx.add("Padding", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))],
             {0: begin[2], 1: end[2], 2: begin[3], 3: end[3], 4: typ, 5: value,
              7: begin[1], 8: end[1]})
+
+
+@register("Cast")
+def cast(ctx, node):
+    """ncnn computes in float: a cast to a float type is the identity; other casts of
+    activations have no ncnn layer (casts of shape arithmetic were folded into params)."""
+    import onnx
+
+    to = int(attrs_of(node)["to"])
+    if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                  onnx.TensorProto.BFLOAT16):
+        ctx.fail(f"Cast of an activation to {onnx.TensorProto.DataType.Name(to)} has no ncnn "
+                 "equivalent (ncnn computes in float)")
+    x, y = node.inputs[0], node.outputs[0]
+    if y.name in ctx.graph_outputs:
+        return ctx.unary("Noop")
+    ctx.alias(y, ctx.blob(x), ctx.drop(x))
+
+
+_BROADCASTING = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Where"}
+
+
+@register("Expand")
+def expand(ctx, node):
+    """Expand read only by broadcasting ops is the identity (they broadcast themselves);
+    otherwise x is added to zeros of the target shape (BinaryOp broadcasts it)."""
+    x, y = node.inputs[0], node.outputs[0]
+    cons = ctx.consumers.get(y.name, [])
+    if ctx.shape(x) == ctx.shape(y) or (
+            y.name not in ctx.graph_outputs and cons and all(
+                c.op_type in _BROADCASTING and all(
+                    v is y or v is None or ctx.shape(v) == ctx.shape(y) for v in c.inputs)
+                for c in cons)):
+        return ctx.alias(y, ctx.blob(x), ctx.drop(x) if ctx.rank(x) == ctx.rank(y) else None)
+    if ctx.rank(x) != ctx.rank(y):
+        ctx.fail("Expand that adds dims is not mapped to ncnn")
+    zeros = np.zeros(ctx.nshape(y) if ctx.drop(y) else ctx.shape(y), np.float32)
+    ctx.add("BinaryOp", [ctx.blob(x), ctx.memory_data(zeros, y.name)], [ctx.out(y, ctx.drop(x))],
+            {0: 0})
