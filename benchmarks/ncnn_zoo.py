@@ -196,7 +196,7 @@ def _fmt(r: dict) -> str:
         return f"{'FAIL':>7} {'':>9} {r.get('convert_s', 0):7.2f} {'':>8}"
     ms = r.get("latency_ms")
     return (f"{'match' if r['match'] else 'WRONG':>7} {r['rel_err']:9.2e} {r['convert_s']:7.2f} "
-            f"{ms if ms is None else f'{ms:8.2f}':>8}")
+            f"{'-' if ms is None else f'{ms:.2f}':>8}")
 
 
 if __name__ == "__main__":

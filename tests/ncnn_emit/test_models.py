@@ -177,3 +177,42 @@ def test_permute_steps_match_numpy(rank):
             cur = cur.reshape(shape).transpose(order)
         np.testing.assert_array_equal(cur.reshape(np.transpose(x, perm).shape),
                                       np.transpose(x, perm))
+
+
+def test_decomposed_layernorm_and_hardswish(tmp_path):
+    """Exports before opset 17 spell LayerNorm as ReduceMean/Sub/Pow/Sqrt/Div, and before
+    opset 14 HardSwish as x * HardSigmoid(x); both become one ncnn layer."""
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln = torch.nn.LayerNorm(16)
+            self.ln.weight.data.uniform_(0.5, 1.5)
+            self.ln.bias.data.uniform_(-0.5, 0.5)
+            self.fc = torch.nn.Linear(16, 16)
+
+        def forward(self, x):
+            y = self.fc(self.ln(x))
+            return F.hardswish(y) + y * F.relu6(y + 3) / 6
+
+    import torch.nn.functional as F
+
+    src = export(M(), (torch.randn(1, 5, 16),), tmp_path / "m.onnx", opset=13)
+    res = convert(src, tmp_path / "m.param", rtol=1e-3, atol=1e-4)
+    _check(res.report, 1e-3)
+    text = (tmp_path / "m.param").read_text()
+    assert "\nLayerNorm " in text and "Reduction" not in text
+    assert text.count("\nHardSwish ") == 2 and "HardSigmoid" not in text and "Clip" not in text
+
+
+def test_tile_and_rank_broadcast(tmp_path):
+    class M(torch.nn.Module):
+        def forward(self, x, y):
+            a = torch.softmax(x, -1) * x[0, 0]  # (1, H, N, N) * (N, N)
+            return a.repeat(1, 2, 1, 3), x[:, 0] * y  # Tile; (1, N, N) * (1, N)
+
+    src = export(M(), (torch.randn(1, 2, 5, 5), torch.randn(1, 5)), tmp_path / "t.onnx",
+                 input_names=("x", "y"))
+    res = convert(src, tmp_path / "t.param", rtol=1e-4, atol=1e-5)
+    _check(res.report, 1e-4)
+    assert "\nTile " in (tmp_path / "t.param").read_text()

@@ -17,7 +17,8 @@ from ..graph import Graph, Weight
 
 WEIGHTED = {"Convolution", "ConvolutionDepthWise", "Convolution1D", "ConvolutionDepthWise1D",
             "Convolution3D", "ConvolutionDepthWise3D", "Deconvolution", "DeconvolutionDepthWise",
-            "Deconvolution1D", "Deconvolution3D", "InnerProduct"}
+            "Deconvolution1D", "Deconvolution3D", "DeconvolutionDepthWise1D",
+            "DeconvolutionDepthWise3D", "InnerProduct"}
 ACTIVATIONS = {"ReLU", "Clip", "Sigmoid", "Mish", "HardSwish"}
 
 

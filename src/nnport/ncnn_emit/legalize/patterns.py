@@ -1,5 +1,7 @@
 """ONNX subgraphs that are one ncnn layer: Erf-GELU  x*0.5*(1+erf(x/sqrt2)) -> GELU,
-x*sigmoid(x) -> Swish, softmax(q @ k^T * scale) @ v -> SDPA.  Returns
+x*sigmoid(x) -> Swish, x*hardsigmoid(x) and x*clip(x+3, 0, 6)/6 -> HardSwish, the
+ReduceMean/Sub/Pow/Sqrt/Div chain of exports before opset 17 -> LayerNorm,
+softmax(q @ k^T * scale) @ v -> SDPA.  Returns
 {id(last node): emit(ctx, node)}; covered nodes go to ctx.skip.
 
 ncnn SDPA (scaled dot-product attention, src/layer/sdpa.cpp): bottoms q (heads, seq, d),
@@ -30,6 +32,12 @@ def find(ctx) -> dict:
             _swish(ctx, node, claimed)
         elif node.op_type == "Softmax":
             _sdpa(ctx, node, claimed)
+        elif node.op_type == "HardSigmoid":
+            _hardswish_hs(ctx, node, claimed)
+        elif node.op_type == "Clip":
+            _hardswish_clip(ctx, node, claimed)
+        elif node.op_type == "ReduceMean":
+            _layernorm(ctx, node, claimed)
     return claimed
 
 
@@ -162,3 +170,150 @@ def _sdpa(ctx, sm, claimed):
                 [ctx.out(node.outputs[0], ctx.drop(q))], {5: 0, 6: float(scale)})
 
     claimed[id(mm2)] = emit
+
+
+def _attr(node, name, default):
+    a = node.attributes.get(name)
+    return default if a is None else a.value
+
+
+def _hardswish_hs(ctx, hs, claimed):
+    """x * HardSigmoid(x) -> HardSwish 0=alpha 1=beta."""
+    x = hs.inputs[0]
+    mul = ctx.single_consumer(hs.outputs[0])
+    if mul is None or mul.op_type != "Mul" or _other(mul, hs.outputs[0]) is not x:
+        return
+    alpha, beta = float(_attr(hs, "alpha", 0.2)), float(_attr(hs, "beta", 0.5))
+    ctx.skip.add(id(hs))
+
+    def emit(ctx, node, x=x):
+        ctx.unary("HardSwish", {0: alpha, 1: beta}, x=x, y=node.outputs[0])
+
+    claimed[id(mul)] = emit
+
+
+def _clip_bounds(ctx, clip):
+    lo = _scalar(ctx, clip.inputs[1]) if len(clip.inputs) > 1 and clip.inputs[1] is not None \
+        else _attr(clip, "min", None)
+    hi = _scalar(ctx, clip.inputs[2]) if len(clip.inputs) > 2 and clip.inputs[2] is not None \
+        else _attr(clip, "max", None)
+    return lo, hi
+
+
+def _hardswish_clip(ctx, clip, claimed):
+    """x * Clip(x + 3, 0, 6) / 6 (or * 1/6, in either order) -> HardSwish(1/6, 0.5)."""
+    add = clip.inputs[0].producer()
+    if add is None or add.op_type != "Add" or ctx.single_consumer(clip.inputs[0]) is not clip:
+        return
+    x = add.inputs[0] if _scalar(ctx, add.inputs[1]) == 3.0 else (
+        add.inputs[1] if _scalar(ctx, add.inputs[0]) == 3.0 else None)
+    if x is None or _clip_bounds(ctx, clip) != (0.0, 6.0):
+        return
+    first = ctx.single_consumer(clip.outputs[0])
+    if first is None:
+        return
+    if first.op_type == "Mul" and _other(first, clip.outputs[0]) is x:
+        last = ctx.single_consumer(first.outputs[0])  # (x * clip) / 6
+        inner = [add, clip, first]
+    elif first.op_type in ("Div", "Mul"):  # x * (clip / 6)
+        last = ctx.single_consumer(first.outputs[0])
+        k = _scalar(ctx, first.inputs[1])
+        if k is None or not np.isclose(k if first.op_type == "Div" else 1 / k, 6.0) or \
+                last is None or last.op_type != "Mul" or _other(last, first.outputs[0]) is not x:
+            return
+        for n in (add, clip, first):
+            ctx.skip.add(id(n))
+
+        def emit_b(ctx, node, x=x):
+            ctx.unary("HardSwish", {0: 1 / 6, 1: 0.5}, x=x, y=node.outputs[0])
+
+        claimed[id(last)] = emit_b
+        return
+    else:
+        return
+    if last is None or last.op_type not in ("Div", "Mul"):
+        return
+    k = _scalar(ctx, last.inputs[1])
+    if k is None or not np.isclose(k if last.op_type == "Div" else 1 / k, 6.0):
+        return
+    for n in inner:
+        ctx.skip.add(id(n))
+
+    def emit(ctx, node, x=x):
+        ctx.unary("HardSwish", {0: 1 / 6, 1: 0.5}, x=x, y=node.outputs[0])
+
+    claimed[id(last)] = emit
+
+
+def _last_axis(ctx, node, x) -> bool:
+    axes = _attr(node, "axes", None)
+    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
+        axes = ctx.const(node.inputs[1])
+    if axes is None or int(_attr(node, "keepdims", 1)) != 1:
+        return False
+    axes = [int(a) for a in np.ravel(axes)]
+    return axes in ([-1], [ctx.rank(x) - 1])
+
+
+def _layernorm(ctx, mean, claimed):
+    """y = (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) [* gamma] [+ beta], over the last
+    axis -> LayerNorm 0=affine_size 1=eps 2=affine."""
+    x = mean.inputs[0]
+    if not _last_axis(ctx, mean, x):
+        return
+    subs = ctx.consumers.get(mean.outputs[0].name, [])
+    if len(subs) != 1 or subs[0].op_type != "Sub" or subs[0].inputs[0] is not x:
+        return
+    sub = subs[0]
+    d = sub.outputs[0]
+    uses = ctx.consumers.get(d.name, [])
+    pw = next((u for u in uses if u.op_type in ("Pow", "Mul")), None)
+    div = next((u for u in uses if u.op_type == "Div" and u.inputs[0] is d), None)
+    if pw is None or div is None or len(uses) != 2 or d.name in ctx.graph_outputs:
+        return
+    if pw.op_type == "Pow" and _scalar(ctx, pw.inputs[1]) != 2.0:
+        return
+    if pw.op_type == "Mul" and not (pw.inputs[0] is d and pw.inputs[1] is d):
+        return
+    var = ctx.single_consumer(pw.outputs[0])
+    if var is None or var.op_type != "ReduceMean" or not _last_axis(ctx, var, pw.outputs[0]):
+        return
+    add = ctx.single_consumer(var.outputs[0])
+    eps = _scalar(ctx, _other(add, var.outputs[0])) if add is not None and \
+        add.op_type == "Add" else None
+    if eps is None:
+        return
+    sq = ctx.single_consumer(add.outputs[0])
+    if sq is None or sq.op_type != "Sqrt" or ctx.single_consumer(sq.outputs[0]) is not div or \
+            div.inputs[1] is not sq.outputs[0]:
+        return
+    chain = [mean, sub, pw, var, add, sq, div]
+    size = ctx.shape(x)[-1]
+    gamma = np.ones(size, np.float32)
+    beta = np.zeros(size, np.float32)
+    last = div
+    nxt = ctx.single_consumer(div.outputs[0])
+    if nxt is not None and nxt.op_type == "Mul":
+        g = ctx.const(_other(nxt, div.outputs[0]))
+        if g is not None and np.asarray(g).size == size and np.asarray(g).shape[-1] == size:
+            gamma = np.asarray(g, np.float32).reshape(size)
+            chain.append(nxt)
+            last = nxt
+            nxt = ctx.single_consumer(nxt.outputs[0])
+    if nxt is not None and nxt.op_type == "Add":
+        b = ctx.const(_other(nxt, last.outputs[0]))
+        if b is not None and np.asarray(b).size == size and np.asarray(b).shape[-1] == size:
+            beta = np.asarray(b, np.float32).reshape(size)
+            chain.append(nxt)
+            last = nxt
+    for n in chain:
+        if n is not last:
+            ctx.skip.add(id(n))
+
+    def emit(ctx, node, x=x, gamma=gamma, beta=beta, eps=eps):
+        from ..graph import Weight
+
+        ctx.add("LayerNorm", [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))],
+                {0: int(size), 1: float(eps), 2: 1}, [Weight(gamma), Weight(beta)])
+
+    claimed[id(last)] = emit

@@ -29,9 +29,21 @@ def binary(ctx, op, a, b, y):
         ba, bb, ref = ctx.blob(a), ctx.blob(b, like=a), a
     else:
         ref = a if ctx.rank(a) >= ctx.rank(b) else b
-        if len(ctx.nshape(a)) != len(ctx.nshape(b)):
-            ctx.fail(f"broadcast between ranks {ctx.rank(a)} and {ctx.rank(b)} is not mapped")
         ba, bb = ctx.blob(a), ctx.blob(b)
+        na, nb = len(ctx.nshape(a)), len(ctx.nshape(b))
+        if na != nb:  # numpy aligns the trailing dims: give the shorter one leading 1s
+            lo, lo_blob = (a, ba) if na < nb else (b, bb)
+            want = max(na, nb)
+            shape = (1,) * (want - len(ctx.nshape(lo))) + tuple(ctx.nshape(lo))
+            full = ctx.nshape(ref)
+            if len(shape) > 4 or any(d not in (1, f) and f != 1 for d, f in zip(shape, full)):
+                ctx.fail(f"broadcast between ranks {ctx.rank(a)} and {ctx.rank(b)} is not "
+                         "mapped")
+            from .op_shape import reshape_params
+
+            lifted = ctx.add("Reshape", [lo_blob], [ctx.g.unique(lo.name + "_lifted")],
+                             reshape_params(ctx, shape, None))
+            ba, bb = (lifted, bb) if lo is a else (ba, lifted)
     return ctx.add("BinaryOp", [ba, bb], [ctx.out(y, ctx.drop(ref))], {0: op})
 
 

@@ -1,10 +1,15 @@
-"""Conv -> Convolution / ConvolutionDepthWise / Convolution1D; ConvTranspose -> Deconvolution.
+"""Conv -> Convolution1D / Convolution / Convolution3D (grouped: ConvolutionDepthWise1D / 2-D /
+3D); ConvTranspose -> Deconvolution1D / Deconvolution / Deconvolution3D (grouped:
+DeconvolutionDepthWise*).
 
-ncnn params (operators.md): Convolution 0=num_output 1=kernel_w 11=kernel_h 2=dilation_w
-12=dilation_h 3=stride_w 13=stride_h 4=pad_left 15=pad_right 14=pad_top 16=pad_bottom
-5=bias_term 6=weight_data_size 9=activation_type 10=activation_params; ConvolutionDepthWise adds
-7=group; pad_left -233/-234 = SAME_UPPER/SAME_LOWER.  Deconvolution adds 18=output_pad_right
-19=output_pad_bottom.  Weights: weight (tagged), bias (raw).
+ncnn params (operators.md): 0=num_output 1=kernel_w 11=kernel_h 21=kernel_d 2=dilation_w
+12=dilation_h 22=dilation_d 3=stride_w 13=stride_h 23=stride_d 4=pad_left 15=pad_right
+14=pad_top 16=pad_bottom 24=pad_front 17=pad_behind 5=bias_term 6=weight_data_size 7=group
+(depthwise variants) 9=activation_type 10=activation_params; pad_left -233/-234 =
+SAME_UPPER/SAME_LOWER.  Deconvolution* add 18=output_pad_right 19=output_pad_bottom
+(20=output_pad_behind for 3-D).  Weights: weight (tagged), bias (raw); every layout is
+output-channel major: Convolution* (out, in/g, [kd,] [kh,] kw) like ONNX, Deconvolution*
+(g, out/g, in/g, [kd,] [kh,] kw).  Blobs: 1-D conv on (c=h, w), 3-D on (c, d, h, w).
 """
 from __future__ import annotations
 
@@ -26,15 +31,40 @@ def _pads(ctx, a, nsp):
     return "NOTSET", list(a.get("pads") or [0] * (2 * nsp))
 
 
+_SUFFIX = {1: "1D", 2: "", 3: "3D"}
+
+
+def _geometry(nsp, k, d, st, pads, auto):
+    """kernel/dilation/stride/pad params; lists are outermost first (d, h, w)."""
+    if nsp == 1:
+        p = {1: k[0], 2: d[0], 3: st[0]}
+    else:
+        p = {1: k[-1], 11: k[-2], 2: d[-1], 12: d[-2], 3: st[-1], 13: st[-2]}
+        if nsp == 3:
+            p.update({21: k[0], 22: d[0], 23: st[0]})
+    if pads is None:
+        p[4] = -233 if auto == "SAME_UPPER" else -234
+        return p
+    b, e = pads[:nsp], pads[nsp:]
+    p.update({4: b[-1], 15: e[-1]})
+    if nsp >= 2:
+        p.update({14: b[-2], 16: e[-2]})
+    if nsp == 3:
+        p.update({24: b[0], 17: e[0]})
+    return p
+
+
 @register("Conv")
 def conv(ctx, node):
     a = attrs_of(node)
     x, w = node.inputs[0], node.inputs[1]
-    b = node.inputs[2] if len(node.inputs) > 2 else None
+    b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
+        and node.inputs[2].name else None
+    ctx.need_batch(x)
     W = ctx.need_const(w, "the Conv weight").astype(np.float32)
     nsp = W.ndim - 2
-    if nsp not in (1, 2):
-        ctx.fail(f"{nsp}-D convolution is not mapped to ncnn (1-D and 2-D are)")
+    if nsp not in (1, 2, 3):
+        ctx.fail(f"{nsp}-D convolution is not mapped to ncnn (1-D, 2-D and 3-D are)")
     k = list(a.get("kernel_shape") or W.shape[2:])
     s = list(a.get("strides") or [1] * nsp)
     d = list(a.get("dilations") or [1] * nsp)
@@ -42,28 +72,14 @@ def conv(ctx, node):
     auto, pads = _pads(ctx, a, nsp)
     cout = W.shape[0]
     p = {0: cout, 5: int(b is not None), 6: int(W.size)}
-    if nsp == 2:
-        p.update({1: k[1], 11: k[0], 2: d[1], 12: d[0], 3: s[1], 13: s[0]})
-        if pads is None:
-            p[4] = -233 if auto == "SAME_UPPER" else -234
-        else:
-            p.update({4: pads[1], 14: pads[0], 15: pads[3], 16: pads[2]})
-        typ = "Convolution"
-        if group != 1:
-            typ = "ConvolutionDepthWise"
-            p[7] = group
-    else:
-        if group != 1:
-            ctx.fail("grouped 1-D convolution is not mapped to ncnn")
-        p.update({1: k[0], 2: d[0], 3: s[0]})
-        if pads is None:
-            p[4] = -233 if auto == "SAME_UPPER" else -234
-        else:
-            p.update({4: pads[0], 15: pads[1]})
-        typ = "Convolution1D"
+    p.update(_geometry(nsp, k, d, s, pads, auto))
+    typ = "Convolution" + _SUFFIX[nsp]
+    if group != 1:
+        typ = "ConvolutionDepthWise" + _SUFFIX[nsp]
+        p[7] = group
     weights = [Weight(W, flagged=True)]
     if b is not None:
-        weights.append(Weight(ctx.need_const(b, "the Conv bias")))
+        weights.append(Weight(np.asarray(ctx.need_const(b, "the Conv bias"), np.float32)))
     ctx.add(typ, [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))], p, weights)
 
 
@@ -71,28 +87,38 @@ def conv(ctx, node):
 def conv_transpose(ctx, node):
     a = attrs_of(node)
     x, w = node.inputs[0], node.inputs[1]
-    b = node.inputs[2] if len(node.inputs) > 2 else None
+    b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
+        and node.inputs[2].name else None
+    ctx.need_batch(x)
     W = ctx.need_const(w, "the ConvTranspose weight").astype(np.float32)
-    if W.ndim != 4:
-        ctx.fail("only 2-D ConvTranspose is mapped to ncnn")
+    nsp = W.ndim - 2
+    if nsp not in (1, 2, 3):
+        ctx.fail(f"{nsp}-D ConvTranspose is not mapped to ncnn (1-D, 2-D and 3-D are)")
     group = int(a.get("group", 1))
-    cin, cout_g, kh, kw = W.shape
-    # ONNX (cin, cout/g, kh, kw) -> ncnn (g, cout/g, cin/g, kh, kw)
-    Wn = W.reshape(group, cin // group, cout_g, kh, kw).transpose(0, 2, 1, 3, 4)
-    s = list(a.get("strides") or [1, 1])
-    d = list(a.get("dilations") or [1, 1])
-    auto, pads = _pads(ctx, a, 2)
+    cin, cout_g = W.shape[:2]
+    ks = W.shape[2:]
+    # ONNX (cin, cout/g, *k) -> ncnn (g, cout/g, cin/g, *k)
+    Wn = np.ascontiguousarray(
+        W.reshape(group, cin // group, cout_g, *ks).swapaxes(1, 2))
+    k = list(a.get("kernel_shape") or ks)
+    s = list(a.get("strides") or [1] * nsp)
+    d = list(a.get("dilations") or [1] * nsp)
+    auto, pads = _pads(ctx, a, nsp)
     if pads is None or a.get("output_shape"):
         ctx.fail("ConvTranspose with auto_pad SAME or output_shape is not mapped to ncnn")
-    op = list(a.get("output_padding") or [0, 0])
-    p = {0: cout_g * group, 1: kw, 11: kh, 2: d[1], 12: d[0], 3: s[1], 13: s[0],
-         4: pads[1], 14: pads[0], 15: pads[3], 16: pads[2], 18: op[1], 19: op[0],
-         5: int(b is not None), 6: int(W.size)}
-    typ = "Deconvolution"
+    op = list(a.get("output_padding") or [0] * nsp)
+    p = {0: cout_g * group, 5: int(b is not None), 6: int(W.size), 18: op[-1]}
+    p.update(_geometry(nsp, k, d, s, pads, auto))
+    if nsp >= 2:
+        p[19] = op[-2]
+    if nsp == 3:
+        p[20] = op[0]
+    typ = "Deconvolution" + _SUFFIX[nsp]
     if group != 1:
-        typ = "DeconvolutionDepthWise"
+        typ = "DeconvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
     weights = [Weight(Wn, flagged=True)]
     if b is not None:
-        weights.append(Weight(ctx.need_const(b, "the ConvTranspose bias")))
+        weights.append(Weight(np.asarray(ctx.need_const(b, "the ConvTranspose bias"),
+                                         np.float32)))
     ctx.add(typ, [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))], p, weights)

@@ -34,6 +34,18 @@ def inner_product(ctx, x, Wt, bias, y):
         if node is not None:
             ctx.skip.add(id(node))
             final, bias = node.outputs[0], b
+    if len(ctx.nshape(x)) == 2:
+        # a sequence of vectors (tokens, features): one Gemm with the weight as constant B
+        # (ncnn's InnerProduct would take it row by row).  Gemm 2=transA 3=transB 4/5/6=
+        # constantA/B/C 8=N 9=K 10=constant_broadcast_type_C (4: per output column);
+        # B (N, K) and C (N) are stored with a type tag.
+        k = Wt.shape[1]
+        p = {2: 0, 3: 1, 4: 0, 5: 1, 6: int(bias is not None), 8: n, 9: k}
+        w = [Weight(Wt, flagged=True)]
+        if bias is not None:
+            p[10] = 4
+            w.append(Weight(np.asarray(bias, np.float32).reshape(1, n), flagged=True))
+        return ctx.add("Gemm", [ctx.blob(x)], [ctx.out(final, ctx.drop(x))], p, w)
     p = {0: n, 1: int(bias is not None), 2: int(Wt.size)}
     w = [Weight(Wt, flagged=True)]
     if bias is not None:

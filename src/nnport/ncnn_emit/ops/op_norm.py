@@ -22,6 +22,15 @@ def batchnorm(ctx, node):
     scale, bias, mean, var = (np.asarray(ctx.need_const(v, "BatchNormalization statistics"),
                                          np.float32) for v in node.inputs[1:5])
     c = scale.size
+    if ctx.rank(x) >= 2 and not ctx.drop(x):
+        # (N, C, ...) with N > 1 (e.g. tokens as the batch, LeViT): per-channel scale and shift
+        # as two broadcasting BinaryOps
+        from .op_binary import scale_shift
+
+        k = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+        shape = (c,) + (1,) * (ctx.rank(x) - 2)
+        return scale_shift(ctx, x, k.reshape(shape), (bias - mean * k).reshape(shape),
+                           node.outputs[0])
     ctx.add("BatchNorm", [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))],
             {0: c, 1: float(a.get("epsilon", 1e-5))},
             [Weight(scale), Weight(mean), Weight(var), Weight(bias)])
@@ -51,27 +60,112 @@ def layernorm(ctx, node):
             {0: size, 1: float(a.get("epsilon", 1e-5)), 2: 1}, [Weight(gamma), Weight(beta)])
 
 
+def _per_channel(ctx, x, y, type_, params, weights):
+    """``type_`` normalizes each channel of a 3-D ncnn blob (c, h, w); other ranks (N, C, L),
+    (N, C, D, H, W)... are viewed as (C, 1, L) around it."""
+    nsh = ctx.nshape(x)
+    if len(nsh) == 3:
+        return ctx.add(type_, [ctx.blob(x)], [ctx.out(y, True)], params, weights)
+    from .op_shape import reshape_params
+
+    c = int(nsh[0])
+    flat = ctx.g.unique(y.name + "_c1l")
+    ctx.add("Reshape", [ctx.blob(x)], [flat], {0: -1, 1: 1, 2: c})
+    mid = ctx.g.unique(y.name + "_norm")
+    ctx.add(type_, [flat], [mid], params, weights)
+    dyn = ctx.probe.shape_varies.get(y.name)
+    nd = None if dyn is None else list(dyn[1:])
+    ctx.add("Reshape", [mid], [ctx.out(y, True)], reshape_params(ctx, nsh, nd))
+
+
+def _per_channel_const(ctx, v, c, rank):
+    """A constant that is one value per channel of a (1, C, ...) tensor, else None."""
+    k = ctx.const(v)
+    if k is None:
+        return None
+    k = np.asarray(k, np.float32)
+    if k.ndim > rank or k.size != c:
+        return None
+    shp = (1,) * (rank - k.ndim) + k.shape
+    if shp[1] != c:
+        return None
+    return k.reshape(c)
+
+
+def _torch_group_norm(ctx, node, gamma, beta, eps) -> bool:
+    """torch's GroupNorm export: Reshape (1,C,...)->(1,G,L), InstanceNormalization with unit
+    scale, Reshape back, then Mul/Add by per-channel constants -> one ncnn GroupNorm."""
+    r = node.inputs[0]
+    pre = r.producer()
+    if pre is None or pre.op_type != "Reshape" or ctx.single_consumer(r) is not node:
+        return False
+    x = pre.inputs[0]
+    xs, rs = ctx.shape(x), ctx.shape(r)
+    if len(xs) < 3 or len(rs) != 3 or not ctx.drop(x) or not ctx.drop(r):
+        return False
+    groups, c = rs[1], xs[1]
+    if c % groups or gamma.size != groups or np.any(gamma != 1) or np.any(beta != 0):
+        return False
+    post = ctx.single_consumer(node.outputs[0])
+    if post is None or post.op_type != "Reshape" or ctx.shape(post.outputs[0]) != xs:
+        return False
+    chain, y = [post], post.outputs[0]
+    g, b = np.ones(c, np.float32), np.zeros(c, np.float32)
+    nxt = ctx.single_consumer(y)
+    if nxt is not None and nxt.op_type == "Mul":
+        k = _per_channel_const(ctx, nxt.inputs[1] if nxt.inputs[0] is y else nxt.inputs[0],
+                               c, len(xs))
+        if k is not None and ctx.shape(nxt.outputs[0]) == xs:
+            g, y = k, nxt.outputs[0]
+            chain.append(nxt)
+            nxt = ctx.single_consumer(y)
+    if nxt is not None and nxt.op_type == "Add":
+        k = _per_channel_const(ctx, nxt.inputs[1] if nxt.inputs[0] is y else nxt.inputs[0],
+                               c, len(xs))
+        if k is not None and ctx.shape(nxt.outputs[0]) == xs:
+            b, y = k, nxt.outputs[0]
+            chain.append(nxt)
+    # the first Reshape was already emitted; it is read by nothing else: drop it
+    rblob = ctx.blob_of.get(r.name)
+    for layer in list(ctx.g.layers):
+        if layer.type == "Reshape" and layer.tops == [rblob]:
+            ctx.g.layers.remove(layer)
+    for n in chain:
+        ctx.skip.add(id(n))
+    _per_channel(ctx, x, y, "GroupNorm", {0: int(groups), 1: int(c), 2: eps, 3: 1},
+                 [Weight(g), Weight(b)])
+    return True
+
+
 @register("InstanceNormalization")
 def instancenorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
+    ctx.need_batch(x)
+    if ctx.rank(x) < 3:
+        ctx.fail("InstanceNormalization needs (N, C, spatial...) input")
     gamma = np.asarray(ctx.need_const(node.inputs[1], "InstanceNorm scale"), np.float32)
     beta = np.asarray(ctx.need_const(node.inputs[2], "InstanceNorm bias"), np.float32)
-    ctx.add("InstanceNorm", [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))],
-            {0: gamma.size, 1: float(a.get("epsilon", 1e-5)), 2: 1},
-            [Weight(gamma), Weight(beta)])
+    if _torch_group_norm(ctx, node, gamma, beta, float(a.get("epsilon", 1e-5))):
+        return
+    _per_channel(ctx, x, node.outputs[0], "InstanceNorm",
+                 {0: gamma.size, 1: float(a.get("epsilon", 1e-5)), 2: 1},
+                 [Weight(gamma.ravel()), Weight(beta.ravel())])
 
 
 @register("GroupNormalization")
 def groupnorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
+    ctx.need_batch(x)
+    if ctx.rank(x) < 3:
+        ctx.fail("GroupNormalization needs (N, C, spatial...) input")
     groups = int(a["num_groups"])
     c = ctx.shape(x)[1]
-    gamma = np.asarray(ctx.need_const(node.inputs[1], "GroupNorm scale"), np.float32)
-    beta = np.asarray(ctx.need_const(node.inputs[2], "GroupNorm bias"), np.float32)
+    gamma = np.asarray(ctx.need_const(node.inputs[1], "GroupNorm scale"), np.float32).ravel()
+    beta = np.asarray(ctx.need_const(node.inputs[2], "GroupNorm bias"), np.float32).ravel()
     if gamma.size == groups and groups != c:  # opset 18: per-group scale
         gamma, beta = np.repeat(gamma, c // groups), np.repeat(beta, c // groups)
-    ctx.add("GroupNorm", [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))],
-            {0: groups, 1: c, 2: float(a.get("epsilon", 1e-5)), 3: 1},
-            [Weight(gamma), Weight(beta)])
+    _per_channel(ctx, x, node.outputs[0], "GroupNorm",
+                 {0: groups, 1: c, 2: float(a.get("epsilon", 1e-5)), 3: 1},
+                 [Weight(gamma), Weight(beta)])

@@ -1,13 +1,13 @@
-"""Reduce* -> Reduction: 0=operation (0 sum 1 asum 2 sumsq 3 mean 4 max 5 min 6 prod 7 l1 8 l2
-9 logsumexp) 1=reduce_all 2=coeff -23303 3=axes 4=keepdims 5=fixbug0 (1: axes count from the
-outermost ncnn dim)."""
+"""Reduce* -> Reduction (operators.md): 0=operation (0 sum 1 asum 2 sumsq 3 mean 4 max 5 min
+6 prod 7 l1 8 l2 9 logsum 10 logsumexp) 1=reduce_all 2=coeff -23303 3=axes 4=keepdims
+5=fixbug0 (1: axes count from the outermost ncnn dim)."""
 from __future__ import annotations
 
 from . import register
 from ..emit import attrs_of
 
 OPS = {"ReduceSum": 0, "ReduceSumSquare": 2, "ReduceMean": 3, "ReduceMax": 4, "ReduceMin": 5,
-       "ReduceProd": 6, "ReduceL1": 7, "ReduceL2": 8, "ReduceLogSumExp": 9}
+       "ReduceProd": 6, "ReduceL1": 7, "ReduceL2": 8, "ReduceLogSum": 9, "ReduceLogSumExp": 10}
 
 
 @register(*OPS)

@@ -235,6 +235,8 @@ def gather(ctx, node):
     axis = axis + r if axis < 0 else axis
     i = int(np.asarray(ind).ravel()[0])
     i = i + ctx.shape(x)[axis] if i < 0 else i
+    if axis == 0 and ctx.drop(x):  # x[0] of a batch of 1: the same data, no batch axis
+        return ctx.alias(y, ctx.blob(x), np.asarray(ind).ndim == 1)
     mid_shape_val = y
     crop = ctx.g.unique(y.name + "_crop")
     ctx.add("Crop", [ctx.blob(x)], [crop], {9: [i], 10: [i + 1], 11: [ctx.axis(x, axis)]})
@@ -311,3 +313,15 @@ def expand(ctx, node):
     zeros = np.zeros(ctx.nshape(y) if ctx.drop(y) else ctx.shape(y), np.float32)
     ctx.add("BinaryOp", [ctx.blob(x), ctx.memory_data(zeros, y.name)], [ctx.out(y, ctx.drop(x))],
             {0: 0})
+
+
+@register("Tile")
+def tile(ctx, node):
+    """Tile 2=repeats (one per ncnn dim, outermost first)."""
+    x, y = node.inputs[0], node.outputs[0]
+    reps = [int(v) for v in ctx.need_const(node.inputs[1], "Tile repeats")]
+    if ctx.drop(x):
+        if reps[0] != 1:
+            ctx.fail("Tile repeats the batch axis, which ncnn does not have")
+        reps = reps[1:]
+    ctx.add("Tile", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], {2: reps})
