@@ -30,8 +30,9 @@ def _source_name(src: ModelSource) -> str:
     return describe(src)
 
 
-def prepare(src: ModelSource) -> ir.Model:
-    """Load and normalize (a fresh copy: the caller's ModelProto is never modified)."""
+def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
+    """Load and normalize (a fresh copy: the caller's ModelProto is never modified).
+    ``infer_shapes=False`` for targets that measure shapes themselves (ncnn's probe)."""
     import onnx
 
     from .io import to_proto_inline
@@ -43,7 +44,7 @@ def prepare(src: ModelSource) -> ir.Model:
         copy.CopyFrom(src)
         src = copy
     # a path: big weights stay in the file (mapped when read) instead of in memory
-    return normalize(load_model(src, lazy=True))
+    return normalize(load_model(src, lazy=True), infer=infer_shapes)
 
 
 def generate_torch(src: ModelSource) -> tuple[str, dict]:
@@ -125,5 +126,6 @@ def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool =
         report = run_verify(src, module, input_shapes=input_shapes, inputs=inputs, seed=seed,
                             rtol=rtol, atol=atol)
         report.b = str(dst)
+        del module  # its mapped weights leave memory before the writer maps them again
     py, st = write(source, state, dst)
     return ConvertResult([py, st], report)

@@ -20,12 +20,11 @@ def build_graph(src, input_shapes: dict | None = None):
     from .legalize.probe import Probe
     from .preflight import preflight
 
-    model = prepare(src)
+    model = prepare(src, infer_shapes=False)  # the probe measures every shape
     preflight(model)
     specs = specs_from_model(model)
     probe = Probe(model, specs, input_shapes)
-    if rewrite.run(model, probe):  # fewer dims for ncnn: shapes and values change, probe again
-        probe = Probe(model, specs, input_shapes)
+    rewrite.run(model, probe)  # fewer dims for ncnn (exact rewrites; the probe learns them)
     graph = convert_graph(model, probe)
     return graph, model
 

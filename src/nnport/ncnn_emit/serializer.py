@@ -53,20 +53,19 @@ def param_text(graph: Graph) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bin_bytes(graph: Graph, fp16: bool = False) -> bytes:
-    chunks = []
+def bin_chunks(graph: Graph, fp16: bool = False):
+    """The .bin contents, weight by weight (buffers, not copies, where the data is float32)."""
     for layer in graph.layers:
         for w in layer.weights:
             data = np.ascontiguousarray(w.data, dtype=np.float32).ravel()
             if not w.flagged:
-                chunks.append(data.tobytes())
+                yield memoryview(data).cast("B")
             elif fp16:
                 raw = data.astype(np.float16).tobytes()
-                raw += b"\0" * ((-len(raw)) % 4)
-                chunks.append(struct.pack("<I", FP16_TAG) + raw)
+                yield struct.pack("<I", FP16_TAG) + raw + b"\0" * ((-len(raw)) % 4)
             else:
-                chunks.append(struct.pack("<I", 0) + data.tobytes())
-    return b"".join(chunks)
+                yield struct.pack("<I", 0)
+                yield memoryview(data).cast("B")
 
 
 def write(graph: Graph, param_path: str | os.PathLike, fp16: bool = False) -> tuple[Path, Path]:
@@ -74,13 +73,13 @@ def write(graph: Graph, param_path: str | os.PathLike, fp16: bool = False) -> tu
     param_path = Path(param_path)
     bin_path = param_path.with_suffix(".bin")
     text = param_text(graph)
-    data = bin_bytes(graph, fp16)
     tmp_p, tmp_b = temp_path_beside(param_path), temp_path_beside(bin_path)
     try:
         with open(tmp_p, "w", encoding="utf-8") as fh:
             fh.write(text)
         with open(tmp_b, "wb") as fh:
-            fh.write(data)
+            for chunk in bin_chunks(graph, fp16):  # streamed: no second copy of the weights
+                fh.write(chunk)
         os.replace(tmp_b, bin_path)
         os.replace(tmp_p, param_path)
     except BaseException:

@@ -10,7 +10,7 @@ from .fold_constants import fold_constants
 from .shapes import infer_shapes
 
 
-def normalize(model: ir.Model, *, fold: bool = True) -> ir.Model:
+def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.Model:
     """Make a loaded model ready for the emitters (in place; returns it).
 
     - initializers listed as graph inputs (IR < 4) become plain weights;
@@ -32,5 +32,6 @@ def normalize(model: ir.Model, *, fold: bool = True) -> ir.Model:
         raise
     except Exception as exc:  # a malformed graph that the passes cannot walk
         raise InputError(f"cannot normalize the model: {' '.join(str(exc).split())}") from None
-    infer_shapes(model)
+    if infer:
+        infer_shapes(model)
     return model

@@ -95,8 +95,12 @@ def permute_steps(sizes: list[int], perm: list[int]) -> list[tuple[list[int], li
 
 # ---- graph surgery -------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, model: ir.Model):
+    """Adds nodes and constants, and records the facts the probe would have measured for them
+    (each rewrite knows its outputs' shapes), so the graph need not run again."""
+
+    def __init__(self, model: ir.Model, probe):
         self.graph = model.graph
+        self.probe = probe
         self.n = 0
         self.names = {v.name for n in model.graph for v in n.outputs} | set(
             model.graph.initializers) | {v.name for v in model.graph.inputs}
@@ -114,13 +118,26 @@ class _Builder:
         v = ir.Value(name=self._name(base + "_k"), const_value=ir.tensor(arr),
                      type=ir.TensorType(ir.DataType.INT64), shape=ir.Shape(arr.shape))
         self.graph.register_initializer(v)
+        self.probe.value[v.name] = arr
+        self.probe.shape[v.name] = arr.shape
+        self.probe.static.add(v.name)
         return v
 
-    def node(self, before: ir.Node, op: str, inputs, attrs=None, base="t") -> ir.Value:
+    def node(self, before: ir.Node, op: str, inputs, attrs=None, base="t", *, shape,
+             value=None, varies=None, shape_varies=None) -> ir.Value:
         n = ir.node(op, inputs, attrs or {}, name=self._name(before.name or base))
-        n.outputs[0].name = self._name(base)
+        out = n.outputs[0]
+        out.name = self._name(base)
         self.graph.insert_before(before, n)
-        return n.outputs[0]
+        self.probe.shape[out.name] = tuple(int(d) for d in shape)
+        if value is not None:
+            self.probe.value[out.name] = value
+            self.probe.static.add(out.name)
+            if varies is not None:
+                self.probe.varies[out.name] = varies
+        if shape_varies is not None:
+            self.probe.shape_varies[out.name] = np.asarray(shape_varies, bool)
+        return out
 
 
 def _const(probe, v) -> np.ndarray | None:
@@ -187,13 +204,26 @@ def _unbind(b: _Builder, probe, t: ir.Node) -> bool:
         return False
     keep_s = [i for i in range(len(rshape)) if i != a]
     perm2 = [p - (p > a) for p in perm[1:]]
+    s_varies = probe.varies.get(S.name)
+    x_sv = probe.shape_varies.get(x.name)
+    r_sv = probe.shape_varies.get(r_node.outputs[0].name)
+    piece_shape = tuple(xshape[:-1]) + (q,)
+    kept_shape = tuple(rshape[i] for i in keep_s)
+    kept_sv = None if r_sv is None else [bool(r_sv[i]) for i in keep_s]
     for old, k, anchor in pieces:
         sl = b.node(anchor, "Slice", [x, b.const([k * q], "start"), b.const([(k + 1) * q], "end"),
-                                      b.const([-1], "axes")], base="unbind_slice")
+                                      b.const([-1], "axes")], base="unbind_slice",
+                    shape=piece_shape,
+                    shape_varies=None if x_sv is None else list(x_sv[:-1]) + [False])
         shp = b.node(anchor, "Gather", [S, b.const(keep_s, "keep")], {"axis": 0},
-                     base="unbind_shape")
-        rs = b.node(anchor, "Reshape", [sl, shp], base="unbind_reshape")
-        out = b.node(anchor, "Transpose", [rs], {"perm": perm2}, base="unbind_transpose")
+                     base="unbind_shape", shape=(len(keep_s),),
+                     value=np.asarray(s_val)[keep_s],
+                     varies=None if s_varies is None else np.asarray(s_varies)[keep_s])
+        rs = b.node(anchor, "Reshape", [sl, shp], base="unbind_reshape", shape=kept_shape,
+                    shape_varies=kept_sv)
+        out = b.node(anchor, "Transpose", [rs], {"perm": perm2}, base="unbind_transpose",
+                     shape=[kept_shape[p] for p in perm2],
+                     shape_varies=None if kept_sv is None else [kept_sv[p] for p in perm2])
         replace_value(old, out)
     return True
 
@@ -214,9 +244,11 @@ def _lower_transpose(b: _Builder, probe, t: ir.Node) -> bool:
         return False
     cur = src
     for shape, order in steps:
-        cur = b.node(t, "Reshape", [cur, b.const(shape, "merged")], base="lower_reshape")
-        cur = b.node(t, "Transpose", [cur], {"perm": order}, base="lower_transpose")
-    out = b.node(t, "Reshape", [cur, b.const(list(ys), "shape")], base="lower_out")
+        cur = b.node(t, "Reshape", [cur, b.const(shape, "merged")], base="lower_reshape",
+                     shape=shape)
+        cur = b.node(t, "Transpose", [cur], {"perm": order}, base="lower_transpose",
+                     shape=[shape[o] for o in order])
+    out = b.node(t, "Reshape", [cur, b.const(list(ys), "shape")], base="lower_out", shape=ys)
     replace_value(t.outputs[0], out)
     return True
 
@@ -253,8 +285,9 @@ def _freeze_shapes(b: _Builder, probe, node: ir.Node) -> bool:
 
 
 def run(model: ir.Model, probe) -> bool:
-    """Apply the rewrites; True when the graph changed (the caller re-probes)."""
-    b = _Builder(model)
+    """Apply the rewrites (``probe`` learns the new values' shapes); True when the graph
+    changed."""
+    b = _Builder(model, probe)
     changed = False
     for node in list(model.graph):
         if node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx"):

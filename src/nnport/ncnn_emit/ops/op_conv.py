@@ -61,7 +61,7 @@ def conv(ctx, node):
     b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
         and node.inputs[2].name else None
     ctx.need_batch(x)
-    W = ctx.need_const(w, "the Conv weight").astype(np.float32)
+    W = np.asarray(ctx.need_const(w, "the Conv weight"), np.float32)
     nsp = W.ndim - 2
     if nsp not in (1, 2, 3):
         ctx.fail(f"{nsp}-D convolution is not mapped to ncnn (1-D, 2-D and 3-D are)")
@@ -90,7 +90,7 @@ def conv_transpose(ctx, node):
     b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
         and node.inputs[2].name else None
     ctx.need_batch(x)
-    W = ctx.need_const(w, "the ConvTranspose weight").astype(np.float32)
+    W = np.asarray(ctx.need_const(w, "the ConvTranspose weight"), np.float32)
     nsp = W.ndim - 2
     if nsp not in (1, 2, 3):
         ctx.fail(f"{nsp}-D ConvTranspose is not mapped to ncnn (1-D, 2-D and 3-D are)")
