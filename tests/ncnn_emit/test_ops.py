@@ -563,3 +563,15 @@ def test_reduce_onnx_ops(tmp_path, op, keep):
                           .astype(np.float32)})
     assert res.ok, res.report.lines()
     assert "Reduction" in _layers((tmp_path / "r.param").read_text())
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_bidirectional_state_inputs(tmp_path, kind):
+    """(2, 1, hidden) states of a bidirectional RNN are model inputs whose first dim is the
+    direction, not a batch: ncnn gets them whole."""
+    m = _Rec(kind, bidir=True)
+    args = (torch.randn(1, 4, 6), torch.randn(2, 1, 5)) + \
+        ((torch.randn(2, 1, 5),) if kind == "LSTM" else ())
+    names = ("input", "h0", "c0") if kind == "LSTM" else ("input", "h0")
+    text = _convert(tmp_path, m, args, [kind], input_names=names)
+    assert sum(1 for t in _layers(text) if t == kind) == 1

@@ -186,7 +186,9 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
         ctx.blob_of[s.name] = name
 
         params = {}  # Input 0=w 1=h 2=c are hints only: left out so that any size loads
-        ctx.g.add("Input", [], [name], params, name=ctx.g.unique("in_" + s.name))
+        # the layer name records whether the feed loses its batch axis (the runner reads it)
+        ctx.g.add("Input", [], [name], params,
+                  name=ctx.g.unique(f"nnport_input_{int(ctx.drop(v))}_{s.name}"))
         ctx.g.inputs.append(name)
     claimed = patterns.find(ctx)
     for node in model.graph:

@@ -15,6 +15,20 @@ import numpy as np
 from ..errors import InputError, VerificationError
 
 _META = re.compile(r"^nnport_output_(\d+)_([01])$")
+_INPUT = re.compile(r"^nnport_input_([01])_")
+
+
+def read_inputs(param_path) -> dict[str, bool]:
+    """{blob: batch axis dropped} for the inputs nnport wrote (Input layers named
+    ``nnport_input_<dropped>_<name>``)."""
+    out = {}
+    for line in Path(param_path).read_text(encoding="utf-8", errors="replace").splitlines()[2:]:
+        parts = line.split()
+        if len(parts) >= 5 and parts[0] == "Input":
+            m = _INPUT.match(parts[1])
+            if m:
+                out[parts[4]] = m.group(1) == "1"
+    return out
 
 
 def read_outputs(param_path) -> list[tuple[str, bool]]:
@@ -65,6 +79,7 @@ class NcnnRunner:
             self.outputs = [(n, True) for n in self.net.output_names()]
         self.output_names = [n for n, _ in self.outputs]
         self.input_names = list(self.net.input_names())
+        self.input_drop = read_inputs(param_path)
         self.path = str(param_path)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -78,7 +93,12 @@ class NcnnRunner:
 
         for name, arr in feeds.items():
             a = np.asarray(arr)
-            if a.ndim >= 2:
+            drop = self.input_drop.get(sanitize(name))
+            if drop is None:  # a .param from elsewhere: a leading 1 is the batch
+                drop = a.ndim >= 2 and a.shape[0] == 1
+                if a.ndim >= 2 and a.shape[0] != 1:
+                    raise InputError(f"input {name!r}: ncnn runs a batch of 1, got {a.shape[0]}")
+            if drop:
                 if a.shape[0] != 1:
                     raise InputError(f"input {name!r}: ncnn runs a batch of 1, got {a.shape[0]}")
                 a = a[0]

@@ -87,11 +87,8 @@ class Probe:
 
         self.input_shapes = _concrete(specs, input_shapes or {})
         self.specs = specs
-        for s in specs:
-            shp = self.input_shapes[s.name]
-            if len(shp) >= 1 and shp[0] != 1 and len(shp) >= 2:
-                raise InputError(f"input {s.name!r} has batch {shp[0]}; ncnn runs a batch of 1 "
-                                 f"(use --input-shape {s.name}=1,...)")
+        # an input whose first dim is not 1 (an RNN state of two directions, a table) stays
+        # whole in ncnn; layers that need a batch of 1 (convolutions, pooling) check for it
         names = [o.name for n in model.graph for o in n.outputs if o.name]
         self.static = static_values(model)
         feeds = random_inputs(specs, self.input_shapes, 0, None)
