@@ -99,3 +99,31 @@ def test_fp16_flag_and_verify_command(tmp_path):
     assert " in_put " in (tmp_path / "m.param").read_text()
     r = _cli("verify", src, tmp_path / "m.param", "--rtol", "1e-2", "--atol", "1e-2")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_pytorch_sources_convert_through_onnx(tmp_path):
+    """file.py:factory and TorchScript go to ncnn in one command: exported to ONNX (checked
+    against the module), converted, run in ncnn against that ONNX."""
+    import torch
+
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),\n"
+        "        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))\n")
+    r = _cli("convert", f"{tmp_path / 'net.py'}:make", tmp_path / "a.param",
+             "--input-shape", "input=1,3,16,16")
+    assert r.returncode == 0, r.stderr
+    assert "exported to ONNX first" in r.stdout + r.stderr and "MATCH" in r.stdout
+    assert "\nConvolution " in (tmp_path / "a.param").read_text()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Sigmoid()).eval()
+    torch.jit.script(net).save(str(tmp_path / "s.pt"))
+    r = _cli("convert", tmp_path / "s.pt", tmp_path / "s.param", "--input-shape", "input=1,3,9,9")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "s.bin").exists()
+    # no shape for the factory's input: one line naming the flag, nothing written
+    r = _cli("convert", f"{tmp_path / 'net.py'}:make", tmp_path / "b.param")
+    _assert_error(r, tmp_path, "--input-shape")
+    assert not (tmp_path / "b.param").exists()

@@ -29,6 +29,51 @@ def build_graph(src, input_shapes: dict | None = None):
     return graph, model
 
 
+def _torch_source(src) -> bool:
+    """A PyTorch model (module object, ``file.py:factory``, ``package.module:attr``, TorchScript
+    .pt/.pth, ExportedProgram .pt2) rather than an ONNX source."""
+    try:
+        import torch
+
+        from ..torch_export import _is_onnx_source
+    except ImportError:
+        return False
+    if isinstance(src, torch.nn.Module) or type(src).__name__ == "ExportedProgram":
+        return True
+    if not isinstance(src, (str, os.PathLike)) or _is_onnx_source(src):
+        return False
+    text = os.fspath(src)
+    return Path(text).suffix.lower() in (".pt", ".pth", ".pt2") or (
+        ":" in text and not Path(text).exists())
+
+
+def _through_onnx(src, dst, *, verify, input_shapes, inputs, seed, rtol, atol, fp16):
+    """PyTorch -> ONNX (exported, simplified, checked against the module) -> ncnn."""
+    import tempfile
+
+    from ..torch_export import convert_to_onnx
+
+    with tempfile.TemporaryDirectory(prefix="nnport-") as d:
+        onnx_path = Path(d) / "model.onnx"
+        first = convert_to_onnx(src, onnx_path, verify=verify, input_shapes=input_shapes,
+                                inputs=inputs, seed=seed, rtol=rtol, atol=atol)
+        if not first.ok:  # the export itself is wrong: say so, write nothing
+            first.outputs = []
+            first.notes.append("export to ONNX does not match the PyTorch model; no .param "
+                               "written")
+            return first
+        res = convert_to_ncnn(onnx_path, dst, verify=verify, input_shapes=input_shapes,
+                              inputs=inputs, seed=seed, rtol=rtol, atol=atol, fp16=fp16)
+    name = os.fspath(src) if isinstance(src, (str, os.PathLike)) else type(src).__name__
+    if res.report is not None:
+        res.report.a = f"{name} (exported to ONNX)"
+    if first.report is not None:
+        worst = max((o.max_rel_err for o in first.report.outputs), default=0.0)
+        res.notes.insert(0, f"exported to ONNX first; PyTorch vs onnxruntime: MATCH "
+                         f"(max_rel {worst:.3g})")
+    return res
+
+
 @register_target(".param")
 def convert_to_ncnn(src, dst: str | os.PathLike, *, verify: bool = True,
                     input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
@@ -36,6 +81,9 @@ def convert_to_ncnn(src, dst: str | os.PathLike, *, verify: bool = True,
                     fp16: bool = False) -> ConvertResult:
     dst = check_output_path(Path(dst))
     check_output_path(dst.with_suffix(".bin"))
+    if _torch_source(src):
+        return _through_onnx(src, dst, verify=verify, input_shapes=input_shapes, inputs=inputs,
+                             seed=seed, rtol=rtol, atol=atol, fp16=fp16)
     from . import serializer
 
     t0 = time.perf_counter()
