@@ -124,6 +124,7 @@ def test_pytorch_sources_convert_through_onnx(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "s.bin").exists()
     # no shape for the factory's input: one line naming the flag, nothing written
-    r = _cli("convert", f"{tmp_path / 'net.py'}:make", tmp_path / "b.param")
-    _assert_error(r, tmp_path, "--input-shape")
-    assert not (tmp_path / "b.param").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    r = _cli("convert", f"{tmp_path / 'net.py'}:make", bad / "b.param")
+    _assert_error(r, bad, "--input-shape")
