@@ -216,3 +216,22 @@ def test_tile_and_rank_broadcast(tmp_path):
     res = convert(src, tmp_path / "t.param", rtol=1e-4, atol=1e-5)
     _check(res.report, 1e-4)
     assert "\nTile " in (tmp_path / "t.param").read_text()
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space_and_back(tmp_path, mode):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 3, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 10])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8, 3, 5])
+    g = helper.make_graph([helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode=mode),
+                           helper.make_node("SpaceToDepth", ["y"], ["z"], blocksize=2)],
+                          "g", [x], [y, z])
+    src = tmp_path / "d.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), src)
+    res = convert(src, tmp_path / "d.param", rtol=0, atol=0)
+    _check(res.report, 0)
+    text = (tmp_path / "d.param").read_text()
+    assert "\nPixelShuffle " in text and "\nReorg " in text

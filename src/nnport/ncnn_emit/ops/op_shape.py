@@ -325,3 +325,25 @@ def tile(ctx, node):
             ctx.fail("Tile repeats the batch axis, which ncnn does not have")
         reps = reps[1:]
     ctx.add("Tile", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], {2: reps})
+
+
+@register("DepthToSpace")
+def depth_to_space(ctx, node):
+    """PixelShuffle 0=upscale_factor 1=mode (0: channel p*r*r + i*r + j, ONNX CRD;
+    1: channel (i*r + j)*C + p, ONNX DCR)."""
+    x, y = node.inputs[0], node.outputs[0]
+    ctx.need_batch(x)
+    a = attrs_of(node)
+    mode = a.get("mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    ctx.add("PixelShuffle", [ctx.blob(x)], [ctx.out(y, True)],
+            {0: int(a["blocksize"]), 1: 0 if mode == "CRD" else 1})
+
+
+@register("SpaceToDepth")
+def space_to_depth(ctx, node):
+    """Reorg 0=stride 1=mode (1: output channel (i*r + j)*C + c, as ONNX)."""
+    x, y = node.inputs[0], node.outputs[0]
+    ctx.need_batch(x)
+    ctx.add("Reorg", [ctx.blob(x)], [ctx.out(y, True)],
+            {0: int(attrs_of(node)["blocksize"]), 1: 1})
