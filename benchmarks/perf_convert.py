@@ -1,11 +1,17 @@
 """Conversion time and peak memory: nnport vs onnx2torch (when importable), one run each, side
 by side, on the BERT-large-sized encoder from perf_models.py (24 layers, hidden 1024, 1.34 GB).
 
-    python benchmarks/perf_convert.py [--model PATH.onnx] [--verify]
+    python benchmarks/perf_convert.py [--model PATH.onnx] [--verify] [--onnx2torch-python PY]
 
 Each conversion runs in a fresh child process; its peak RSS comes from
 ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` measured in a wrapper process that runs only
 that child.  Times are wall clock of the child, imports included.
+
+onnx2torch cannot convert the default encoder (its attention-mask arithmetic uses
+GreaterOrEqual, which onnx2torch lacks), so the side-by-side rows use the same encoder exported
+with input_ids as its only input (``perf_models.bert_large_ids``, same weights and size).
+onnx2torch runs under ``--onnx2torch-python`` (default: this interpreter, when it can import
+onnx2torch), nnport under this interpreter.
 """
 from __future__ import annotations
 
@@ -44,29 +50,14 @@ def weight_bytes(path: Path) -> int:
                if v.const_value is not None)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None, help="ONNX file (default: BERT-large, cached)")
-    ap.add_argument("--verify", action="store_true", help="also time convert with verification")
-    args = ap.parse_args()
-    src = Path(args.model) if args.model else perf_models.bert_large()
-    wb = weight_bytes(src)
-    rows = []
-    with tempfile.TemporaryDirectory(dir=os.environ.get("NNPORT_BENCH_OUT")) as d:
-        out = Path(d) / "model.py"
-        cli = [sys.executable, "-m", "nnport.cli", "convert", str(src), str(out)]
-        r = measure(cli + ["--no-verify"])
-        rows.append(("nnport convert --no-verify", r))
-        if args.verify:
-            rows.append(("nnport convert (verified)", measure(cli)))
-            rows.append(("nnport verify", measure([sys.executable, "-m", "nnport.cli", "verify",
-                                                   str(src), str(out)])))
-        if importlib.util.find_spec("onnx2torch") is not None:
-            rows.append(("onnx2torch", measure([sys.executable, "-c", _ONNX2TORCH, str(src),
-                                                str(Path(d) / "o2t.pt")])))
-        else:
-            rows.append(("onnx2torch", None))
-    print(f"model {src} ({wb / 1e9:.2f} GB of weights), {os.cpu_count()} cores")
+def _o2t_python(arg: str | None) -> str | None:
+    py = arg or sys.executable
+    probe = subprocess.run([py, "-c", "import onnx2torch"], capture_output=True)
+    return py if probe.returncode == 0 else None
+
+
+def _print(title: str, wb: int, rows: list) -> None:
+    print(title)
     print(f"{'tool':<28} {'wall s':>8} {'peak RSS GB':>12} {'RSS/weights':>12}")
     for name, r in rows:
         if r is None:
@@ -76,6 +67,46 @@ def main() -> None:
         else:
             print(f"{name:<28} {r['wall_s']:>8.2f} {r['rss'] / 1e9:>12.2f} "
                   f"{r['rss'] / wb:>12.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None, help="ONNX file (default: BERT-large, cached)")
+    ap.add_argument("--verify", action="store_true", help="also time convert with verification")
+    ap.add_argument("--onnx2torch-python", default=None,
+                    help="interpreter that can import onnx2torch (e.g. the anchors venv)")
+    ap.add_argument("--no-onnx2torch", action="store_true", help="skip the side-by-side rows")
+    args = ap.parse_args()
+    src = Path(args.model) if args.model else perf_models.bert_large()
+    o2t_py = None if args.no_onnx2torch else _o2t_python(args.onnx2torch_python)
+    wb = weight_bytes(src)
+    tables = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("NNPORT_BENCH_OUT")) as d:
+        out = Path(d) / "model.py"
+
+        def nnport_rows(model: Path, verify: bool) -> list:
+            cli = [sys.executable, "-m", "nnport.cli", "convert", str(model), str(out)]
+            rows = [("nnport convert --no-verify", measure(cli + ["--no-verify"]))]
+            if verify:
+                rows.append(("nnport convert (verified)", measure(cli)))
+                rows.append(("nnport verify", measure([sys.executable, "-m", "nnport.cli",
+                                                       "verify", str(model), str(out)])))
+            return rows
+
+        tables.append((f"model {src} ({wb / 1e9:.2f} GB of weights), {os.cpu_count()} cores",
+                       wb, nnport_rows(src, args.verify)))
+        if not args.no_onnx2torch:
+            side = src if args.model else perf_models.bert_large_ids()
+            swb = weight_bytes(side)
+            if o2t_py is None:
+                o2t = None
+            else:
+                o2t = measure([o2t_py, "-c", _ONNX2TORCH, str(side), str(Path(d) / "o2t.pt")])
+            rows = nnport_rows(side, False) if side != src else []
+            tables.append((f"side by side: {side} ({swb / 1e9:.2f} GB), onnx2torch under "
+                           f"{o2t_py or '-'}", swb, rows + [("onnx2torch", o2t)]))
+    for title, w, rows in tables:
+        _print(title, w, rows)
 
 
 if __name__ == "__main__":

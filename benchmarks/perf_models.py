@@ -28,8 +28,10 @@ class _BertWrap:
 
 
 def export_bert(path: Path, layers: int = 24, hidden: int = 1024, heads: int = 16,
-                inter: int = 4096) -> Path:
-    """Export a BERT encoder with dynamic batch and sequence (TorchScript exporter)."""
+                inter: int = 4096, mask: bool = True) -> Path:
+    """Export a BERT encoder with dynamic batch and sequence (TorchScript exporter).
+    ``mask=False``: input_ids only (no attention-mask arithmetic in the graph; onnx2torch
+    cannot convert the mask's GreaterOrEqual)."""
     import torch
 
     if path.exists():
@@ -42,19 +44,19 @@ def export_bert(path: Path, layers: int = 24, hidden: int = 1024, heads: int = 1
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids, attention_mask=None):
             return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     ids = torch.randint(0, 1000, (2, 16))
-    mask = torch.ones(2, 16, dtype=torch.int64)
+    args, names = (ids,), ["input_ids"]
+    if mask:
+        args, names = (ids, torch.ones(2, 16, dtype=torch.int64)), names + ["attention_mask"]
     tmp = path.with_suffix(".tmp.onnx")
     big = sum(p.numel() * 4 for p in model.parameters()) > 2**31 - 2**24
     with torch.no_grad():
-        torch.onnx.export(Wrap(model), (ids, mask), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["input_ids", "attention_mask"],
-                          output_names=["last_hidden_state"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
-                                        "attention_mask": {0: "batch", 1: "seq"},
+        torch.onnx.export(Wrap(model), args, str(tmp), dynamo=False, opset_version=17,
+                          input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names},
                                         "last_hidden_state": {0: "batch", 1: "seq"}})
     if big:  # the exporter wrote external data beside tmp under tensor names; keep it as is
         os.replace(tmp, path)
@@ -65,6 +67,11 @@ def export_bert(path: Path, layers: int = 24, hidden: int = 1024, heads: int = 1
 
 def bert_large() -> Path:
     return export_bert(CACHE / "bert_large" / "model.onnx")
+
+
+def bert_large_ids() -> Path:
+    """The same encoder with input_ids as its only input (what onnx2torch can convert)."""
+    return export_bert(CACHE / "bert_large_ids" / "model.onnx", mask=False)
 
 
 def bert_small() -> Path:
@@ -101,4 +108,5 @@ def convnext_tiny():
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "bert-large"
-    print({"bert-large": bert_large, "bert-small": bert_small}[which]())
+    print({"bert-large": bert_large, "bert-large-ids": bert_large_ids,
+           "bert-small": bert_small}[which]())

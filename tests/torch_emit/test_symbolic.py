@@ -59,3 +59,23 @@ def test_expand_with_bidirectional_broadcast_stays_correct():
     src = generate_torch(m)[0]
     assert "torch.tensor(" not in src
     assert_matches_ort(m, {"x": np.random.rand(2, 3, 4, 5).astype(np.float32)})
+
+
+def test_window_padding_with_mod_is_python_arithmetic():
+    """Swin pads H to a multiple of the window: pad = (7 - H % 7) % 7 prints as Python `%`."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "i3"], ["w"], axis=0),
+             helper.make_node("Mod", ["w", "seven"], ["r"]),
+             helper.make_node("Sub", ["seven", "r"], ["d"]),
+             helper.make_node("Mod", ["d", "seven"], ["p"]),
+             helper.make_node("Unsqueeze", ["p", "ax"], ["p1"]),
+             helper.make_node("Concat", ["zeros", "p1"], ["pads"], axis=0),
+             helper.make_node("Pad", ["x", "pads"], ["y"])]
+    m = _model(nodes, {"i3": np.array(3, np.int64), "seven": np.array(7, np.int64),
+                       "ax": np.array([0], np.int64),
+                       "zeros": np.zeros(7, np.int64)})
+    src = generate_torch(m)[0]
+    assert "% 7" in src and "torch.remainder" not in src, src
+    for w in (5, 7, 9):
+        out = assert_matches_ort(m, {"x": np.random.rand(1, 2, 3, w).astype(np.float32)})
+        assert out[0].shape[3] == w + (7 - w % 7) % 7

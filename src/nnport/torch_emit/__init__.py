@@ -18,7 +18,7 @@ from ..dtypes import numpy_to_torch
 from ..errors import ConversionError, UnsupportedOpsError
 from ..io import check_output_path, temp_path_beside
 from . import ops as _ops  # noqa: F401  (registers every emitter)
-from .codegen import REGISTRY, CodeGen, preflight
+from .codegen import REGISTRY, CodeGen, Transposed, preflight
 
 __all__ = ["generate", "build_module", "write", "preflight", "REGISTRY"]
 
@@ -47,6 +47,8 @@ def tensor_of(value: Any, maps: dict | None = None) -> torch.Tensor:
     a private mapping of that file: no copy, and still writable (training works)."""
     if isinstance(value, torch.Tensor):
         return value
+    if isinstance(value, Transposed):
+        return tensor_of(value.base, maps).t()  # a view: F.linear multiplies by it as is
     if maps is not None and isinstance(value, ir.ExternalTensor):
         arr = _mapped_array(value, maps)
         if arr is not None:
@@ -115,8 +117,88 @@ def _folder_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _entry_of(value: Any):
+_TRANSPOSE_CHUNK = 64 << 20  # bytes of transposed output per step
+
+
+def _scratch(buf: dict, key: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A reused scratch tensor of at least ``numel`` elements (one allocation per size)."""
+    t = buf.get(key)
+    if t is None or t.numel() < numel or t.dtype != dtype:
+        t = buf[key] = torch.empty(max(numel, _TRANSPOSE_CHUNK // max(1, dtype.itemsize)),
+                                   dtype=dtype)
+    return t[:numel]
+
+
+def _write_transposed(fh, value: Transposed, buf: dict) -> None:
+    """Write ``value`` (transposed, row-major) from its external base, holding at most about
+    ``_TRANSPOSE_CHUNK`` bytes of it at a time: the pages of a mapped tensor leave the process
+    again before the next tensor."""
+    import mmap
+
+    t = value.base
+    k, n = value.shape[1], value.shape[0]
+    dt = np.dtype(t.dtype.numpy()).newbyteorder("<")
+    tdt = torch.from_numpy(np.zeros(0, dt)).dtype
+    off = t.offset or 0
+    with open(t.path, "rb", buffering=0) as src:
+        if os.fstat(src.fileno()).st_size < off + t.nbytes:
+            raise ConversionError(f"tensor {t.name!r}: external data is shorter than its "
+                                  "shape says")
+        if t.nbytes <= _TRANSPOSE_CHUNK:
+            # one step: read into a reused buffer (cheaper than faulting in a fresh mapping
+            # page by page), transpose into another
+            raw, out = _scratch(buf, "raw", k * n, tdt), _scratch(buf, "out", k * n, tdt)
+            view, got = memoryview(raw.numpy()).cast("B"), 0
+            while got < t.nbytes:
+                r = os.preadv(src.fileno(), [view[got:]], off + got)
+                if r <= 0:
+                    raise ConversionError(f"tensor {t.name!r}: cannot read its external data")
+                got += r
+            out.view(n, k).copy_(raw.view(k, n).t())  # torch's blocked transpose (fast)
+            fh.write(memoryview(out.numpy()).cast("B"))
+            return
+        start = off - off % mmap.ALLOCATIONGRANULARITY
+        mm = mmap.mmap(src.fileno(), off - start + t.nbytes, access=mmap.ACCESS_COPY,
+                       offset=start)
+    arr = base = None
+    try:
+        arr = np.frombuffer(mm, dtype=dt, count=k * n, offset=off - start).reshape(k, n)
+        base = torch.from_numpy(arr)
+        rows = max(1, min(n, _TRANSPOSE_CHUNK // max(1, k * arr.itemsize)))  # output rows
+        for j in range(0, n, rows):
+            m = min(rows, n - j)
+            out = _scratch(buf, "out", m * k, tdt).view(m, k)
+            out.copy_(base[:, j:j + m].t())
+            fh.write(memoryview(out.numpy()).cast("B"))
+    finally:
+        arr = base = None  # no view of the mapping may outlive it
+        mm.close()
+
+
+def _entry_of(value: Any, buf: dict | None = None):
     """(safetensors dtype, shape, nbytes, writer(fh)) for one state value, reading nothing yet."""
+    if isinstance(value, Transposed):
+        base = value.base
+        name = np.dtype(value.dtype.numpy()).name if value.dtype.bitwidth >= 8 else ""
+        if name in _PLAIN_NUMPY and isinstance(base, ir.ExternalTensor) and base.size:
+            tdt = numpy_to_torch(np.zeros(0, dtype=name)).dtype
+            buf = {} if buf is None else buf
+
+            def write_tr(fh, v=value):
+                _write_transposed(fh, v, buf)
+
+            return _SAFETENSORS_DTYPES[tdt], list(value.shape), value.nbytes, write_tr
+        if name in _PLAIN_NUMPY:
+            tdt = numpy_to_torch(np.zeros(0, dtype=name)).dtype
+
+            def write_np_t(fh, v=value):
+                a = v.numpy()
+                if a.size:
+                    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+                    fh.write(memoryview(a.reshape(-1).view(np.uint8)))
+
+            return _SAFETENSORS_DTYPES[tdt], list(value.shape), value.nbytes, write_np_t
+        value = tensor_of(value).contiguous()  # odd types (bfloat16...): convert now
     if isinstance(value, ir.ExternalTensor):
         name = np.dtype(value.dtype.numpy()).name if value.dtype.bitwidth >= 8 else ""
         if name in _PLAIN_NUMPY:
@@ -186,14 +268,18 @@ def write_safetensors(state: dict[str, Any], path: str | os.PathLike) -> None:
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     writers = []
     offset = 0
+    buf: dict = {}  # scratch tensors shared by the transposing writers
     for key in sorted(state):
-        dtype, shape, nbytes, writer = _entry_of(state[key])
+        dtype, shape, nbytes, writer = _entry_of(state[key], buf)
         header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         writers.append((writer, nbytes))
         offset += nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # data starts 8-byte aligned
-    with open(path, "wb") as fh:
+    # no O_TRUNC: on ext4 a file truncated to zero and rewritten is flushed to disk on close
+    # (auto_da_alloc), which costs a large model about half a second; truncate at the end
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+    with open(fd, "wb") as fh:
         fh.write(struct.pack("<Q", len(text)))
         fh.write(text)
         from .. import progress
@@ -205,6 +291,7 @@ def write_safetensors(state: dict[str, Any], path: str | os.PathLike) -> None:
             if fh.tell() - start != nbytes:
                 raise ConversionError("internal error: tensor size mismatch while writing "
                                       f"{path}")
+        fh.truncate()  # a longer file that was there before ends here
 
 
 def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tuple[Path, Path]:

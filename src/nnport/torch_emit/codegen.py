@@ -124,6 +124,34 @@ class _Weight:
     parameter: bool
 
 
+class Transposed:
+    """A 2-D constant used transposed (an ``nn.Linear`` weight made from a MatMul's (K, N)
+    matrix).  Nothing is read at conversion time: the file writer streams the transpose
+    tensor by tensor and the in-memory module takes a transposed view of the mapped weight."""
+
+    def __init__(self, base: Any):
+        self.base = base  # ir tensor (possibly external) or numpy array
+
+    @property
+    def dtype(self) -> ir.DataType:
+        b = self.base
+        return ir.DataType.from_numpy(b.dtype) if isinstance(b, np.ndarray) else b.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        b = self.base
+        k, n = (b.shape if isinstance(b, np.ndarray) else b.shape.numpy())
+        return int(n), int(k)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.base.nbytes)
+
+    def numpy(self) -> np.ndarray:
+        b = self.base
+        return np.ascontiguousarray((b if isinstance(b, np.ndarray) else b.numpy()).T)
+
+
 @dataclass
 class _Module:
     attr: str
@@ -543,6 +571,7 @@ class CodeGen:
         if names:
             forward_src = re.sub(r"self\.(__c\d+__)", lambda m: "self." + names[m.group(1)],
                                  forward_src)
+        forward_src = _free_dead_locals(forward_src)
         used = set(re.findall(r"self\.([A-Za-z_][A-Za-z0-9_]*)", forward_src))
         init_lines, state = [], {}
         for attr, mod in self.modules.items():
@@ -589,6 +618,48 @@ class CodeGen:
         parts.append(_LOAD)
         source = parts[0] + "\n" + "\n\n\n".join(p.strip("\n") for p in parts[1:]) + "\n"
         return source, state
+
+
+def _free_dead_locals(forward_src: str) -> str:
+    """Add ``del a, b`` after the top-level statement of ``forward`` that uses a local for the
+    last time, as a hand-written forward that rebinds ``x`` frees it: otherwise every
+    intermediate tensor lives until forward returns (more memory, and fresh pages to fault in
+    for every activation of every call).  Only names that a top-level assignment binds are
+    deleted, after their last mention anywhere (nested blocks included)."""
+    import ast
+
+    lines = forward_src.split("\n")
+    try:
+        tree = ast.parse("class _C:\n    def _f(self):\n" + forward_src)
+    except SyntaxError:
+        return forward_src  # not ours to judge here; compile() reports it
+    body = tree.body[0].body[0].body
+    if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
+           for stmt in body for n in ast.walk(stmt)):
+        return forward_src  # a closure could read a local after its last mention
+    bound: set[str] = set()
+    last: dict[str, int] = {}
+    for i, stmt in enumerate(body):
+        if isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+                bound.update(e.id for e in elts if isinstance(e, ast.Name))
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name):
+                last[node.id] = i
+    dead: dict[int, list[str]] = {}
+    for name, i in last.items():
+        if name in bound and i < len(body) - 1 and not isinstance(body[i], ast.Return):
+            dead.setdefault(i, []).append(name)
+    if not dead:
+        return forward_src
+    after = {body[i].end_lineno - 3: names for i, names in dead.items()}  # 0-based line
+    out = []
+    for j, line in enumerate(lines):
+        out.append(line)
+        if j in after:
+            out.append("        del " + ", ".join(sorted(after[j], key=lambda n: last[n])))
+    return "\n".join(out)
 
 
 def _short_hint(name: str, node: ir.Node) -> str:

@@ -266,6 +266,8 @@ def _combine(op: str, x: E, y: E) -> E | None:
             return lit(a * b)
         if op == "/" and b != 0:
             return lit(int(a / b))
+        if op == "%" and b != 0:
+            return lit(a % b)  # ONNX integer Mod (fmod=0) takes the divisor's sign, as Python
         return None
     if op == "*" and (x.literal == 1 or y.literal == 1):
         return y if x.literal == 1 else x
@@ -276,6 +278,10 @@ def _combine(op: str, x: E, y: E) -> E | None:
             return x
         if x.nonneg and y.nonneg:
             return E(f"{_paren(x)} // {_paren(y)}", True)
+        return None
+    if op == "%":
+        if y.literal is not None and y.literal > 0:
+            return E(f"{_paren(x)} % {_paren(y)}", True)
         return None
     return E(f"{_paren(x)} {op} {_paren(y)}", op in "+*" and x.nonneg and y.nonneg)
 
@@ -403,6 +409,8 @@ RULES: dict[str, Callable] = {
     "Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze, "Squeeze": _squeeze,
     "Concat": _concat, "Slice": _slice, "Cast": _cast, "Identity": _identity,
     "Add": _arith("+"), "Sub": _arith("-"), "Mul": _arith("*"), "Div": _arith("/"),
+    "Mod": lambda ctx, args, kw: not kw.get("fmod") and ctx.dtype(args[0]) in _INT_TYPES
+    and _arith("%")(ctx, args, kw),
     "ConstantOfShape": _constant_of_shape, "Equal": _equal_where, "Where": _where,
     "Reshape": _reshape, "Expand": _expand, "Range": _range,
 }

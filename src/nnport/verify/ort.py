@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import VerificationError
 from ..io import ModelSource, describe, load_proto
+
+# Memory: onnxruntime memory-maps external data (at any offset) and, with prepacking off, runs
+# its kernels on the mapped bytes, so a model's weights cost their size once, as file pages.
+# A single-file model is handed over as a small skeleton whose big tensors are external data
+# pointing into the .onnx file itself (see io._load_skeleton), with the model's folder as the
+# base for those references: no copy of the weights is parsed, serialized or written anywhere.
+# Prepacking (MLAS repacks constant GEMM operands once per session) would keep a second copy
+# and only pays off over many runs; verification runs once.
+_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 
 
 class OrtRunner:
@@ -17,21 +27,52 @@ class OrtRunner:
 
         ort.set_default_logger_severity(4)  # errors reach the user as our one line, not ORT's log
         self.name = describe(src)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 4
-        if threads:
-            opts.intra_op_num_threads = threads
+
+        def options(folder: str | None = None):
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 4
+            opts.add_session_config_entry("session.disable_prepacking", "1")
+            if folder is not None:
+                opts.add_session_config_entry(_FOLDER_KEY, folder)
+            if threads:
+                opts.intra_op_num_threads = threads
+            return opts
+
+        providers = ["CPUExecutionProvider"]
         try:
             if isinstance(src, (str, os.PathLike)):
-                self.sess = ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+                self.sess = self._lean_session(ort, src, options, providers)
+                if self.sess is None:
+                    self.sess = ort.InferenceSession(str(src), options(), providers=providers)
             else:
                 proto = load_proto(src)
-                self.sess = ort.InferenceSession(proto.SerializeToString(), opts,
-                                                 providers=["CPUExecutionProvider"])
+                self.sess = ort.InferenceSession(proto.SerializeToString(), options(),
+                                                 providers=providers)
+        except VerificationError:
+            raise
         except Exception as exc:
             raise VerificationError(f"onnxruntime cannot load {self.name}: "
                                     f"{' '.join(str(exc).split())[:400]}") from None
         self.output_names = [o.name for o in self.sess.get_outputs()]
+
+    @staticmethod
+    def _lean_session(ort, src, options, providers):
+        """A session over the skeleton of a single-file model (weights mapped from the file),
+        or None when that does not apply (small, external-data or non-ONNX sources)."""
+        from ..io import _load_skeleton, source_loader
+
+        if source_loader(src) is not None:
+            return None
+        proto = _load_skeleton(src)
+        if proto is None:
+            return None
+        folder = str(Path(src).resolve().parent)
+        data = proto.SerializeToString()
+        del proto
+        try:
+            return ort.InferenceSession(data, options(folder), providers=providers)
+        except Exception:
+            return None  # e.g. a runtime that ignores the folder option: the ordinary path
 
     def run(self, feeds: dict[str, np.ndarray]) -> list:
         names = [i.name for i in self.sess.get_inputs()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..codegen import Arg, Ctx, Transposed, register
 
 
 @register("SDPA", 1, domain="nnport")
@@ -32,7 +32,9 @@ def gelu(ctx: Ctx, X: Arg):
 
 @register("Linear", 1, domain="nnport")
 def linear(ctx: Ctx, X: Arg, W: Arg, B: Arg):
-    w = np.ascontiguousarray(ctx.const(W).T)  # torch stores (out_features, in_features)
+    # torch stores (out_features, in_features); transposed lazily: converting a large model
+    # must not hold a transposed copy of every weight
+    w = Transposed(W.value.const_value)
     b = ctx.const(B).reshape(-1)
     n_out, n_in = w.shape
     hint = B.value.name if B.value is not None and B.value.name else ""
