@@ -177,19 +177,22 @@ def _attr(node, name, default):
     return default if a is None else a.value
 
 
+def _hardswish(x, alpha: float, beta: float):
+    """The emitter of one HardSwish layer (0=alpha 1=beta) reading ``x``."""
+    def emit(ctx, node):
+        ctx.unary("HardSwish", {0: alpha, 1: beta}, x=x, y=node.outputs[0])
+
+    return emit
+
+
 def _hardswish_hs(ctx, hs, claimed):
-    """x * HardSigmoid(x) -> HardSwish 0=alpha 1=beta."""
+    """x * HardSigmoid(x) -> HardSwish."""
     x = hs.inputs[0]
     mul = ctx.single_consumer(hs.outputs[0])
     if mul is None or mul.op_type != "Mul" or _other(mul, hs.outputs[0]) is not x:
         return
-    alpha, beta = float(_attr(hs, "alpha", 0.2)), float(_attr(hs, "beta", 0.5))
     ctx.skip.add(id(hs))
-
-    def emit(ctx, node, x=x):
-        ctx.unary("HardSwish", {0: alpha, 1: beta}, x=x, y=node.outputs[0])
-
-    claimed[id(mul)] = emit
+    claimed[id(mul)] = _hardswish(x, float(_attr(hs, "alpha", 0.2)), float(_attr(hs, "beta", 0.5)))
 
 
 def _clip_bounds(ctx, clip):
@@ -200,8 +203,17 @@ def _clip_bounds(ctx, clip):
     return lo, hi
 
 
+def _by_six(ctx, node) -> bool:
+    """``node`` divides by 6 or multiplies by 1/6 (a scalar constant second input)."""
+    if node is None or node.op_type not in ("Div", "Mul"):
+        return False
+    k = _scalar(ctx, node.inputs[1])
+    return k is not None and k != 0 and bool(
+        np.isclose(k if node.op_type == "Div" else 1 / k, 6.0))
+
+
 def _hardswish_clip(ctx, clip, claimed):
-    """x * Clip(x + 3, 0, 6) / 6 (or * 1/6, in either order) -> HardSwish(1/6, 0.5)."""
+    """x * Clip(x + 3, 0, 6) / 6, as (x * clip) / 6 or x * (clip / 6) -> HardSwish(1/6, 1/2)."""
     add = clip.inputs[0].producer()
     if add is None or add.op_type != "Add" or ctx.single_consumer(clip.inputs[0]) is not clip:
         return
@@ -212,37 +224,18 @@ def _hardswish_clip(ctx, clip, claimed):
     first = ctx.single_consumer(clip.outputs[0])
     if first is None:
         return
-    if first.op_type == "Mul" and _other(first, clip.outputs[0]) is x:
-        last = ctx.single_consumer(first.outputs[0])  # (x * clip) / 6
-        inner = [add, clip, first]
-    elif first.op_type in ("Div", "Mul"):  # x * (clip / 6)
-        last = ctx.single_consumer(first.outputs[0])
-        k = _scalar(ctx, first.inputs[1])
-        if k is None or not np.isclose(k if first.op_type == "Div" else 1 / k, 6.0) or \
-                last is None or last.op_type != "Mul" or _other(last, first.outputs[0]) is not x:
+    last = ctx.single_consumer(first.outputs[0])
+    if first.op_type == "Mul" and _other(first, clip.outputs[0]) is x:  # (x * clip) / 6
+        if not _by_six(ctx, last):
             return
-        for n in (add, clip, first):
-            ctx.skip.add(id(n))
-
-        def emit_b(ctx, node, x=x):
-            ctx.unary("HardSwish", {0: 1 / 6, 1: 0.5}, x=x, y=node.outputs[0])
-
-        claimed[id(last)] = emit_b
-        return
+    elif _by_six(ctx, first):  # x * (clip / 6)
+        if last is None or last.op_type != "Mul" or _other(last, first.outputs[0]) is not x:
+            return
     else:
         return
-    if last is None or last.op_type not in ("Div", "Mul"):
-        return
-    k = _scalar(ctx, last.inputs[1])
-    if k is None or not np.isclose(k if last.op_type == "Div" else 1 / k, 6.0):
-        return
-    for n in inner:
+    for n in (add, clip, first):
         ctx.skip.add(id(n))
-
-    def emit(ctx, node, x=x):
-        ctx.unary("HardSwish", {0: 1 / 6, 1: 0.5}, x=x, y=node.outputs[0])
-
-    claimed[id(last)] = emit
+    claimed[id(last)] = _hardswish(x, 1 / 6, 0.5)
 
 
 def _last_axis(ctx, node, x) -> bool:

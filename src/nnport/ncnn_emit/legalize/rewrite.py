@@ -152,7 +152,7 @@ def _sole_use(v: ir.Value) -> ir.Node | None:
     uses = v.uses()
     if len(uses) != 1 or v.is_graph_output():
         return None
-    return uses[0][0] if hasattr(uses[0], "__getitem__") else uses[0].node
+    return uses[0].node
 
 
 def _ncnn_rank(shape) -> int:
@@ -178,7 +178,7 @@ def _unbind(b: _Builder, probe, t: ir.Node) -> bool:
     # pieces: (old value, index along the transpose's axis 0)
     pieces = []
     for use in list(t.outputs[0].uses()):
-        c = use[0] if hasattr(use, "__getitem__") else use.node
+        c = use.node
         ax = c.attributes.get("axis")
         ax = ax.value if ax is not None else 0
         if c.op_type == "Gather" and ax == 0:
@@ -191,7 +191,7 @@ def _unbind(b: _Builder, probe, t: ir.Node) -> bool:
                 if probe.shape.get(o.name, (0,))[0] != 1:
                     return False
                 for u in list(o.uses()):
-                    sq = u[0] if hasattr(u, "__getitem__") else u.node
+                    sq = u.node
                     axes = _const(probe, sq.inputs[1]) if len(sq.inputs) > 1 else None
                     if axes is None and sq.attributes.get("axes") is not None:
                         axes = np.asarray(sq.attributes["axes"].value)
