@@ -92,6 +92,24 @@ class Context:
         if not self.drop(x):
             self.fail(f"runs on a batch of {self.shape(x)[0]}; ncnn runs a batch of 1")
 
+    def affine_tail(self, y, const_of):
+        """The optional ``* scale`` then ``+ shift`` by constants that follow a normalization's
+        output ``y``: (scale or None, shift or None, those nodes, the last value).
+        ``const_of(other_input, node)`` gives the accepted constant, or None to stop."""
+        found, nodes = {}, []
+        nxt = self.single_consumer(y)
+        for op in ("Mul", "Add"):
+            if nxt is None or nxt.op_type != op:
+                continue
+            k = const_of(nxt.inputs[1] if nxt.inputs[0] is y else nxt.inputs[0], nxt)
+            if k is None:
+                break
+            found[op] = k
+            nodes.append(nxt)
+            y = nxt.outputs[0]
+            nxt = self.single_consumer(y)
+        return found.get("Mul"), found.get("Add"), nodes, y
+
     def single_consumer(self, v) -> ir.Node | None:
         cons = self.consumers.get(v.name, [])
         if len(cons) == 1 and v.name not in self.graph_outputs:

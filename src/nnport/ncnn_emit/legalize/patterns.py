@@ -280,25 +280,19 @@ def _layernorm(ctx, mean, claimed):
     if sq is None or sq.op_type != "Sqrt" or ctx.single_consumer(sq.outputs[0]) is not div or \
             div.inputs[1] is not sq.outputs[0]:
         return
-    chain = [mean, sub, pw, var, add, sq, div]
     size = ctx.shape(x)[-1]
-    gamma = np.ones(size, np.float32)
-    beta = np.zeros(size, np.float32)
-    last = div
-    nxt = ctx.single_consumer(div.outputs[0])
-    if nxt is not None and nxt.op_type == "Mul":
-        g = ctx.const(_other(nxt, div.outputs[0]))
-        if g is not None and np.asarray(g).size == size and np.asarray(g).shape[-1] == size:
-            gamma = np.asarray(g, np.float32).reshape(size)
-            chain.append(nxt)
-            last = nxt
-            nxt = ctx.single_consumer(nxt.outputs[0])
-    if nxt is not None and nxt.op_type == "Add":
-        b = ctx.const(_other(nxt, last.outputs[0]))
-        if b is not None and np.asarray(b).size == size and np.asarray(b).shape[-1] == size:
-            beta = np.asarray(b, np.float32).reshape(size)
-            chain.append(nxt)
-            last = nxt
+
+    def per_feature(v, node):
+        c = ctx.const(v)
+        if c is None or np.asarray(c).size != size or np.asarray(c).shape[-1] != size:
+            return None
+        return np.asarray(c, np.float32).reshape(size)
+
+    gamma, beta, tail, _ = ctx.affine_tail(div.outputs[0], per_feature)
+    gamma = np.ones(size, np.float32) if gamma is None else gamma
+    beta = np.zeros(size, np.float32) if beta is None else beta
+    chain = [mean, sub, pw, var, add, sq, div] + tail
+    last = chain[-1]
     for n in chain:
         if n is not last:
             ctx.skip.add(id(n))

@@ -109,22 +109,15 @@ def _torch_group_norm(ctx, node, gamma, beta, eps) -> bool:
     post = ctx.single_consumer(node.outputs[0])
     if post is None or post.op_type != "Reshape" or ctx.shape(post.outputs[0]) != xs:
         return False
-    chain, y = [post], post.outputs[0]
-    g, b = np.ones(c, np.float32), np.zeros(c, np.float32)
-    nxt = ctx.single_consumer(y)
-    if nxt is not None and nxt.op_type == "Mul":
-        k = _per_channel_const(ctx, nxt.inputs[1] if nxt.inputs[0] is y else nxt.inputs[0],
-                               c, len(xs))
-        if k is not None and ctx.shape(nxt.outputs[0]) == xs:
-            g, y = k, nxt.outputs[0]
-            chain.append(nxt)
-            nxt = ctx.single_consumer(y)
-    if nxt is not None and nxt.op_type == "Add":
-        k = _per_channel_const(ctx, nxt.inputs[1] if nxt.inputs[0] is y else nxt.inputs[0],
-                               c, len(xs))
-        if k is not None and ctx.shape(nxt.outputs[0]) == xs:
-            b, y = k, nxt.outputs[0]
-            chain.append(nxt)
+
+    def per_channel(v, node):
+        return _per_channel_const(ctx, v, c, len(xs)) if ctx.shape(node.outputs[0]) == xs \
+            else None
+
+    g, b, tail, y = ctx.affine_tail(post.outputs[0], per_channel)
+    g = np.ones(c, np.float32) if g is None else g
+    b = np.zeros(c, np.float32) if b is None else b
+    chain = [post] + tail
     # the first Reshape was already emitted; it is read by nothing else: drop it
     rblob = ctx.blob_of.get(r.name)
     for layer in list(ctx.g.layers):
