@@ -54,17 +54,29 @@ def _geometry(nsp, k, d, st, pads, auto):
     return p
 
 
-@register("Conv")
-def conv(ctx, node):
-    a = attrs_of(node)
+def _operands(ctx, node, what: str):
+    """(x, weight, bias or None, spatial dims) of a Conv/ConvTranspose, checked for ncnn."""
     x, w = node.inputs[0], node.inputs[1]
     b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
         and node.inputs[2].name else None
     ctx.need_batch(x)
-    W = np.asarray(ctx.need_const(w, "the Conv weight"), np.float32)
+    W = np.asarray(ctx.need_const(w, f"the {what} weight"), np.float32)
     nsp = W.ndim - 2
     if nsp not in (1, 2, 3):
-        ctx.fail(f"{nsp}-D convolution is not mapped to ncnn (1-D, 2-D and 3-D are)")
+        ctx.fail(f"{nsp}-D {what} is not mapped to ncnn (1-D, 2-D and 3-D are)")
+    bias = None if b is None else np.asarray(ctx.need_const(b, f"the {what} bias"), np.float32)
+    return x, W, bias, nsp
+
+
+def _emit(ctx, node, typ, x, p, W, bias):
+    weights = [Weight(W, flagged=True)] + ([] if bias is None else [Weight(bias)])
+    ctx.add(typ, [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))], p, weights)
+
+
+@register("Conv")
+def conv(ctx, node):
+    a = attrs_of(node)
+    x, W, b, nsp = _operands(ctx, node, "convolution")
     k = list(a.get("kernel_shape") or W.shape[2:])
     s = list(a.get("strides") or [1] * nsp)
     d = list(a.get("dilations") or [1] * nsp)
@@ -77,23 +89,13 @@ def conv(ctx, node):
     if group != 1:
         typ = "ConvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
-    weights = [Weight(W, flagged=True)]
-    if b is not None:
-        weights.append(Weight(np.asarray(ctx.need_const(b, "the Conv bias"), np.float32)))
-    ctx.add(typ, [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))], p, weights)
+    _emit(ctx, node, typ, x, p, W, b)
 
 
 @register("ConvTranspose")
 def conv_transpose(ctx, node):
     a = attrs_of(node)
-    x, w = node.inputs[0], node.inputs[1]
-    b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
-        and node.inputs[2].name else None
-    ctx.need_batch(x)
-    W = np.asarray(ctx.need_const(w, "the ConvTranspose weight"), np.float32)
-    nsp = W.ndim - 2
-    if nsp not in (1, 2, 3):
-        ctx.fail(f"{nsp}-D ConvTranspose is not mapped to ncnn (1-D, 2-D and 3-D are)")
+    x, W, b, nsp = _operands(ctx, node, "ConvTranspose")
     group = int(a.get("group", 1))
     cin, cout_g = W.shape[:2]
     ks = W.shape[2:]
@@ -117,8 +119,4 @@ def conv_transpose(ctx, node):
     if group != 1:
         typ = "DeconvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
-    weights = [Weight(Wn, flagged=True)]
-    if b is not None:
-        weights.append(Weight(np.asarray(ctx.need_const(b, "the ConvTranspose bias"),
-                                         np.float32)))
-    ctx.add(typ, [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))], p, weights)
+    _emit(ctx, node, typ, x, p, Wn, b)
