@@ -35,34 +35,19 @@ def identity(ctx, node):
         ctx.alias(node.outputs[0], ctx.blob(x), ctx.drop(x))
 
 
-@register("Relu")
-def relu(ctx, node):
-    ctx.unary("ReLU")
+# ONNX activations that are one parameterless ncnn layer
+_SAME = {"Relu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "TanH", "Softplus": "Softplus",
+         "Mish": "Mish"}
+
+
+@register(*_SAME)
+def parameterless(ctx, node):
+    ctx.unary(_SAME[node.op_type])
 
 
 @register("LeakyRelu")
 def leaky(ctx, node):
     ctx.unary("ReLU", {0: float(attrs_of(node).get("alpha", 0.01))})
-
-
-@register("Sigmoid")
-def sigmoid(ctx, node):
-    ctx.unary("Sigmoid")
-
-
-@register("Tanh")
-def tanh(ctx, node):
-    ctx.unary("TanH")
-
-
-@register("Softplus")
-def softplus(ctx, node):
-    ctx.unary("Softplus")
-
-
-@register("Mish")
-def mish(ctx, node):
-    ctx.unary("Mish")
 
 
 @register("Elu")
