@@ -109,6 +109,17 @@ def test_streamed_safetensors_roundtrip(tmp_path):
 _BIG = 3 * (3 << 28)  # three float32 tensors of 768 MiB: 2.25 GiB of weights
 
 
+def _third_of_weights_bin(name: str, i: int, n_rows: int, width: int) -> TensorProto:
+    """An external float32 (n_rows, width) initializer: the i-th third of weights.bin."""
+    t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[n_rows, width])
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "weights.bin"), ("offset", str(i * (_BIG // 3))),
+                 ("length", str(_BIG // 3))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
 def _big_external_model(folder):
     """Three 768 MiB weights in one sparse external-data file (holes read as zeros) with a
     few known values; the graph gathers single rows."""
@@ -125,13 +136,7 @@ def _big_external_model(folder):
             marks[i] = row
     inits, nodes = [], []
     for i in range(3):
-        t = TensorProto(name=f"w{i}", data_type=TensorProto.FLOAT, dims=[n_rows, width])
-        t.data_location = TensorProto.EXTERNAL
-        for k, v in (("location", "weights.bin"), ("offset", str(i * (_BIG // 3))),
-                     ("length", str(_BIG // 3))):
-            e = t.external_data.add()
-            e.key, e.value = k, v
-        inits.append(t)
+        inits.append(_third_of_weights_bin(f"w{i}", i, n_rows, width))
         inits.append(numpy_helper.from_array(np.array([marks[i]], np.int64), f"i{i}"))
         nodes.append(helper.make_node("Gather", [f"w{i}", f"i{i}"], [f"g{i}"], axis=0))
     nodes.append(helper.make_node("Sum", ["x", "g0", "g1", "g2"], ["y"]))
@@ -192,13 +197,7 @@ def _big_matmul_model(folder):
                 fh.write(rng.standard_normal(width, dtype=np.float32).tobytes())
     inits, nodes = [], []
     for i in range(3):
-        t = TensorProto(name=f"w{i}", data_type=TensorProto.FLOAT, dims=[n_rows, width])
-        t.data_location = TensorProto.EXTERNAL
-        for k, v in (("location", "weights.bin"), ("offset", str(i * (_BIG // 3))),
-                     ("length", str(_BIG // 3))):
-            e = t.external_data.add()
-            e.key, e.value = k, v
-        inits.append(t)
+        inits.append(_third_of_weights_bin(f"w{i}", i, n_rows, width))
         nodes.append(helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"m{i}"]))
     inits.append(numpy_helper.from_array(np.linspace(-1, 1, width, dtype=np.float32), "b0"))
     nodes.append(helper.make_node("Add", ["m0", "b0"], ["l0"]))
