@@ -1,26 +1,35 @@
 """Element types: ONNX (onnx_ir.DataType) <-> torch <-> numpy."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import onnx_ir as ir
-import torch
 
 DT = ir.DataType
 
-# ONNX type -> (torch dtype, its name in generated code).  Types torch lacks map to the
+# ONNX type -> name of the torch dtype (``torch.<name>``).  Types torch lacks map to the
 # nearest container type that holds every value exactly (int4 -> int8, uint16 -> int32 ...).
-_TORCH = {
-    DT.FLOAT: torch.float32, DT.DOUBLE: torch.float64, DT.FLOAT16: torch.float16,
-    DT.BFLOAT16: torch.bfloat16, DT.INT8: torch.int8, DT.INT16: torch.int16,
-    DT.INT32: torch.int32, DT.INT64: torch.int64, DT.UINT8: torch.uint8,
-    DT.UINT16: torch.uint16, DT.UINT32: torch.uint32, DT.UINT64: torch.uint64,
-    DT.BOOL: torch.bool, DT.COMPLEX64: torch.complex64, DT.COMPLEX128: torch.complex128,
-    DT.FLOAT8E4M3FN: torch.float8_e4m3fn, DT.FLOAT8E5M2: torch.float8_e5m2,
-    DT.FLOAT8E4M3FNUZ: torch.float8_e4m3fnuz, DT.FLOAT8E5M2FNUZ: torch.float8_e5m2fnuz,
-    DT.INT4: torch.int8, DT.UINT4: torch.uint8, DT.INT2: torch.int8, DT.UINT2: torch.uint8,
+# Names, not dtypes: code generation runs without importing torch.
+_TORCH_NAMES = {
+    DT.FLOAT: "float32", DT.DOUBLE: "float64", DT.FLOAT16: "float16", DT.BFLOAT16: "bfloat16",
+    DT.INT8: "int8", DT.INT16: "int16", DT.INT32: "int32", DT.INT64: "int64", DT.UINT8: "uint8",
+    DT.UINT16: "uint16", DT.UINT32: "uint32", DT.UINT64: "uint64", DT.BOOL: "bool",
+    DT.COMPLEX64: "complex64", DT.COMPLEX128: "complex128", DT.FLOAT8E4M3FN: "float8_e4m3fn",
+    DT.FLOAT8E5M2: "float8_e5m2", DT.FLOAT8E4M3FNUZ: "float8_e4m3fnuz",
+    DT.FLOAT8E5M2FNUZ: "float8_e5m2fnuz", DT.FLOAT8E8M0: "float8_e8m0fnu",
+    DT.INT4: "int8", DT.UINT4: "uint8", DT.INT2: "int8", DT.UINT2: "uint8",
 }
-if hasattr(torch, "float8_e8m0fnu"):
-    _TORCH[DT.FLOAT8E8M0] = torch.float8_e8m0fnu
+_SUBBYTE = (DT.INT4, DT.UINT4, DT.INT2, DT.UINT2)
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_map() -> dict:
+    """ONNX type -> torch dtype, for the types this torch build has."""
+    import torch
+
+    return {k: getattr(torch, v) for k, v in _TORCH_NAMES.items() if hasattr(torch, v)}
+
 
 # torch has uint16/32/64 tensors but almost no arithmetic on them: generated code computes in
 # the next signed type that holds every value (uint64 wraps above 2**63, bit-exact for
@@ -31,12 +40,22 @@ FLOAT_TYPES = {DT.FLOAT, DT.DOUBLE, DT.FLOAT16, DT.BFLOAT16, DT.FLOAT8E4M3FN, DT
                DT.FLOAT8E4M3FNUZ, DT.FLOAT8E5M2FNUZ}
 
 
-def to_torch_dtype(dt: ir.DataType | int) -> torch.dtype:
+def torch_dtype_name(dt: ir.DataType | int) -> str:
+    """``float32`` for FLOAT etc.: the torch dtype's attribute name (torch is not imported)."""
     dt = DT(dt)
     try:
-        return _TORCH[dt]
+        return _TORCH_NAMES[dt]
     except KeyError:
         raise KeyError(f"element type {dt.name} has no torch equivalent") from None
+
+
+def to_torch_dtype(dt: ir.DataType | int):
+    """The torch dtype for ONNX type ``dt`` (imports torch)."""
+    dt = DT(dt)
+    found = _torch_map().get(dt)
+    if found is None:
+        raise KeyError(f"element type {dt.name} has no torch equivalent")
+    return found
 
 
 def compute_dtype(dt: ir.DataType | int) -> ir.DataType:
@@ -47,12 +66,12 @@ def compute_dtype(dt: ir.DataType | int) -> ir.DataType:
 
 def torch_dtype_src(dt: ir.DataType | int) -> str:
     """``torch.float32`` etc., as generated code spells it (the compute type)."""
-    return str(to_torch_dtype(compute_dtype(dt)))
+    return "torch." + torch_dtype_name(compute_dtype(dt))
 
 
-def from_torch_dtype(t: torch.dtype) -> ir.DataType:
-    for k, v in _TORCH.items():
-        if v == t and k not in (DT.INT4, DT.UINT4, DT.INT2, DT.UINT2):
+def from_torch_dtype(t) -> ir.DataType:
+    for k, v in _torch_map().items():
+        if v == t and k not in _SUBBYTE:
             return k
     raise KeyError(f"torch dtype {t} has no ONNX equivalent")
 
@@ -61,8 +80,10 @@ def is_float(dt) -> bool:
     return dt is not None and DT(dt) in FLOAT_TYPES
 
 
-def numpy_to_torch(arr: np.ndarray) -> torch.Tensor:
+def numpy_to_torch(arr: np.ndarray):
     """Convert any numpy array (including ml_dtypes bfloat16/float8/int4) to a torch tensor."""
+    import torch
+
     arr = np.asarray(arr)
     name = arr.dtype.name
     special = {"bfloat16": (np.uint16, torch.bfloat16),
@@ -88,8 +109,9 @@ def numpy_to_torch(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def torch_to_numpy(t: torch.Tensor) -> np.ndarray:
+def torch_to_numpy(t) -> np.ndarray:
     import ml_dtypes
+    import torch
 
     t = t.detach().cpu()
     special = {torch.bfloat16: (torch.uint16, ml_dtypes.bfloat16),

@@ -382,7 +382,13 @@ def temp_path_beside(path: str | os.PathLike) -> str:
     """A fresh temporary file name in ``path``'s folder (for writers that want a file name)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
+    try:
+        # mkstemp makes the file private (0600); the output gets the mode any new file would
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+    finally:
+        os.close(fd)
     return tmp
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import inspect as _inspect
 import keyword
 import math
 import re
@@ -24,7 +23,7 @@ import numpy as np
 import onnx_ir as ir
 
 from .. import __version__
-from ..dtypes import COMPUTE_AS, compute_dtype, to_torch_dtype, torch_dtype_src
+from ..dtypes import COMPUTE_AS, compute_dtype, torch_dtype_name, torch_dtype_src
 from ..errors import ConversionError, NnportError, UnsupportedOpsError
 from ..irutil import iter_nodes  # noqa: F401  (re-exported for emitters)
 from ..registry import Registry, norm_domain, py_attr_name
@@ -425,9 +424,8 @@ class CodeGen:
 
     def add_helper(self, name: str) -> str:
         if name not in self.helpers:
-            fn = getattr(_helpers, name)
-            self.helpers[name] = _inspect.getsource(fn)
-            for dep in getattr(fn, "_nnport_deps", ()):
+            self.helpers[name], needs = _helpers.source(name)
+            for dep in needs:
                 self.add_helper(dep)
         return name
 
@@ -543,7 +541,7 @@ class CodeGen:
             self.emit_node(node)
             progress.update("generating PyTorch code", i + 1, n_nodes)
         outs = [self.expr_of(v, None) for v in graph.outputs]
-        outs = [f"{e}.to({to_torch_dtype(v.dtype)})" if v.dtype in COMPUTE_AS else e
+        outs = [f"{e}.to(torch.{torch_dtype_name(v.dtype)})" if v.dtype in COMPUTE_AS else e
                 for e, v in zip(outs, graph.outputs)]
         if len(outs) == 1:
             self.emit(f"return {outs[0]}")

@@ -13,16 +13,32 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 
 from ..convert import ConvertResult, register_target
 from ..errors import ConversionError, InputError
 from ..io import check_output_path, temp_path_beside
 from ..verify import register_runner
-from . import custom_ops
-from .exporter import (check_exportable, export, export_proto, parse_dynamic_arg,
-                       parse_export_shape, simplify, unsupported_ops)
-from .sources import PROGRAM_SUFFIXES, TORCHSCRIPT_SUFFIXES, resolve_source
+
+# File suffixes of PyTorch sources (TorchScript archives, ExportedPrograms).
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
+PROGRAM_SUFFIXES = (".pt2",)
+
+# torch is imported by what runs, not by this package: registering the targets and runners
+# (done by every ``nnport convert``) must not cost torch's import.
+_LAZY = {"custom_ops": None, "resolve_source": "sources", "check_exportable": "exporter",
+         "export": "exporter", "export_proto": "exporter", "parse_dynamic_arg": "args",
+         "parse_export_shape": "args", "simplify": "exporter", "unsupported_ops": "exporter"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    sub = _LAZY[name]
+    if sub is None:
+        return importlib.import_module(f"{__name__}.{name}")
+    return getattr(importlib.import_module(f"{__name__}.{sub}"), name)
 
 __all__ = ["export", "export_proto", "check_exportable", "unsupported_ops", "simplify",
            "custom_ops", "resolve_source", "to_torchscript", "parse_dynamic_arg",
@@ -59,6 +75,8 @@ def convert_to_onnx(src, dst, *, verify: bool = True, input_shapes: dict | None 
                     no_simplify: bool = False, check_shapes: dict | None = None) -> ConvertResult:
     """A PyTorch source -> ONNX (see :func:`export`); an ONNX source is simplified and verified
     against itself."""
+    from .exporter import export, simplify
+
     if _is_onnx_source(src):
         if dynamic or exporter or check_shapes or opset:
             raise InputError(f"{src}: --dynamic/--exporter/--opset/--check-shape apply to PyTorch "
@@ -77,6 +95,8 @@ def convert_to_onnx(src, dst, *, verify: bool = True, input_shapes: dict | None 
             report.b = str(dst)
         save_model(out, dst)
         return ConvertResult([Path(dst)], report)
+    import torch
+
     feeds = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in (inputs or {}).items()}
     return export(src, dst, input_shapes=_concrete(input_shapes), inputs=feeds, dynamic=dynamic,
                   opset=opset, exporter=exporter, simplify_model=not no_simplify, verify=verify,
@@ -86,6 +106,8 @@ def convert_to_onnx(src, dst, *, verify: bool = True, input_shapes: dict | None 
 
 def to_torchscript(module: torch.nn.Module, example: tuple | None = None):
     """torch.jit.script, falling back to torch.jit.trace on ``example``.  Returns (script, how)."""
+    import torch
+
     try:
         return torch.jit.script(module), "script"
     except Exception as exc:
@@ -107,6 +129,8 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
                            atol: float | None = None) -> ConvertResult:
     """ONNX -> generated PyTorch code -> TorchScript (.pt), verified against onnxruntime.  A
     PyTorch source is scripted (or traced) directly and verified against itself."""
+    import torch
+
     dst = check_output_path(dst)
     report = None
     notes = []
@@ -133,6 +157,7 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
             report.b = str(dst)
     else:
         from .exporter import _gen_inputs, _run_torch
+        from .sources import resolve_source
 
         source = resolve_source(src)
         if source.kind == "program":
@@ -183,11 +208,15 @@ class _TorchModuleRunner:
 
 @register_runner(*TORCHSCRIPT_SUFFIXES)
 def _torchscript_runner(path, specs):
+    from .sources import resolve_source
+
     src = resolve_source(str(path))
     return _TorchModuleRunner(src.obj, str(path), specs)
 
 
 @register_runner(*PROGRAM_SUFFIXES)
 def _program_runner(path, specs):
+    from .sources import resolve_source
+
     src = resolve_source(str(path))
     return _TorchModuleRunner(src.obj.module(), str(path), specs)

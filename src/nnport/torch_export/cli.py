@@ -53,7 +53,7 @@ def register_custom_op_arg(text: str) -> None:
 
 
 def convert_options(args) -> dict:
-    from .exporter import parse_dynamic_arg, parse_export_shape
+    from .args import parse_dynamic_arg, parse_export_shape
 
     for text in getattr(args, "custom_op", []) or []:
         register_custom_op_arg(text)  # a registration, not a convert() option
@@ -68,7 +68,8 @@ def convert_options(args) -> dict:
 
 def cmd_export(args) -> int:
     from ..cli import EXIT_MISMATCH, EXIT_OK, print_report, verify_kwargs
-    from .exporter import export, parse_export_shape
+    from .args import parse_export_shape
+    from .exporter import export
 
     opts = convert_options(args)
     kw = verify_kwargs(args)

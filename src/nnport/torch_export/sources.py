@@ -15,9 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
-PROGRAM_SUFFIXES = (".pt2",)
+from . import PROGRAM_SUFFIXES, TORCHSCRIPT_SUFFIXES  # noqa: F401  (re-exported)
 
 
 @dataclass

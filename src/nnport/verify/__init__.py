@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from pathlib import Path
 
 import onnx
 import onnx_ir as ir
-import torch
 
 from ..errors import InputError
 from ..io import describe, load_model
 from .compare import VerifyReport, compare_arrays, default_tolerance
 from .inputs import InputSpec, random_inputs, resolve_shapes, specs_from_model
 from .ort import OrtRunner
-from .torch_runner import TorchRunner, load_generated
 
 __all__ = ["verify", "VerifyReport", "compare_arrays", "default_tolerance"]
 
@@ -36,7 +35,8 @@ def register_runner(*suffixes: str):
 def _kind(src) -> str:
     if isinstance(src, (onnx.ModelProto, ir.Model)):
         return "onnx"
-    if isinstance(src, torch.nn.Module):
+    torch = sys.modules.get("torch")  # a module object means torch is imported already
+    if torch is not None and isinstance(src, torch.nn.Module):
         return "torch"
     if isinstance(src, (str, os.PathLike)):
         suffix = Path(src).suffix.lower()
@@ -65,6 +65,8 @@ def _runner(src, specs: list[InputSpec] | None):
             raise InputError(f"{src}: no such file")
         key = "/" if Path(src).is_dir() else Path(src).suffix.lower()
         return RUNNERS[key](src, specs)
+    from .torch_runner import TorchRunner, load_generated
+
     if kind == "torch":
         return TorchRunner(src, type(src).__name__, names)
     return TorchRunner(load_generated(src), str(src), names)

@@ -7,30 +7,9 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .h_pads import _same_pads, _torch_pads  # noqa: F401  (pure Python: the emitters use them too)
+
 __all__ = ['_same_pads', '_torch_pads', '_pad_same', '_pool_pads', '_lowest', '_max_pool_nd', '_onnx_pool_indices', '_window_sum', '_avg_pool_nd', '_lp_pool_nd', '_max_roi_pool', '_bilinear_zero', '_deform_conv2d', '_dropout']
-
-
-def _same_pads(sizes: List[int], kernel: List[int], strides: List[int], dilations: List[int],
-               upper: bool) -> List[int]:
-    """ONNX auto_pad SAME_UPPER/SAME_LOWER pads ``[b1, b2, .., e1, e2, ..]`` for these sizes."""
-    begins: List[int] = []
-    ends: List[int] = []
-    for i in range(len(kernel)):
-        out = (sizes[i] + strides[i] - 1) // strides[i]
-        total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - sizes[i])
-        small = total // 2
-        begins.append(small if upper else total - small)
-        ends.append(total - small if upper else small)
-    return begins + ends
-
-
-def _torch_pads(pads: List[int]) -> List[int]:
-    """ONNX pads ``[b1, b2, .., e1, e2, ..]`` -> F.pad order (last dim first)."""
-    n = len(pads) // 2
-    out: List[int] = []
-    for i in range(n - 1, -1, -1):
-        out += [pads[i], pads[i + n]]
-    return out
 
 
 def _pad_same(x: torch.Tensor, kernel: List[int], strides: List[int], dilations: List[int],

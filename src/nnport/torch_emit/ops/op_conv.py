@@ -7,7 +7,7 @@ express (asymmetric pads, auto_pad SAME on dynamic sizes) is applied with ``F.pa
 from __future__ import annotations
 
 from ..codegen import Arg, Ctx, register
-from ..helpers.h_cnn import _same_pads, _torch_pads
+from ..helpers.h_pads import _same_pads, _torch_pads
 
 
 def _tup(vals, n: int | None = None) -> str:
