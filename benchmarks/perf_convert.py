@@ -2,10 +2,14 @@
 by side, on the BERT-large-sized encoder from perf_models.py (24 layers, hidden 1024, 1.34 GB).
 
     python benchmarks/perf_convert.py [--model PATH.onnx] [--verify] [--onnx2torch-python PY]
+                                      [--repeat 3]
 
-Each conversion runs in a fresh child process; its peak RSS comes from
+Each conversion runs in a fresh child process writing into a fresh, empty folder (so no run
+pays for deleting an earlier run's output); its peak RSS comes from
 ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` measured in a wrapper process that runs only
-that child.  Times are wall clock of the child, imports included.
+that child.  Times are wall clock of the child, imports included.  With ``--repeat N`` every
+row runs N times, the rows interleaved (nnport, onnx2torch, nnport, ...), and the table shows
+the median time and the largest peak RSS; the ratio column divides by onnx2torch's median.
 
 onnx2torch cannot convert the default encoder (its attention-mask arithmetic uses
 GreaterOrEqual, which onnx2torch lacks), so the side-by-side rows use the same encoder exported
@@ -16,9 +20,9 @@ onnx2torch), nnport under this interpreter.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +46,16 @@ def measure(cmd: list[str]) -> dict:
     return json.loads(out.stdout)
 
 
+def _combine(runs: list[dict]) -> dict:
+    """Median wall time, largest peak RSS; the first failure wins."""
+    for r in runs:
+        if r["rc"] != 0:
+            return r
+    walls = sorted(r["wall_s"] for r in runs)
+    return {"rc": 0, "err": "", "wall_s": walls[len(walls) // 2],
+            "rss": max(r["rss"] for r in runs), "n": len(runs)}
+
+
 def weight_bytes(path: Path) -> int:
     from nnport.io import load_model
 
@@ -58,14 +72,18 @@ def _o2t_python(arg: str | None) -> str | None:
 
 def _print(title: str, wb: int, rows: list) -> None:
     print(title)
-    print(f"{'tool':<28} {'wall s':>8} {'peak RSS GB':>12} {'RSS/weights':>12}")
+    ref = dict(rows).get("onnx2torch")
+    ref = ref["wall_s"] if ref and ref["rc"] == 0 else None
+    print(f"{'tool':<28} {'wall s':>8} {'/onnx2torch':>12} {'peak RSS GB':>12} "
+          f"{'RSS/weights':>12}")
     for name, r in rows:
         if r is None:
             print(f"{name:<28} {'not installed':>8}")
         elif r["rc"] != 0:
             print(f"{name:<28} failed: {r['err']}")
         else:
-            print(f"{name:<28} {r['wall_s']:>8.2f} {r['rss'] / 1e9:>12.2f} "
+            ratio = f"{r['wall_s'] / ref:.2f}" if ref else "-"
+            print(f"{name:<28} {r['wall_s']:>8.2f} {ratio:>12} {r['rss'] / 1e9:>12.2f} "
                   f"{r['rss'] / wb:>12.2f}")
 
 
@@ -76,35 +94,72 @@ def main() -> None:
     ap.add_argument("--onnx2torch-python", default=None,
                     help="interpreter that can import onnx2torch (e.g. the anchors venv)")
     ap.add_argument("--no-onnx2torch", action="store_true", help="skip the side-by-side rows")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per row, interleaved; the table shows medians")
     args = ap.parse_args()
     src = Path(args.model) if args.model else perf_models.bert_large()
     o2t_py = None if args.no_onnx2torch else _o2t_python(args.onnx2torch_python)
     wb = weight_bytes(src)
     tables = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("NNPORT_BENCH_OUT")) as d:
-        out = Path(d) / "model.py"
+        fresh = iter(range(1 << 30))
 
-        def nnport_rows(model: Path, verify: bool) -> list:
-            cli = [sys.executable, "-m", "nnport.cli", "convert", str(model), str(out)]
-            rows = [("nnport convert --no-verify", measure(cli + ["--no-verify"]))]
+        def run(cmd_of) -> dict:
+            """One measured run into a new empty folder, removed afterwards."""
+            out = Path(d) / f"run{next(fresh)}"
+            out.mkdir()
+            try:
+                return measure(cmd_of(out))
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+
+        def nnport_cmds(model: Path, verify: bool) -> list:
+            def cli(*extra):
+                return lambda out: [sys.executable, "-m", "nnport.cli", "convert", str(model),
+                                    str(out / "model.py"), *extra]
+
+            def verify_cmd(out):  # needs the converted files: convert, then measure verify
+                subprocess.run(cli("--no-verify", "--quiet")(out), check=True,
+                               capture_output=True)
+                return [sys.executable, "-m", "nnport.cli", "verify", str(model),
+                        str(out / "model.py")]
+
+            rows = [("nnport convert --no-verify", cli("--no-verify"))]
             if verify:
-                rows.append(("nnport convert (verified)", measure(cli)))
-                rows.append(("nnport verify", measure([sys.executable, "-m", "nnport.cli",
-                                                       "verify", str(model), str(out)])))
+                rows += [("nnport convert (verified)", cli()), ("nnport verify", verify_cmd)]
             return rows
 
-        tables.append((f"model {src} ({wb / 1e9:.2f} GB of weights), {os.cpu_count()} cores",
-                       wb, nnport_rows(src, args.verify)))
-        if not args.no_onnx2torch:
-            side = src if args.model else perf_models.bert_large_ids()
+        def measure_rows(named: list) -> list:
+            runs: dict = {name: [] for name, _ in named}
+            for _ in range(max(1, args.repeat)):
+                for name, cmd_of in named:
+                    runs[name].append(run(cmd_of))
+            return [(name, _combine(runs[name])) for name, _ in named]
+
+        def o2t_cmd(model: Path):
+            return lambda out: [o2t_py, "-c", _ONNX2TORCH, str(model), str(out / "o2t.pt")]
+
+        # onnx2torch cannot convert the default encoder: beside it, the input_ids-only export
+        side = None if args.no_onnx2torch else (src if args.model else perf_models.bert_large_ids())
+        named = nnport_cmds(src, args.verify)
+        if side == src and o2t_py is not None:
+            named.append(("onnx2torch", o2t_cmd(src)))
+        rows = measure_rows(named)
+        if side == src and o2t_py is None:
+            rows.append(("onnx2torch", None))
+        tables.append((f"model {src} ({wb / 1e9:.2f} GB of weights), {os.cpu_count()} cores, "
+                       f"median of {max(1, args.repeat)} interleaved runs", wb, rows))
+        if side is not None and side != src:
             swb = weight_bytes(side)
+            named = nnport_cmds(side, False)
+            if o2t_py is not None:
+                named.append(("onnx2torch", o2t_cmd(side)))
+            rows = measure_rows(named)
             if o2t_py is None:
-                o2t = None
-            else:
-                o2t = measure([o2t_py, "-c", _ONNX2TORCH, str(side), str(Path(d) / "o2t.pt")])
-            rows = nnport_rows(side, False) if side != src else []
+                rows.append(("onnx2torch", None))
             tables.append((f"side by side: {side} ({swb / 1e9:.2f} GB), onnx2torch under "
-                           f"{o2t_py or '-'}", swb, rows + [("onnx2torch", o2t)]))
+                           f"{o2t_py or '-'}, median of {max(1, args.repeat)} interleaved runs",
+                           swb, rows))
     for title, w, rows in tables:
         _print(title, w, rows)
 
