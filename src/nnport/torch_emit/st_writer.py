@@ -12,6 +12,7 @@ unchanged in another file go from file to file with ``copy_file_range`` (no copy
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -299,22 +300,24 @@ def write_safetensors(state: dict[str, Any], path: str | os.PathLike) -> None:
         _write_all(fd, text)
         bufs = _Buffers(threading.Event())
         written = 0
-        for item in _items(state, keys, bufs):
-            kind = item[0]
-            if kind == "buf":
-                written += _write_all(fd, memoryview(item[1])[:item[2]])
-                bufs.free.put(item[1])
-            elif kind == "bytes":
-                written += _write_all(fd, item[1])
-            elif kind == "copy":
-                written += _copy_range(fd, *item[1:])
-            else:  # ("end", i): tensor i is complete
-                i = item[1]
-                if written != sizes[i]:
-                    raise ConversionError("internal error: tensor size mismatch while writing "
-                                          f"{keys[i]!r} to {path}")
-                written = 0
-                progress.update("writing weights", i + 1, len(keys))
+        # closing the generator stops the worker on any error
+        with contextlib.closing(_items(state, keys, bufs)) as items:
+            for item in items:
+                kind = item[0]
+                if kind == "buf":
+                    written += _write_all(fd, memoryview(item[1])[:item[2]])
+                    bufs.free.put(item[1])
+                elif kind == "bytes":
+                    written += _write_all(fd, item[1])
+                elif kind == "copy":
+                    written += _copy_range(fd, *item[1:])
+                else:  # ("end", i): tensor i is complete
+                    i = item[1]
+                    if written != sizes[i]:
+                        raise ConversionError("internal error: tensor size mismatch while writing "
+                                              f"{keys[i]!r} to {path}")
+                    written = 0
+                    progress.update("writing weights", i + 1, len(keys))
         os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))  # a longer file that was there ends here
     finally:
         os.close(fd)
