@@ -7,6 +7,7 @@ from onnx_ir.passes import common as ir_common
 from ..errors import InputError
 from .castlike import castlike_to_cast
 from .fold_constants import fold_constants
+from .fold_scale import fold_scale
 from .shapes import infer_shapes
 
 
@@ -26,6 +27,8 @@ def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.M
         if fold:
             fold_constants(model)
         ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
+        if fold:
+            fold_scale(model)  # constant per-channel Mul -> weights of the MatMul/Gemm/Conv
         ir_common.RemoveUnusedNodesPass()(model)
         ir_common.TopologicalSortPass()(model)
     except InputError:
