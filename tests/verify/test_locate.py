@@ -102,3 +102,48 @@ def test_cli_locate_text_and_json(generated, tmp_path):
     assert d["locate"]["output"]["name"] == "c2"
     rc, out, err = run("verify", src, src, "--locate")
     assert rc == 0 and "nothing to locate" in out
+
+
+def _mlp_with_linear(path):
+    """MatMul + Add (fused into nn.Linear in model.py), then Relu, MatMul + Add."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 16), dtype=np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal(16, dtype=np.float32), "b1"),
+             numpy_helper.from_array(rng.standard_normal((16, 4), dtype=np.float32), "w2"),
+             numpy_helper.from_array(rng.standard_normal(4, dtype=np.float32), "b2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["m1"], name="mm1"),
+             helper.make_node("Add", ["m1", "b1"], ["h1"], name="add1"),
+             helper.make_node("Relu", ["h1"], ["r1"], name="relu1"),
+             helper.make_node("MatMul", ["r1", "w2"], ["m2"], name="mm2"),
+             helper.make_node("Add", ["m2", "b2"], ["y"], name="add2")]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        [2, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_locate_in_generated_code_with_fused_linear(tmp_path):
+    """model.py holds nn.Linear layers made from MatMul+Add: the recording module must load
+    its weights, and the first diverging tensor is the fused node's output."""
+    from safetensors.numpy import load_file, save_file
+
+    src, py = tmp_path / "mlp.onnx", tmp_path / "out" / "mlp.py"
+    _mlp_with_linear(src)
+    py.parent.mkdir()
+    assert nnport.convert(src, py).ok
+    assert "nn.Linear(" in py.read_text()
+    res = locate(src, py)
+    assert res.report.ok and not res.found
+    st = py.with_suffix(".safetensors")
+    w = load_file(st)
+    key = next(k for k, v in w.items() if v.shape == (4, 16))  # the second Linear's weight
+    w[key][1, 3] += 5.0
+    save_file(w, st)
+    res = locate(src, py)
+    assert res.found and res.node in ("mm2", "add2"), res.lines()
+    assert res.output.name == "y"
+    assert "h1" in [t.name for t in res.trace] and all(t.ok for t in res.trace[:-1])
+    assert res.source["file"] == str(py) and "self." in res.source["text"]

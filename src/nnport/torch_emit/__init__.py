@@ -21,6 +21,18 @@ from .codegen import REGISTRY, CodeGen, Transposed, preflight
 __all__ = ["generate", "build_module", "write", "preflight", "REGISTRY"]
 
 
+def fuse(model: ir.Model) -> ir.Model:
+    """The torch-only fusions (attention -> SDPA, erf-GELU, MatMul+bias -> Linear), in place."""
+    from ..passes.fuse_attention import fuse_attention
+    from ..passes.fuse_gelu import fuse_gelu
+    from ..passes.fuse_linear import fuse_linear
+
+    fuse_attention(model)
+    fuse_gelu(model)
+    fuse_linear(model)
+    return model
+
+
 def generate(model: ir.Model, source_name: str = "model.onnx",
              record: bool = False) -> tuple[str, dict[str, Any]]:
     """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model.
@@ -28,14 +40,9 @@ def generate(model: ir.Model, source_name: str = "model.onnx",
     missing = preflight(model)
     if missing:
         raise UnsupportedOpsError("torch", missing)
-    if not record:  # recording names every ONNX node's output: keep them unfused
-        from ..passes.fuse_attention import fuse_attention
-        from ..passes.fuse_gelu import fuse_gelu
-        from ..passes.fuse_linear import fuse_linear
-
-        fuse_attention(model)
-        fuse_gelu(model)
-        fuse_linear(model)
+    # also when recording (verify --locate): the module must hold the same weights under the
+    # same names as the written model.py; a fused node records the output it replaces
+    fuse(model)
     return CodeGen(model, source_name=source_name, record=record).generate()
 
 

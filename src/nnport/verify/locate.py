@@ -155,8 +155,10 @@ class _TorchTap:
         if not self.path.is_file():
             raise InputError(f"{b_py}: no such file")
         model = prepare(a)
-        self.tensor_names = {o.name for n in model.graph for o in n.outputs if o.name}
         source, state = generate(model, source_name=_source_name(a), record=True)
+        # after generate(): the tensors inside fused nodes (MatMul+Add -> Linear, attention)
+        # are not computed on this side
+        self.tensor_names = {o.name for n in model.graph for o in n.outputs if o.name}
         module = build_module(source, state, name="locate")
         st = self.path.with_suffix(".safetensors")
         if st.is_file():
@@ -211,10 +213,11 @@ class _TorchTap:
     def source_line(self, tensor: str, node_name: str | None) -> dict | None:
         """The line of ``b`` (or of the regenerated code) that computes ``tensor``."""
         from ..convert import _source_name, prepare
+        from ..torch_emit import fuse
         from ..torch_emit.codegen import CodeGen
 
         node_name = self.node_of.get(tensor, node_name)
-        gen = CodeGen(prepare(self.a), source_name=_source_name(self.a), record=False)
+        gen = CodeGen(fuse(prepare(self.a)), source_name=_source_name(self.a), record=False)
         gen.generate()
         texts = [ln.text.strip() for ln in gen.lines if ln.node == node_name and ln.text.strip()]
         if not texts:
