@@ -48,14 +48,17 @@ def _should_fold(node: ir.Node) -> bool | None:
     return node.op_type in _FOLD and node.domain in ("", "ai.onnx")
 
 
-def fold_constants(model: ir.Model) -> ir.Model:
+def fold_constants(model: ir.Model, *, shape_inference: bool = False) -> ir.Model:
+    """Fold in place.  ``shape_inference=True``: onnx's shape inference runs on each node as
+    the folder walks the graph, so a shape that becomes known (a Pad whose pads were just
+    folded) makes the next Shape node a constant in the same walk."""
     snapshot = model.clone()  # shares tensors: cheap even for large models
     # onnxscript logs every node it declines to fold; that is not news for our users
     logging.getLogger("onnxscript").setLevel(logging.ERROR)
     try:
         _constant_folding.fold_constants(
             model,
-            onnx_shape_inference=False,
+            onnx_shape_inference=shape_inference,
             input_size_limit=_SIZE_LIMIT,
             output_size_limit=_SIZE_LIMIT,
             should_fold=_should_fold,

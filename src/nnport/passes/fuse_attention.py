@@ -142,6 +142,8 @@ def _match(softmax: ir.Node, opset: int):
         return None
     if mask is not None and (mask.dtype is None or (mask.dtype != q.dtype)):
         return None
+    if mask is not None and (_rank(mask) is None or _rank(mask) < 2):
+        return None  # SDPA wants a mask of at least (L, S); a scalar or a row stays an Add
     # peel Transpose(K) that swaps the last two axes
     k, k_transposed = kt, 1
     tp = kt.producer()

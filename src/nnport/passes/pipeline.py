@@ -8,7 +8,8 @@ from ..errors import InputError
 from .castlike import castlike_to_cast
 from .fold_constants import fold_constants
 from .fold_scale import fold_scale
-from .shapes import infer_shapes
+from .shapes import fold_static_dims, infer_shapes
+from .simplify_noop import eliminate_noops
 
 
 def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.Model:
@@ -17,7 +18,8 @@ def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.M
     - initializers listed as graph inputs (IR < 4) become plain weights;
     - model-local functions are inlined;
     - Constant nodes and constant subgraphs are folded into initializers;
-    - dead nodes are dropped; shapes and dtypes are inferred where the spec allows.
+    - dead nodes are dropped; shapes and dtypes are inferred where the spec allows, and what
+      the known shapes make constant is folded in a second round.
     """
     try:
         ir_common.RemoveInitializersFromInputsPass()(model)
@@ -37,4 +39,27 @@ def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.M
         raise InputError(f"cannot normalize the model: {' '.join(str(exc).split())}") from None
     if infer:
         infer_shapes(model)
+        if fold:
+            _refold(model)
     return model
+
+
+def _refold(model: ir.Model) -> None:
+    """With shapes known, Shape of a static dim is a constant: fold what hangs off it, inferring
+    shapes node by node as the folder goes (an attention's 1/sqrt(head_dim) becomes a number
+    the fusion takes; Swin's window padding becomes constant pads), then drop the no-ops that
+    known shapes and constants reveal (a Pad by zeros, a Slice of everything)."""
+    try:
+        changed = False
+        if any(n.op_type in ("Shape", "Size") for n in model.graph):
+            fold_static_dims(model)
+            fold_constants(model, shape_inference=True)
+            ir_common.LiftConstantsToInitializersPass(lift_all_constants=True,
+                                                      size_limit=0)(model)
+            changed = True
+        if eliminate_noops(model) or changed:
+            ir_common.RemoveUnusedNodesPass()(model)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot normalize the model: {' '.join(str(exc).split())}") from None

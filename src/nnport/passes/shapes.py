@@ -1,8 +1,11 @@
 """Shape and dtype inference with onnx's inferencer; never fatal (emitters cope with unknowns)."""
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
+
+from ..irutil import const_array
 
 
 def infer_shapes(model: ir.Model) -> ir.Model:
@@ -11,3 +14,83 @@ def infer_shapes(model: ir.Model) -> ir.Model:
     except Exception:
         pass
     return model
+
+
+def _shape_dims(node: ir.Node) -> list | None:
+    """The dims a Shape node outputs (ints or symbols), from its input's inferred shape."""
+    x = node.inputs[0] if node.inputs else None
+    if x is None or x.shape is None:
+        return None
+    dims = list(x.shape.dims)
+    rank = len(dims)
+    start = node.attributes.get("start")
+    end = node.attributes.get("end")
+    lo = 0 if start is None else start.value
+    hi = rank if end is None else end.value
+    lo, hi = (max(0, min(rank, v + rank if v < 0 else v)) for v in (lo, hi))
+    return dims[lo:hi]
+
+
+def _picked(use: ir.Node, dims: list) -> list | None:
+    """The dims a Slice / Gather (axis 0, constant indices) takes from a shape vector."""
+    n = len(dims)
+    if use.op_type == "Gather" and len(use.inputs) == 2:
+        axis = use.attributes.get("axis")
+        idx = const_array(use.inputs[1])
+        if (axis is not None and axis.value != 0) or idx is None or idx.ndim > 1:
+            return None
+        if any(not -n <= int(i) < n for i in idx.reshape(-1)):
+            return None
+        picked = [dims[int(i)] for i in idx.reshape(-1)]
+        return picked if idx.ndim == 1 else picked[0]  # a scalar index gives a scalar
+    if use.op_type == "Slice" and len(use.inputs) >= 3:
+        arrs = [const_array(v) if v is not None else None for v in use.inputs[1:5]]
+        starts, ends = arrs[0], arrs[1]
+        axes = arrs[2] if len(arrs) > 2 else None
+        steps = arrs[3] if len(arrs) > 3 else None
+        if starts is None or ends is None or starts.size != 1 or ends.size != 1:
+            return None
+        if (len(use.inputs) > 3 and use.inputs[3] is not None and axes is None) or \
+                (len(use.inputs) > 4 and use.inputs[4] is not None and steps is None):
+            return None  # axes/steps given but not constant
+        if axes is not None and int(axes.reshape(-1)[0]) not in (0, -1):
+            return None
+        step = 1 if steps is None else int(steps.reshape(-1)[0])
+        if step == 0:
+            return None
+        return dims[slice(int(starts[0]), int(ends[0]), step)]  # Python clamps like ONNX
+    return None
+
+
+def fold_static_dims(model: ir.Model) -> bool:
+    """``Shape(x)`` followed by a Slice or Gather that picks only static dims of ``x`` becomes
+    a constant, even where other dims of ``x`` are symbolic (the head size of an attention whose
+    batch and sequence are dynamic).  Returns whether anything changed."""
+    from ..irutil import replace_value
+
+    graph = model.graph
+    changed = False
+    for node in list(graph):
+        if node.op_type != "Shape" or node.domain not in ("", "ai.onnx"):
+            continue
+        dims = _shape_dims(node)
+        if dims is None:
+            continue
+        for use, _ in list(node.outputs[0].uses()):
+            if use.domain not in ("", "ai.onnx") or use.graph is not graph:
+                continue
+            picked = _picked(use, dims)
+            if picked is None:
+                continue
+            flat = picked if isinstance(picked, list) else [picked]
+            if not all(isinstance(d, int) for d in flat):
+                continue
+            arr = np.array(picked, dtype=np.int64)
+            out = use.outputs[0]
+            const = ir.Value(name=out.name, const_value=ir.tensor(arr, name=out.name),
+                             shape=ir.Shape(arr.shape), type=ir.TensorType(ir.DataType.INT64))
+            replace_value(out, const, keep_name=True)
+            graph.register_initializer(const)
+            graph.remove(use, safe=True)
+            changed = True
+    return changed

@@ -114,6 +114,8 @@ def _is_noop(node: ir.Node) -> bool:
         axes = range(n) if axes is None else axes
         steps = [1] * n if steps is None else steps
         for s, e, a, st in zip(starts, ends, axes, steps):
+            if not -len(shape) <= int(a) < len(shape):
+                return False  # an invalid axis: the emitter reports it by name
             dim = shape[int(a)]
             if int(st) != 1 or not (int(s) == 0 or int(s) <= -dim) or int(e) < dim:
                 return False
