@@ -112,3 +112,33 @@ def test_ncnn_and_locate_paths_see_no_fused_node():
 
     model = prepare(_attention_graph(False))
     assert all(n.domain in ("", "ai.onnx") for n in model.graph)
+
+
+class _BiasAttn(torch.nn.Module):
+    """Windows with a learned relative-position bias (as Swin): the exported mask is a folded
+    constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.randn(2, 4, 4))
+
+    def forward(self, q, k, v):
+        s = q @ k.transpose(-2, -1) * 0.5 + self.bias
+        return s.softmax(-1) @ v
+
+
+def test_constant_mask_is_a_buffer_so_the_fused_kernel_runs(tmp_path):
+    """F.scaled_dot_product_attention falls back to its math path (slower) when the mask
+    requires grad, even under no_grad: a constant mask must be a buffer."""
+    import nnport
+
+    torch.manual_seed(0)
+    args = tuple(torch.randn(3, 2, 4, 8) for _ in range(3))
+    model = _export(_BiasAttn(), args, ["q", "k", "v"], False, tmp_path)
+    source, _ = generate_torch(model)
+    assert "attn_mask=self." in source and "nn.Parameter" not in source, source
+    module = nnport.to_torch(model)
+    masks = [b for b in module.buffers() if b.shape == (2, 4, 4)]
+    assert len(masks) == 1 and not masks[0].requires_grad
+    assert not list(module.parameters())
+    assert_matches_ort(model, _feeds(model, args))

@@ -1,10 +1,13 @@
 """Fused nodes that nnport's own passes create (domain ``nnport``); never in a user's ONNX file.
 
 ``nnport::SDPA`` (passes/fuse_attention.py): inputs Q, K, V, optional additive mask;
-attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention``.
+attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention``.  A constant
+mask (Swin's relative-position bias) is a buffer, not a trained parameter.
 ``nnport::Gelu`` (passes/fuse_gelu.py): the erf form of GELU -> ``F.gelu``.
 ``nnport::Linear`` (passes/fuse_linear.py): MatMul by a constant (K, N) matrix + constant bias
 -> an ``nn.Linear(K, N)`` submodule.
+``nnport::Unbind`` (passes/fuse_unbind.py): Split into size-1 pieces, each squeezed ->
+``x.unbind(axis)``.
 """
 from __future__ import annotations
 
@@ -20,7 +23,13 @@ def sdpa(ctx: Ctx, Q: Arg, K: Arg, V: Arg, mask: Arg | None = None, *, scale: fl
     k = f"{K}.transpose(-2, -1)" if k_transposed else str(K)
     args = [str(Q), k, str(V)]
     if mask is not None:
-        args.append(f"attn_mask={mask}")
+        m = str(mask)
+        if mask.value is not None and mask.value.const_value is not None:
+            # a buffer, not an nn.Parameter: SDPA takes the math path (3 extra passes, 1.6x
+            # slower on Swin's windows) for a mask that requires grad, even under no_grad
+            m = ctx.weight(mask.value.const_value, mask.value.name or "attn_mask",
+                           parameter=False)
+        args.append(f"attn_mask={m}")
     args.append(f"scale={ctx.lit(np.float32(scale))}")
     return f"F.scaled_dot_product_attention({', '.join(args)})"
 
@@ -46,3 +55,8 @@ def linear(ctx: Ctx, X: Arg, W: Arg, B: Arg):
     mod = ctx.module(hint or ctx.module_hint(W), f"nn.Linear({n_in}, {n_out}{kw})",
                      {"weight": w, "bias": b})
     return f"{mod}({X})"
+
+
+@register("Unbind", 1, domain="nnport")
+def unbind(ctx: Ctx, X: Arg, *, axis: int = 0):
+    return f"{X}.unbind({axis})"
