@@ -11,6 +11,8 @@ Prints a table; a ratio <= 1.0 means the generated code is at least as fast.
 ``--timm`` (needs timm, e.g. the anchors venv): the original modules are timm's resnet50,
 convnext_tiny, vit_tiny_patch16_224 and swin_tiny_patch4_window7_224 (random weights), and
 onnx2torch's module for the same ONNX file is timed beside nnport's when onnx2torch imports.
+nnport is timed twice: the in-memory ``nnport.to_torch`` module and the ``model.py`` +
+``model.safetensors`` that ``nnport convert`` writes, loaded back ("files").
 Denormals are flushed to zero (both modes): timm's randomly initialized ResNet-50 computes
 with denormal floats (2-4x slower), which trained weights do not; folding BatchNorm into the
 convolutions (as the ONNX export does) happens to avoid them, which would flatter the
@@ -105,6 +107,14 @@ def bench_timm(name: str, runs: int, folder: Path) -> dict:
         torch.onnx.export(orig, (x,), str(path), dynamo=False, opset_version=17,
                           input_names=["input"], output_names=["out"])
     mods = {"timm": orig, "nnport": nnport.to_torch(str(path)).eval()}
+    # what `nnport convert` writes, loaded back: its nn.Linear weights are contiguous copies
+    # (to_torch's are transposed views of the mapped ONNX weights)
+    from nnport.verify.torch_runner import load_generated
+
+    py = folder / name / "model.py"
+    py.parent.mkdir(exist_ok=True)
+    nnport.convert(str(path), str(py), verify=False)
+    mods["nnport files"] = load_generated(py).eval()
     notes = {}
     try:
         import onnx
@@ -133,16 +143,20 @@ def main_timm(args) -> None:
             rows.append(bench_timm(name, args.runs, Path(d)))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch 1, "
           f"median of {args.runs} interleaved runs; ratio = converted / timm")
+    print("nnport: nnport.to_torch (in memory); files: model.py + model.safetensors loaded")
     print(f"{'model':<30} {'timm ms':>8} {'nnport ms':>10} {'ratio':>6} {'(min)':>6} "
+          f"{'files ratio':>11} "
           f"{'onnx2torch ms':>14} {'ratio':>6} {'(min)':>6} {'nnport err':>11} {'o2t err':>9}")
     for r in rows:
         ms, mn, t = r["ms"], r["min"], r["ms"]["timm"]
+        files = f"{ms['nnport files'] / t:>11.2f}"
         o2t = (f"{ms['onnx2torch']:>14.2f} {ms['onnx2torch'] / t:>6.2f} "
                f"{mn['onnx2torch'] / mn['timm']:>6.2f}" if "onnx2torch" in ms
                else f"{r['notes'].get('onnx2torch', '-'):>28}")
         o2t_err = f"{r['errs']['onnx2torch']:>9.1e}" if "onnx2torch" in r["errs"] else f"{'-':>9}"
         print(f"{r['model']:<30} {t:>8.2f} {ms['nnport']:>10.2f} {ms['nnport'] / t:>6.2f} "
-              f"{mn['nnport'] / mn['timm']:>6.2f} {o2t} {r['errs']['nnport']:>11.1e} {o2t_err}")
+              f"{mn['nnport'] / mn['timm']:>6.2f} {files} {o2t} {r['errs']['nnport']:>11.1e} "
+              f"{o2t_err}")
 
 
 def main() -> None:
