@@ -41,3 +41,26 @@ def replace_value(old: ir.Value, new: ir.Value, *, keep_name: bool = False) -> N
         new.name = name
     else:
         old.replace_all_uses_with(new)
+
+
+def replace_with_constant(graph: ir.Graph, old: ir.Value, arr: np.ndarray,
+                          fallback_name: str) -> ir.Value:
+    """Every use of ``old`` (a node output) reads a new initializer holding ``arr``, named as
+    ``old`` was (``fallback_name`` when it had no name); the producer is left for the caller."""
+    name = old.name or fallback_name
+    const = ir.Value(name=name, const_value=ir.tensor(arr, name=name), shape=ir.Shape(arr.shape),
+                     type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)))
+    replace_value(old, const, keep_name=True)
+    const.name = name  # an unnamed output still gives the initializer a name
+    graph.register_initializer(const)
+    return const
+
+
+def shape_op_dims(node: ir.Node, dims: list) -> list:
+    """The part of ``dims`` (its input's dims) that a Shape node outputs: its ``start``/``end``
+    attributes, clamped as the spec says."""
+    rank = len(dims)
+    start = node.attributes["start"].value if "start" in node.attributes else 0
+    end = node.attributes["end"].value if "end" in node.attributes else rank
+    start, end = (max(0, min(rank, v + rank if v < 0 else v)) for v in (start, end))
+    return list(dims[start:end])

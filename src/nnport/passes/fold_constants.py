@@ -18,7 +18,7 @@ from onnxscript.optimizer import _constant_folding
 
 from .. import limits
 from ..errors import InputError
-from ..irutil import replace_value
+from ..irutil import replace_with_constant
 
 # What we fold: the ops exporters use to compute weights and shapes from constants.  Other ops
 # with constant inputs are left for the emitters: folding evaluates them with onnx's reference
@@ -115,11 +115,7 @@ def fold_simple(model: ir.Model) -> ir.Model:
             results = ReferenceEvaluator(m).run(None, feeds)
         except Exception:
             continue  # not foldable here: the emitter converts it instead
-        for out, arr in zip(node.outputs, results):
-            const = ir.Value(name=out.name, const_value=ir.tensor(arr, name=out.name),
-                             shape=ir.Shape(arr.shape), type=ir.TensorType(
-                                 ir.DataType.from_numpy(arr.dtype)))
-            replace_value(out, const, keep_name=True)
-            graph.register_initializer(const)
+        for i, (out, arr) in enumerate(zip(node.outputs, results)):
+            replace_with_constant(graph, out, arr, f"{node.name}_value{i}")
         graph.remove(node, safe=True)
     return model

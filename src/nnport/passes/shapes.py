@@ -5,7 +5,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
-from ..irutil import const_array
+from ..irutil import const_array, replace_with_constant, shape_op_dims
 
 
 def infer_shapes(model: ir.Model) -> ir.Model:
@@ -21,14 +21,7 @@ def _shape_dims(node: ir.Node) -> list | None:
     x = node.inputs[0] if node.inputs else None
     if x is None or x.shape is None:
         return None
-    dims = list(x.shape.dims)
-    rank = len(dims)
-    start = node.attributes.get("start")
-    end = node.attributes.get("end")
-    lo = 0 if start is None else start.value
-    hi = rank if end is None else end.value
-    lo, hi = (max(0, min(rank, v + rank if v < 0 else v)) for v in (lo, hi))
-    return dims[lo:hi]
+    return shape_op_dims(node, list(x.shape.dims))
 
 
 def _picked(use: ir.Node, dims: list) -> list | None:
@@ -66,8 +59,6 @@ def fold_static_dims(model: ir.Model) -> bool:
     """``Shape(x)`` followed by a Slice or Gather that picks only static dims of ``x`` becomes
     a constant, even where other dims of ``x`` are symbolic (the head size of an attention whose
     batch and sequence are dynamic).  Returns whether anything changed."""
-    from ..irutil import replace_value
-
     graph = model.graph
     changed = False
     for node in list(graph):
@@ -85,12 +76,8 @@ def fold_static_dims(model: ir.Model) -> bool:
             flat = picked if isinstance(picked, list) else [picked]
             if not all(isinstance(d, int) for d in flat):
                 continue
-            arr = np.array(picked, dtype=np.int64)
-            out = use.outputs[0]
-            const = ir.Value(name=out.name, const_value=ir.tensor(arr, name=out.name),
-                             shape=ir.Shape(arr.shape), type=ir.TensorType(ir.DataType.INT64))
-            replace_value(out, const, keep_name=True)
-            graph.register_initializer(const)
+            replace_with_constant(graph, use.outputs[0], np.array(picked, dtype=np.int64),
+                                  f"{use.name}_value")
             graph.remove(use, safe=True)
             changed = True
     return changed
