@@ -1,6 +1,8 @@
 """The normalization pipeline every target starts from."""
 from __future__ import annotations
 
+import contextlib
+
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
@@ -21,7 +23,7 @@ def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.M
     - dead nodes are dropped; shapes and dtypes are inferred where the spec allows, and what
       the known shapes make constant is folded in a second round.
     """
-    try:
+    with _walkable():
         ir_common.RemoveInitializersFromInputsPass()(model)
         if model.functions:
             ir_common.InlinePass()(model)
@@ -33,15 +35,23 @@ def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.M
             fold_scale(model)  # constant per-channel Mul -> weights of the MatMul/Gemm/Conv
         ir_common.RemoveUnusedNodesPass()(model)
         ir_common.TopologicalSortPass()(model)
-    except InputError:
-        raise
-    except Exception as exc:  # a malformed graph that the passes cannot walk
-        raise InputError(f"cannot normalize the model: {' '.join(str(exc).split())}") from None
     if infer:
         infer_shapes(model)
         if fold:
-            _refold(model)
+            with _walkable():
+                _refold(model)
     return model
+
+
+@contextlib.contextmanager
+def _walkable():
+    """A malformed graph that the passes cannot walk: one InputError, not a traceback."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot normalize the model: {' '.join(str(exc).split())}") from None
 
 
 def _refold(model: ir.Model) -> None:
@@ -49,17 +59,11 @@ def _refold(model: ir.Model) -> None:
     shapes node by node as the folder goes (an attention's 1/sqrt(head_dim) becomes a number
     the fusion takes; Swin's window padding becomes constant pads), then drop the no-ops that
     known shapes and constants reveal (a Pad by zeros, a Slice of everything)."""
-    try:
-        changed = False
-        if any(n.op_type in ("Shape", "Size") for n in model.graph):
-            fold_static_dims(model)
-            fold_constants(model, shape_inference=True)
-            ir_common.LiftConstantsToInitializersPass(lift_all_constants=True,
-                                                      size_limit=0)(model)
-            changed = True
-        if eliminate_noops(model) or changed:
-            ir_common.RemoveUnusedNodesPass()(model)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"cannot normalize the model: {' '.join(str(exc).split())}") from None
+    changed = False
+    if any(n.op_type in ("Shape", "Size") for n in model.graph):
+        fold_static_dims(model)
+        fold_constants(model, shape_inference=True)
+        ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
+        changed = True
+    if eliminate_noops(model) or changed:
+        ir_common.RemoveUnusedNodesPass()(model)
