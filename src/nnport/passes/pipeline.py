@@ -12,12 +12,15 @@ from .fold_constants import fold_constants
 from .fold_scale import fold_scale
 from .shapes import fold_static_dims, infer_shapes
 from .simplify_noop import eliminate_noops
+from .subgraph_shapes import relax_subgraph_shapes
 
 
 def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.Model:
     """Make a loaded model ready for the emitters (in place; returns it).
 
     - initializers listed as graph inputs (IR < 4) become plain weights;
+    - declared shapes of loop-carried values and If outputs keep only the dims all their
+      declarations agree on (``subgraph_shapes``);
     - model-local functions are inlined;
     - Constant nodes and constant subgraphs are folded into initializers;
     - dead nodes are dropped; shapes and dtypes are inferred where the spec allows, and what
@@ -28,6 +31,7 @@ def normalize(model: ir.Model, *, fold: bool = True, infer: bool = True) -> ir.M
         if model.functions:
             ir_common.InlinePass()(model)
         castlike_to_cast(model)
+        relax_subgraph_shapes(model)  # before any pass trusts a loop-carried declaration
         if fold:
             fold_constants(model)
         ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
