@@ -44,12 +44,16 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
                     for v in raw.graph.outputs],
     }
     counts = collections.Counter()
+    by_domain = collections.Counter()  # ai.onnx, com.microsoft (onnxruntime), ai.onnx.ml ...
     n_nodes = 0
     for node, _ in iter_nodes(raw.graph):
         n_nodes += 1
+        by_domain[node.domain if node.domain not in ("", "ai.onnx") else "ai.onnx"] += 1
         counts[f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx")
                else node.op_type] += 1
     info["nodes"] = n_nodes
+    info["nodes_by_domain"] = dict(sorted(by_domain.items(),
+                                          key=lambda kv: (kv[0] != "ai.onnx", kv[0])))
     info["ops"] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     n_params = n_bytes = 0
     for v in raw.graph.initializers.values():
@@ -88,7 +92,9 @@ def format_report(info: dict) -> list[str]:
     lines.append("outputs:")
     lines += [f"  {o['name']}: {o['dtype']} {shape(o['shape'])}" for o in info["outputs"]]
     lines.append(f"parameters: {info['parameters']:,} ({info['parameter_bytes'] / 1e6:.2f} MB)")
-    lines.append(f"nodes: {info['nodes']}")
+    doms = info.get("nodes_by_domain") or {}
+    split = f" ({', '.join(f'{d} {n}' for d, n in doms.items())})" if len(doms) > 1 else ""
+    lines.append(f"nodes: {info['nodes']}{split}")
     lines += [f"  {op}: {n}" for op, n in info["ops"].items()]
     bad = info["unsupported"]
     if bad:
