@@ -1,0 +1,174 @@
+"""Latency of the generated PyTorch module against onnxruntime running the same ONNX file.
+
+    python benchmarks/perf_runtime.py [--runs 20] [--models resnet50,convnext,vit,bert]
+    python benchmarks/perf_runtime.py --onnx a.onnx b.onnx [--input-shape x=1,3,224,224]
+    python benchmarks/perf_runtime.py --no-compile          # eager only (fast)
+
+For each model, in one process: onnxruntime (the file as given, all graph optimizations,
+2 intra-op threads), the module `nnport.to_torch` returns (eager, under inference_mode), and
+the same module compiled with `torch.compile` (inductor; `--mode` sets the mode, default
+"default", and `--freeze` turns on inductor's weight freezing).  The three are timed
+round-robin (one call each per round) after a warm-up, and the table shows medians in ms,
+ratios to onnxruntime, and the compile time (first call of the compiled module) as a column
+of its own.  Batch 1, 2 threads on both sides.
+
+Built-in models come from transformers configs with random weights (no download), exported
+with the TorchScript exporter: ResNet-50, ConvNeXt-T, ViT-tiny and a BERT-base-sized encoder
+(12 layers, hidden 768, sequence 128).  `--onnx` times any ONNX files instead (the anchors
+zoo, for example); their inputs are random, from the declared shapes or `--input-shape`.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import perf_models  # noqa: E402
+
+
+def _export_vision(name: str, folder: Path) -> Path:
+    class Out(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x).last_hidden_state
+
+    build = {"resnet50": perf_models.resnet50, "convnext": perf_models.convnext_tiny,
+             "vit": perf_models.vit_tiny}[name]
+    path = folder / f"{name}.onnx"
+    with torch.no_grad():
+        torch.onnx.export(Out(build()).eval(), (torch.randn(1, 3, 224, 224),), str(path),
+                          dynamo=False, opset_version=17, input_names=["pixel_values"],
+                          output_names=["out"])
+    return path
+
+
+def _builtin(name: str, folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    if name == "bert":
+        path = perf_models.export_bert(folder / "bert_base.onnx", layers=12, hidden=768,
+                                       heads=12, inter=3072)
+        return path, {"input_ids": rng.integers(0, 1000, (1, 128)).astype(np.int64),
+                      "attention_mask": np.ones((1, 128), np.int64)}
+    path = _export_vision(name, folder)
+    return path, {"pixel_values": rng.standard_normal((1, 3, 224, 224), np.float32)}
+
+
+def _random_inputs(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for inp in ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs():
+        shape = shapes.get(inp.name) or tuple(d if isinstance(d, int) else 1 for d in inp.shape)
+        if "int" in inp.type:
+            feeds[inp.name] = rng.integers(0, 100, shape).astype(np.int64)
+        elif "bool" in inp.type:
+            feeds[inp.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args) -> dict:
+    import onnxruntime as ort
+
+    import nnport
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    gen = nnport.to_torch(str(path)).eval()
+    tins = [torch.from_numpy(feeds[i.name]) for i in sess.get_inputs()]
+    calls = {"onnxruntime": lambda: sess.run(None, feeds), "eager": lambda: gen(*tins)}
+    compile_s = float("nan")
+    with torch.inference_mode():
+        ref = sess.run(None, feeds)[0]
+        out = gen(*tins)
+        out = out[0] if isinstance(out, tuple) else out
+        err = float(np.abs(out.numpy() - ref).max())
+        if not args.no_compile:
+            if args.freeze:
+                import torch._inductor.config as icfg
+
+                icfg.freezing = True
+            comp = torch.compile(gen, mode=None if args.mode == "default" else args.mode)
+            t = time.perf_counter()
+            comp(*tins)
+            compile_s = time.perf_counter() - t
+            calls["compiled"] = lambda: comp(*tins)
+        times = {k: [] for k in calls}
+        for _ in range(3):
+            for fn in calls.values():
+                fn()
+        for _ in range(args.runs):
+            for key, fn in calls.items():
+                t = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t)
+    torch._dynamo.reset()
+    return {"model": name, "ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
+            "compile_s": compile_s, "err": err}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--models", default="resnet50,convnext,vit,bert")
+    ap.add_argument("--onnx", nargs="*", default=None, help="time these ONNX files instead")
+    ap.add_argument("--input-shape", action="append", default=[],
+                    help="NAME=d0,d1,... for --onnx files with dynamic dims")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--mode", default="default",
+                    help="torch.compile mode: default, reduce-overhead, max-autotune")
+    ap.add_argument("--freeze", action="store_true", help="inductor weight freezing")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    shapes = {}
+    for spec in args.input_shape:
+        k, _, v = spec.partition("=")
+        shapes[k] = tuple(int(d) for d in v.split(","))
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        if args.onnx:
+            items = [(Path(p).stem, Path(p), _random_inputs(Path(p), shapes)) for p in args.onnx]
+        else:
+            items = [(n, *_builtin(n, Path(d))) for n in args.models.split(",")]
+        for name, path, feeds in items:
+            try:
+                rows.append(bench(name, path, feeds, args))
+            except Exception as exc:  # one model failing does not end the table
+                print(f"{name}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+    print(f"torch {torch.__version__}, 2 threads, batch 1, median of {args.runs} interleaved "
+          f"runs; ratios are ÷ onnxruntime; compile mode {args.mode}, freezing {args.freeze}")
+    print(f"{'model':<18} {'ort ms':>8} {'eager ms':>9} {'ratio':>6} {'compiled ms':>12} "
+          f"{'ratio':>6} {'compile s':>10} {'max abs err':>12}")
+    for r in rows:
+        ms = r["ms"]
+        comp = ms.get("compiled", float("nan"))
+        print(f"{r['model']:<18} {ms['onnxruntime']:>8.2f} {ms['eager']:>9.2f} "
+              f"{ms['eager'] / ms['onnxruntime']:>6.2f} {comp:>12.2f} "
+              f"{comp / ms['onnxruntime']:>6.2f} {r['compile_s']:>10.1f} {r['err']:>12.2e}")
+    if rows:
+        geo = lambda k: math.exp(statistics.mean(  # noqa: E731
+            math.log(r["ms"][k] / r["ms"]["onnxruntime"]) for r in rows if k in r["ms"]))
+        line = f"geometric mean ÷ onnxruntime: eager {geo('eager'):.2f}"
+        if not args.no_compile:
+            line += f", compiled {geo('compiled'):.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
