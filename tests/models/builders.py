@@ -611,6 +611,55 @@ def paddle_style_model() -> onnx.ModelProto:
     return model
 
 
+def paddle_bn_stats_model(rank_known: bool = True) -> onnx.ModelProto:
+    """paddle2onnx-like recognizer piece: BatchNorm statistics and scalar helper constants
+    (``p2o_helper_constant_*``) as initializers; ``rank_known=False`` declares the input without a
+    shape (as some Paddle exports do), so BatchNorm cannot become ``nn.BatchNorm2d``."""
+    rng = _rng(7)
+    inits = [
+        _init("conv2d_0.w_0", rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)),
+        _init("batch_norm_0.w_0", rng.uniform(0.5, 1.5, 8).astype(np.float32)),
+        _init("batch_norm_0.b_0", rng.normal(0, 0.1, 8).astype(np.float32)),
+        _init("batch_norm_0.w_1", rng.normal(0, 0.1, 8).astype(np.float32)),
+        _init("batch_norm_0.w_2", rng.uniform(0.5, 1.5, 8).astype(np.float32)),
+        _init("p2o_helper_constant_0", np.array([0.5], np.float32)),
+        _init("p2o_helper_constant_1", np.array(6.0, np.float32)),
+        _init("p2o_helper_constant_2", np.array(0.0, np.float32)),
+        _init("fc_0.w_0", rng.normal(0, 0.3, (8, 4)).astype(np.float32)),
+        _init("fc_0.b_0", rng.normal(0, 0.1, 4).astype(np.float32)),
+    ]
+    n = [
+        helper.make_node("Conv", ["x", "conv2d_0.w_0"], ["conv2d_0.tmp_0"], "p2o.Conv.0",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["conv2d_0.tmp_0", "batch_norm_0.w_0",
+                                                "batch_norm_0.b_0", "batch_norm_0.w_1",
+                                                "batch_norm_0.w_2"],
+                         ["batch_norm_0.tmp_2"], "p2o.BatchNormalization.0", epsilon=1e-5),
+        helper.make_node("Clip", ["batch_norm_0.tmp_2", "p2o_helper_constant_2",
+                                  "p2o_helper_constant_1"], ["relu6_0.tmp_0"], "p2o.Clip.0"),
+        helper.make_node("Mul", ["relu6_0.tmp_0", "p2o_helper_constant_0"], ["scale_0.tmp_0"],
+                         "p2o.Mul.0"),
+        helper.make_node("GlobalAveragePool", ["scale_0.tmp_0"], ["pool2d_0.tmp_0"],
+                         "p2o.GlobalAveragePool.0"),
+        helper.make_node("Flatten", ["pool2d_0.tmp_0"], ["flatten_0.tmp_0"], "p2o.Flatten.0",
+                         axis=1),
+        helper.make_node("MatMul", ["flatten_0.tmp_0", "fc_0.w_0"], ["fc_0.tmp_0"],
+                         "p2o.MatMul.0"),
+        helper.make_node("Add", ["fc_0.tmp_0", "fc_0.b_0"], ["out"], "p2o.Add.0"),
+    ]
+    shape = ["p2o.DynamicDimension.0", 3, "p2o.DynamicDimension.1", "p2o.DynamicDimension.2"]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape if rank_known else None)
+    graph = helper.make_graph(
+        n, "paddle_bn_stats", [x],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["p2o.DynamicDimension.0", 4])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                              producer_name="PaddlePaddle")
+    if rank_known:  # the checker wants a shape on every declared input
+        onnx.checker.check_model(model)
+    return model
+
+
 def tf_style_model() -> onnx.ModelProto:
     """tf2onnx-like: NHWC input, Transpose pairs around every Conv, ':0' names."""
     rng = _rng(5)

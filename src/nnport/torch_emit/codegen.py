@@ -37,6 +37,33 @@ _RESERVED = {"torch", "nn", "F", "os", "math", "self", "load_file", "Model", "lo
              "List", "Tuple"} | set(dir(builtins))
 # Float initializers become trainable nn.Parameters; everything else is a buffer.
 _PARAM_TYPES = {ir.DataType.FLOAT, ir.DataType.DOUBLE, ir.DataType.FLOAT16, ir.DataType.BFLOAT16}
+# tensors up to this many elements are read to tell a mask from a weight (see learnable())
+_MASK_CHECK_ELEMS = 1 << 22
+
+
+def learnable(tensor: Any) -> bool:
+    """Whether a constant the code uses as a plain tensor is a trainable weight: floating,
+    more than one element (a scalar is a constant, e.g. paddle2onnx's helper constants), and not
+    a mask (non-finite values, or only 0 and one large negative value like -10000 / finfo.min).
+    Integer and boolean tensors (indices, shapes, masks) are never parameters."""
+    dt = ir.DataType.from_numpy(tensor.dtype) if isinstance(tensor, np.ndarray) else tensor.dtype
+    if dt not in _PARAM_TYPES:
+        return False
+    shape = tensor.shape if isinstance(tensor, np.ndarray) else tuple(tensor.shape.numpy())
+    size = int(np.prod(shape)) if len(shape) else 1
+    if size <= 1:
+        return False
+    if size > _MASK_CHECK_ELEMS:
+        return True
+    try:
+        arr = np.asarray(tensor if isinstance(tensor, np.ndarray) else tensor.numpy(),
+                         dtype=np.float64)
+    except Exception:  # unreadable data is reported where the code reads it
+        return True
+    if not np.isfinite(arr).all():
+        return False
+    low = arr.min()
+    return not (low <= -1e4 and np.all((arr == 0) | (arr == low)))
 _IDENT_RE = re.compile(r"[^0-9a-zA-Z_]")
 
 
@@ -565,7 +592,7 @@ class CodeGen:
                 names[ph] = attr
                 self.weights[attr] = _Weight(attr, tensor, tensor.dtype,
                                              tuple(tensor.shape.numpy()),
-                                             parameter=tensor.dtype in _PARAM_TYPES)
+                                             parameter=learnable(tensor))
         if names:
             forward_src = re.sub(r"self\.(__c\d+__)", lambda m: "self." + names[m.group(1)],
                                  forward_src)

@@ -77,7 +77,17 @@ def batch_norm(ctx: Ctx, X: Arg, scale: Arg, B: Arg, mean: Arg, var: Arg, *,
             "weight": consts[0], "bias": consts[1], "running_mean": consts[2],
             "running_var": consts[3], "num_batches_tracked": np.array(0, dtype=np.int64)})
         y = f"{mod}({X})"
+    elif consts[2] is not None and consts[3] is not None:
+        # running statistics are buffers (never trained, updated in place by F.batch_norm in
+        # training mode): the module behaves as nn.BatchNormNd does under train()/eval()
+        hint = ctx.module_hint(scale)
+        rm = ctx.weight(consts[2], mean.value.name or hint + "_running_mean", parameter=False)
+        rv = ctx.weight(consts[3], var.value.name or hint + "_running_var", parameter=False)
+        mom = ctx.lit(1.0 - float(momentum), _F32)
+        y = (f"F.batch_norm({X}, {rm}, {rv}, {scale}, {B}, training=self.training, "
+             f"momentum={mom}, eps={eps})")
     else:
+        # statistics computed by the graph: they are inputs of the model, not state to update
         y = f"F.batch_norm({X}, {mean}, {var}, {scale}, {B}, training=False, eps={eps})"
     if len(ctx.node.outputs) > 1:
         return [y] + [None] * (len(ctx.node.outputs) - 1)
