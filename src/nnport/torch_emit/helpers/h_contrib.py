@@ -5,8 +5,8 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["_ort_attention_mask", "_group_query_attention", "_rope", "_unpack_int4",
-           "_dequantize_blocks", "_dynamic_quantize_lstm"]
+__all__ = ["_ort_attention_mask", "_group_query_attention", "_rope", "_unpack_bits",
+           "_dequantize_nbits", "_gather_block_quantized"]
 
 
 def _ort_attention_mask(mask: Optional[torch.Tensor], bias: Optional[torch.Tensor], batch: int,
@@ -125,4 +125,73 @@ def _group_query_attention(q: torch.Tensor, k: Optional[torch.Tensor],
     return out, present_k, present_v
 
 
+def _unpack_bits(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """uint8 bytes holding 8 // bits values each, low bits first -> one value per element
+    along the last dim (which grows by 8 // bits)."""
+    if bits == 8:
+        return packed
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=packed.device)
+    vals = (packed.unsqueeze(-1) >> shifts) & ((1 << bits) - 1)
+    return vals.flatten(-2)
+
+
+def _dequantize_nbits(packed: torch.Tensor, scales: torch.Tensor,
+                      zero_points: Optional[torch.Tensor], bits: int, block_size: int,
+                      k: int) -> torch.Tensor:
+    """MatMulNBits weights: packed (N, k_blocks, block_size * bits / 8) uint8, scales
+    (N, k_blocks), zero points packed uint8 (N, ceil(k_blocks * bits / 8)) or float
+    (N, k_blocks) or None (2^(bits - 1)) -> the (N, K) float weight (an nn.Linear weight)."""
+    n, k_blocks = scales.shape[0], scales.shape[-1]
+    q = _unpack_bits(packed, bits).reshape(n, k_blocks, -1).to(scales.dtype)
+    if zero_points is None:
+        zp = torch.full_like(scales, float(1 << (bits - 1)))
+    elif zero_points.dtype == torch.uint8:
+        zp = _unpack_bits(zero_points, bits)[:, :k_blocks].to(scales.dtype)
+    else:
+        zp = zero_points.reshape(n, k_blocks)
+    w = (q - zp.unsqueeze(-1)) * scales.reshape(n, k_blocks).unsqueeze(-1)
+    return w.reshape(n, -1)[:, :k]
+
+
+def _gather_block_quantized(data: torch.Tensor, indices: torch.Tensor, scales: torch.Tensor,
+                            zero_points: Optional[torch.Tensor], bits: int, block_size: int,
+                            gather_axis: int, quantize_axis: int, default_zp: int,
+                            packed: bool) -> torch.Tensor:
+    """GatherBlockQuantized: gather along ``gather_axis`` (out-of-range indices give zeros),
+    then dequantize (q - zero point) * scale with blocks of ``block_size`` along
+    ``quantize_axis``.  ``packed``: uint8 data holding 8 // bits values per byte along the last
+    dim (zero points likewise)."""
+    n = data.shape[gather_axis]
+    idx = torch.where(indices < 0, indices + n, indices).long()
+    valid = (idx >= 0) & (idx < n)
+    flat = idx.clamp(0, n - 1).reshape(-1)
+    out_shape = list(data.shape[:gather_axis]) + list(indices.shape)
+    if gather_axis != quantize_axis:
+        # gather the rows first: only they are dequantized
+        data = data.index_select(gather_axis, flat)
+        scales = scales.index_select(gather_axis, flat)
+        if zero_points is not None:
+            zero_points = zero_points.index_select(gather_axis, flat)
+    if packed:
+        data = _unpack_bits(data, bits)
+        if zero_points is not None:
+            zero_points = _unpack_bits(zero_points, bits)
+    size = data.shape[quantize_axis]
+    scale = scales.repeat_interleave(block_size, dim=quantize_axis).narrow(quantize_axis, 0, size)
+    if zero_points is None:
+        zp = torch.full_like(scale, float(default_zp))
+    else:
+        zp = zero_points.repeat_interleave(block_size, dim=quantize_axis)
+        zp = zp.narrow(quantize_axis, 0, size).to(scale.dtype)
+    out = (data.to(scale.dtype) - zp) * scale
+    if gather_axis == quantize_axis:
+        out = out.index_select(gather_axis, flat)
+    out = out.reshape(out_shape + list(out.shape[gather_axis + 1:]))
+    keep = valid.reshape([1] * gather_axis + list(indices.shape)
+                         + [1] * (out.dim() - gather_axis - indices.dim()))
+    return torch.where(keep, out, torch.zeros_like(out))
+
+
 _group_query_attention._nnport_deps = ("_rope",)
+_dequantize_nbits._nnport_deps = ("_unpack_bits",)
+_gather_block_quantized._nnport_deps = ("_unpack_bits",)

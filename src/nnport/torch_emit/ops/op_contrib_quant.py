@@ -1,0 +1,355 @@
+"""onnxruntime contrib quantized ops (domain ``com.microsoft``): MatMulNBits, GatherBlockQuantized,
+DynamicQuantizeMatMul, MatMulIntegerToFloat, QGemm, DynamicQuantizeLSTM and the QLinear family
+(Add, Mul, Concat, Sigmoid, LeakyRelu, GlobalAveragePool, AveragePool, Softmax).
+
+The math is written out with plain float ops, as in op_quant.py (``torch.round`` rounds half to
+even like onnxruntime's ``nearbyint``); integer matmuls run in float64, which holds every int32
+accumulator exactly.  onnxruntime's own kernels use lookup tables and fused float multiplies,
+so a requantized output can land one quantization step away where a value sits on a rounding
+boundary.
+
+Block-quantized weights (MatMulNBits, GatherBlockQuantized) stay packed in the generated
+module's buffers, as small as in the ONNX file, and are dequantized in forward.
+DynamicQuantizeLSTM's int8 weights are dequantized at conversion into an ordinary LSTM.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from ..codegen import Arg, Ctx, register
+from .op_contrib_basic import MS
+from .op_pool import average_pool
+from .op_quant import _INT_RANGES
+from .op_rnn import lstm
+
+DT = ir.DataType
+_F32 = DT.FLOAT
+
+
+# ---- small pieces -------------------------------------------------------------------------------
+def _scalar(ctx: Ctx, arg: Arg | None, default=0):
+    """A per-tensor scale / zero point: its value (a Python number) when constant, else None."""
+    if arg is None:
+        return default
+    arr = ctx.const(arg)
+    if arr is not None and arr.size == 1:
+        v = arr.reshape(()).item()
+        return float(np.float32(v)) if arr.dtype.kind == "f" else int(v)
+    return None
+
+
+def _num(ctx: Ctx, arg: Arg | None, default=0) -> str:
+    """A scale / zero point as code: a literal when constant, else the tensor as float."""
+    v = _scalar(ctx, arg, default)
+    if v is not None:
+        return ctx.lit(v, _F32) if isinstance(v, float) else str(v)
+    return f"{arg}.float()"
+
+
+def _centered(ctx: Ctx, x: Arg, zp: Arg | None) -> str:
+    """``x`` as float32 minus its zero point."""
+    z = _num(ctx, zp)
+    return f"{x}.float()" if z == "0" else f"({x}.float() - {z})"
+
+
+def _qtype(ctx: Ctx, zp: Arg | None, x: Arg | None = None) -> DT:
+    dt = ctx.dtype(zp) if zp is not None else None
+    if dt is None and x is not None:
+        dt = ctx.dtype(x)
+    return dt or ctx.out_dtype(0) or DT.UINT8
+
+
+def _quantize(ctx: Ctx, val: str, zp: Arg | None, qt: DT) -> str:
+    """round(val) + zero point, saturated to the type's range."""
+    if qt not in _INT_RANGES:
+        ctx.fail(f"quantized type {qt.name} is not supported")
+    lo, hi = _INT_RANGES[qt]
+    z = _num(ctx, zp)
+    r = f"torch.round({val})" + ("" if z == "0" else f" + {z}")
+    return f"torch.clamp({r}, {lo}, {hi}).to({ctx.dtype_src(qt)})"
+
+
+def _ratio(ctx: Ctx, num: list[Arg], den: list[Arg]) -> str:
+    """prod(num) / prod(den) of scales, folded to one float32 literal when constant (in the
+    order onnxruntime computes it)."""
+    vals = [_scalar(ctx, a, None) for a in num + den]
+    if all(v is not None for v in vals):
+        r = np.float32(1.0)
+        for v in vals[: len(num)]:
+            r = np.float32(r * np.float32(v))
+        for v in vals[len(num):]:
+            r = np.float32(r / np.float32(v))
+        return ctx.lit(float(r), _F32)
+    top = " * ".join(_num(ctx, a) for a in num)
+    bot = " * ".join(_num(ctx, a) for a in den)
+    return f"({top} / ({bot}))" if den else f"({top})"
+
+
+# ---- MatMulNBits, GatherBlockQuantized -----------------------------------------------------------
+@register("MatMulNBits", 1, domain=MS)
+def matmul_nbits(ctx: Ctx, A: Arg, B: Arg, scales: Arg, zero_points: Arg | None = None,
+                 g_idx: Arg | None = None, bias: Arg | None = None, *, K: int, N: int,
+                 block_size: int, bits: int = 4, accuracy_level: int = 0,
+                 weight_prepacked: int = 0):
+    if weight_prepacked:
+        ctx.fail("weights prepacked for an execution provider are not supported")
+    if g_idx is not None:
+        ctx.fail("g_idx (act-order) is not supported")
+    if bits not in (2, 4, 8):
+        ctx.fail(f"{bits}-bit weights are not supported")
+    bs = ctx.shape(B)
+    if bs is not None and 0 in bs:
+        ctx.fail("an omitted (empty) packed weight is not supported")
+    fn = ctx.helper("_dequantize_nbits")
+    w = ctx.tmp("weight")
+    zp = str(zero_points) if zero_points is not None else "None"
+    ctx.line(f"# {bits}-bit weights in blocks of {block_size}: kept packed, dequantized here")
+    ctx.line(f"{w} = {fn}({B}, {scales}, {zp}, bits={bits}, block_size={block_size}, k={K})")
+    b = f", {bias}" if bias is not None else ""
+    return f"F.linear({A}, {w}{b})"
+
+
+_INT4 = {DT.INT4: np.int8, DT.UINT4: np.uint8}
+
+
+@register("GatherBlockQuantized", 1, domain=MS)
+def gather_block_quantized(ctx: Ctx, data: Arg, indices: Arg, scales: Arg,
+                           zero_points: Arg | None = None, *, bits: int = 4,
+                           block_size: int = 128, gather_axis: int = 0, quantize_axis: int = 1):
+    rank = ctx.rank(data)
+    if rank is None:
+        ctx.fail("GatherBlockQuantized needs the data's rank")
+    dt = ctx.dtype(data)
+    ga, qa = gather_axis % rank, quantize_axis % rank
+    if dt in _INT4:
+        # torch has no 4-bit type: the constant is stored one value per byte
+        arrs = []
+        for a in (data, zero_points):
+            if a is None:
+                arrs.append("None")
+                continue
+            arr = ctx.const(a)
+            if arr is None:
+                ctx.fail("4-bit data must be a constant")
+            arrs.append(ctx.weight(arr.astype(_INT4[dt]), a.value.name or "data",
+                                   parameter=False))
+        d, z = arrs
+        packed, default_zp = False, 0
+    elif dt == DT.UINT8:
+        d, z = str(data), str(zero_points) if zero_points is not None else "None"
+        packed, default_zp = bits < 8, 1 << (bits - 1)
+    else:
+        ctx.fail(f"{dt.name if dt else 'unknown'} data is not supported")
+    fn = ctx.helper("_gather_block_quantized")
+    return (f"{fn}({d}, {indices}, {scales}, {z}, bits={bits}, block_size={block_size}, "
+            f"gather_axis={ga}, quantize_axis={qa}, default_zp={default_zp}, "
+            f"packed={packed})")
+
+
+# ---- integer matmuls with float output --------------------------------------------------------------
+def _shift_b(ctx: Ctx, B: str, zp: Arg | None, per_row: bool = False) -> str:
+    """B (int) as float64 minus its zero point (per tensor, or per column of the (K, N)
+    matrix; ``per_row`` for a transposed (N, K) one)."""
+    if zp is None:
+        return f"{B}.double()"
+    v = _scalar(ctx, zp, None)
+    if v is not None:
+        return f"{B}.double()" if v == 0 else f"({B}.double() - {v})"
+    z = f"{zp}.double().reshape(-1, 1)" if per_row else f"{zp}.double()"
+    return f"({B}.double() - {z})"
+
+
+@register("DynamicQuantizeMatMul", 1, domain=MS)
+def dynamic_quantize_matmul(ctx: Ctx, A: Arg, B: Arg, b_scale: Arg,
+                            b_zero_point: Arg | None = None, bias: Arg | None = None):
+    # A is quantized to uint8 on the fly (DynamicQuantizeLinear), as onnxruntime does
+    fn = ctx.helper("_dynamic_quantize_linear")
+    aq, s, z = ctx.tmp("a_q"), ctx.tmp("a_scale"), ctx.tmp("a_zero_point")
+    ctx.line(f"{aq}, {s}, {z} = {fn}({A})")
+    acc = f"torch.matmul({aq}.double() - {z}.double(), {_shift_b(ctx, B, b_zero_point)})"
+    y = f"{acc}.float() * ({s} * {b_scale})"
+    return f"{y} + {bias}" if bias is not None else y
+
+
+@register("MatMulIntegerToFloat", 1, domain=MS)
+def matmul_integer_to_float(ctx: Ctx, A: Arg, B: Arg, a_scale: Arg, b_scale: Arg,
+                            a_zero_point: Arg | None = None, b_zero_point: Arg | None = None,
+                            bias: Arg | None = None):
+    a = f"{A}.double()"
+    if a_zero_point is not None:
+        v = _scalar(ctx, a_zero_point, None)
+        a = a if v == 0 else (f"({a} - {v})" if v is not None
+                              else f"({a} - {a_zero_point}.double())")
+    acc = f"torch.matmul({a}, {_shift_b(ctx, B, b_zero_point)})"
+    y = f"{acc}.float() * ({a_scale} * {b_scale})"
+    return f"{y} + {bias}" if bias is not None else y
+
+
+@register("QGemm", 1, domain=MS)
+def qgemm(ctx: Ctx, A: Arg, a_scale: Arg, a_zero_point: Arg, B: Arg, b_scale: Arg,
+          b_zero_point: Arg, C: Arg | None = None, y_scale: Arg | None = None,
+          y_zero_point: Arg | None = None, *, alpha: float = 1.0, transA: int = 0,
+          transB: int = 0):
+    a = _shift_b(ctx, A, a_zero_point)
+    if transA:
+        a = f"{a}.t()"
+    b = _shift_b(ctx, B, b_zero_point, per_row=bool(transB))
+    if transB:
+        b = f"{b}.t()"
+    acc = ctx.tmp("acc")
+    ctx.line(f"{acc} = torch.matmul({a}, {b})" + (f" + {C}.double()" if C is not None else ""))
+    scale = _ratio(ctx, [a_scale], [])
+    bs = ctx.shape(b_scale)
+    bsc = _num(ctx, b_scale) if not (bs and len(bs) == 1 and bs[0] != 1) else str(b_scale)
+    factor = f"{scale} * {bsc}"
+    if alpha != 1.0:
+        factor = f"{ctx.lit(float(alpha), _F32)} * {factor}"
+    y = f"{acc}.float() * ({factor})"
+    if y_scale is None:
+        return y
+    return _quantize(ctx, f"{y} / {_num(ctx, y_scale)}", y_zero_point,
+                     _qtype(ctx, y_zero_point, A))
+
+
+# ---- QLinear elementwise -----------------------------------------------------------------------------
+@register("QLinearAdd", 1, domain=MS)
+def qlinear_add(ctx: Ctx, A: Arg, A_scale: Arg, A_zero_point: Arg | None, B: Arg, B_scale: Arg,
+                B_zero_point: Arg | None, C_scale: Arg, C_zero_point: Arg | None = None):
+    a = f"{_centered(ctx, A, A_zero_point)} * {_ratio(ctx, [A_scale], [C_scale])}"
+    b = f"{_centered(ctx, B, B_zero_point)} * {_ratio(ctx, [B_scale], [C_scale])}"
+    return _quantize(ctx, f"{a} + {b}", C_zero_point, _qtype(ctx, C_zero_point, A))
+
+
+@register("QLinearMul", 1, domain=MS)
+def qlinear_mul(ctx: Ctx, A: Arg, A_scale: Arg, A_zero_point: Arg | None, B: Arg, B_scale: Arg,
+                B_zero_point: Arg | None, C_scale: Arg, C_zero_point: Arg | None = None):
+    r = _ratio(ctx, [A_scale, B_scale], [C_scale])
+    val = f"{_centered(ctx, A, A_zero_point)} * {_centered(ctx, B, B_zero_point)} * {r}"
+    return _quantize(ctx, val, C_zero_point, _qtype(ctx, C_zero_point, A))
+
+
+def _unary(ctx: Ctx, X: Arg, X_scale: Arg, X_zero_point: Arg | None, Y_scale: Arg,
+           Y_zero_point: Arg | None, fn) -> str:
+    x = f"{_centered(ctx, X, X_zero_point)} * {_num(ctx, X_scale)}"
+    return _quantize(ctx, f"{fn(x)} / {_num(ctx, Y_scale)}", Y_zero_point,
+                     _qtype(ctx, Y_zero_point, X))
+
+
+@register("QLinearSigmoid", 1, domain=MS)
+def qlinear_sigmoid(ctx: Ctx, X: Arg, X_scale: Arg, X_zero_point: Arg | None, Y_scale: Arg,
+                    Y_zero_point: Arg | None = None):
+    return _unary(ctx, X, X_scale, X_zero_point, Y_scale, Y_zero_point,
+                  lambda x: f"torch.sigmoid({x})")
+
+
+@register("QLinearLeakyRelu", 1, domain=MS)
+def qlinear_leaky_relu(ctx: Ctx, X: Arg, X_scale: Arg, X_zero_point: Arg | None, Y_scale: Arg,
+                       Y_zero_point: Arg | None = None, *, alpha: float = 0.01):
+    a = ctx.lit(float(alpha), _F32)
+    return _unary(ctx, X, X_scale, X_zero_point, Y_scale, Y_zero_point,
+                  lambda x: f"F.leaky_relu({x}, {a})")
+
+
+@register("QLinearConcat", 1, domain=MS)
+def qlinear_concat(ctx: Ctx, Y_scale: Arg, Y_zero_point: Arg, *inputs: Arg, axis: int):
+    if len(inputs) % 3:
+        ctx.fail("QLinearConcat takes (tensor, scale, zero point) triples")
+    qt = _qtype(ctx, Y_zero_point)
+    ys, yz = _scalar(ctx, Y_scale, None), _scalar(ctx, Y_zero_point, None)
+    parts = []
+    for i in range(0, len(inputs), 3):
+        x, s, z = inputs[i:i + 3]
+        if ys is not None and _scalar(ctx, s, None) == ys and _scalar(ctx, z, None) == yz:
+            parts.append(str(x))  # already in the output's quantization
+        else:
+            val = f"{_centered(ctx, x, z)} * {_num(ctx, s)} / {_num(ctx, Y_scale)}"
+            parts.append(_quantize(ctx, val, Y_zero_point, qt))
+    return f"torch.cat([{', '.join(parts)}], dim={axis})"
+
+
+@register("QLinearSoftmax", 1, domain=MS)
+def qlinear_softmax(ctx: Ctx, X: Arg, X_scale: Arg, x_zero_point: Arg | None, y_scale: Arg,
+                    y_zero_point: Arg | None = None, *, axis: int = -1, opset: int = 13):
+    x = f"{_centered(ctx, X, x_zero_point)} * {_num(ctx, X_scale)}"
+    rank = ctx.rank(X)
+    if opset >= 13 or axis == -1 or (rank is not None and axis % rank == rank - 1):
+        p = f"torch.softmax({x}, dim={axis})"
+    else:  # opset < 13: the dims from axis on are one flattened dim
+        p = f"torch.softmax(({x}).flatten({axis}), dim=-1).reshape({X}.shape)"
+    return _quantize(ctx, f"{p} / {_num(ctx, y_scale)}", y_zero_point,
+                     _qtype(ctx, y_zero_point, X))
+
+
+@register("QLinearGlobalAveragePool", 1, domain=MS)
+def qlinear_global_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Arg | None,
+                                y_scale: Arg, y_zero_point: Arg | None = None, *,
+                                channels_last: int = 0):
+    rank = ctx.rank(X)
+    if rank is None:
+        ctx.fail("QLinearGlobalAveragePool needs the input's rank")
+    dims = list(range(1, rank - 1)) if channels_last else list(range(2, rank))
+    x = f"{_centered(ctx, X, x_zero_point)}.mean(dim={ctx.lit(dims)}, keepdim=True)"
+    val = f"{x} * {_ratio(ctx, [x_scale], [y_scale])}"
+    return _quantize(ctx, val, y_zero_point, _qtype(ctx, y_zero_point, X))
+
+
+@register("QLinearAveragePool", 1, domain=MS)
+def qlinear_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Arg | None, y_scale: Arg,
+                         y_zero_point: Arg | None = None, *, auto_pad: str = "NOTSET",
+                         ceil_mode: int = 0, channels_last: int = 0,
+                         count_include_pad: int = 0, kernel_shape=None, pads=None,
+                         strides=None):
+    rank = ctx.rank(X)
+    if rank is None:
+        ctx.fail("QLinearAveragePool needs the input's rank")
+    xf = ctx.tmp("x_float")
+    x = f"{_centered(ctx, X, x_zero_point)} * {_num(ctx, x_scale)}"
+    if channels_last:
+        x = f"({x}).movedim(-1, 1)"
+    ctx.line(f"{xf} = {x}")
+    value = X.value
+    if channels_last and X.value is not None and X.value.shape is not None:
+        dims = list(X.value.shape.dims)
+        value = ir.Value(name=X.value.name, shape=ir.Shape([dims[0], dims[-1], *dims[1:-1]]),
+                         type=X.value.type)
+    pooled = average_pool(ctx, Arg(xf, value), auto_pad=auto_pad, ceil_mode=ceil_mode,
+                          count_include_pad=count_include_pad, kernel_shape=kernel_shape,
+                          pads=pads, strides=strides)
+    if channels_last:
+        pooled = f"({pooled}).movedim(1, -1)"
+    return _quantize(ctx, f"{pooled} / {_num(ctx, y_scale)}", y_zero_point,
+                     _qtype(ctx, y_zero_point, X))
+
+
+# ---- DynamicQuantizeLSTM ---------------------------------------------------------------------------
+def _dequantized(ctx: Ctx, q: Arg, scale: Arg, zp: Arg, name: str) -> Arg:
+    """[D, in, 4H] int8 weights -> the float [D, 4H, in] an ONNX LSTM takes, as a constant."""
+    w, s, z = ctx.const(q), ctx.const(scale), ctx.const(zp)
+    if w is None or s is None or z is None:
+        ctx.fail(f"{name} and its scale and zero point must be constants")
+    d = w.shape[0]
+    s = s.astype(np.float32).reshape(d, 1, -1)  # per tensor (D,) or per column (D, 4H)
+    z = z.astype(np.float32).reshape(d, 1, -1)
+    f = ((w.astype(np.float32) - z) * s).transpose(0, 2, 1).copy()
+    value = ir.Value(name=q.value.name or name, shape=ir.Shape(f.shape),
+                     type=ir.TensorType(_F32), const_value=ir.tensor(f, name=q.value.name))
+    return Arg(ctx.name_of(value), value)
+
+
+@register("DynamicQuantizeLSTM", 1, domain=MS)
+def dynamic_quantize_lstm(ctx: Ctx, X: Arg, W: Arg, R: Arg, B: Arg | None = None,
+                          sequence_lens: Arg | None = None, initial_h: Arg | None = None,
+                          initial_c: Arg | None = None, P: Arg | None = None,
+                          W_scale: Arg = None, W_zero_point: Arg = None, R_scale: Arg = None,
+                          R_zero_point: Arg = None, *, activation_alpha=None,
+                          activation_beta=None, activations=None, clip=None,
+                          direction: str = "forward", hidden_size=None, input_forget: int = 0):
+    # onnxruntime quantizes X and h to uint8 on the fly for its int8 GEMMs; here the weights
+    # are dequantized once and the LSTM runs in float (outputs differ by that rounding)
+    w = _dequantized(ctx, W, W_scale, W_zero_point, "W")
+    r = _dequantized(ctx, R, R_scale, R_zero_point, "R")
+    return lstm(ctx, X, w, r, B, sequence_lens, initial_h, initial_c, P,
+                activation_alpha=activation_alpha, activation_beta=activation_beta,
+                activations=activations, clip=clip, direction=direction,
+                hidden_size=hidden_size, input_forget=input_forget)
