@@ -74,11 +74,13 @@ def _runner(src, specs: list[InputSpec] | None):
 
 def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None,
            seed: int = 0, rtol: float | None = None, atol: float | None = None,
-           specs: list[InputSpec] | None = None) -> VerifyReport:
+           specs: list[InputSpec] | None = None, quant_step: bool = True) -> VerifyReport:
     """Compare ``b`` against the reference ``a`` on seeded random (or given) inputs.
 
     ``a``/``b``: an .onnx path, ModelProto or ir.Model (run by onnxruntime), a generated .py
     (its ``load()``), or an nn.Module taking the ONNX inputs positionally.
+    ``quant_step``: with default tolerances, outputs of a quantized ONNX model (QDQ or
+    QOperator) also match within one quantization step (``quant.py`` says which step).
     """
     from ..convert import _load_targets
 
@@ -124,6 +126,24 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
         report.outputs.append(OutputReport("<outputs>", "", [], False, float("inf"), float("inf"),
                                            None, 0, 0, f"{len(outs_a)} outputs vs {len(outs_b)}"))
         return report
+    steps = onnx_quant_steps(a, b) if quant_step and rtol is None and atol is None else {}
     for name, x, y in zip(names, outs_a, outs_b):
-        report.outputs.append(compare_arrays(name, x, y, rtol, atol))
+        report.outputs.append(compare_arrays(name, x, y, rtol, atol, step=steps.get(name)))
     return report
+
+
+def onnx_quant_steps(a, b) -> dict:
+    """The quantization steps of the ONNX side's tensors (``a`` first); {} when neither side is
+    ONNX or the model is not quantized."""
+    from .quant import quant_steps
+
+    for src in (a, b):
+        if src is not None and _kind(src) == "onnx":
+            try:
+                return quant_steps(src if not isinstance(src, (str, os.PathLike))
+                                   else load_model(src, lazy=True))
+            except InputError:
+                raise
+            except Exception:
+                return {}  # an unreadable scale: the dtype rule applies
+    return {}

@@ -4,12 +4,20 @@ An output matches when ``max|a - b| <= atol + rtol * max|ref|`` (the error is me
 the tensor's scale, not element by element, so values that cancel to ~0 inside a deep network do
 not produce meaningless relative errors) and NaN/Inf positions agree.  Integer and bool outputs
 must be equal.
+
+Quantized tensors (``step``, see ``quant.py``) also match when they differ by at most one
+quantization step: ``max|a - b| <= step`` (1 for the quantized integer types), the difference
+float accumulation order makes at a rounding boundary.  Each report names the rule it used:
+``dtype`` (the defaults below), ``explicit`` (tolerances given by the caller) or
+``quant-step``.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from .quant import QUANT_INT_DTYPES
 
 DEFAULT_TOL = {  # numpy dtype name -> (rtol, atol)
     "float64": (1e-7, 1e-9),
@@ -43,6 +51,9 @@ class OutputReport:
     rtol: float
     atol: float
     note: str = ""
+    rule: str = "dtype"  # dtype | explicit | quant-step
+    quant_step: float | None = None  # in the tensor's units (1 for quantized integers)
+    quant_source: str = ""  # the node whose scale gave the step
 
 
 def _as_float(a: np.ndarray) -> np.ndarray:
@@ -52,7 +63,16 @@ def _as_float(a: np.ndarray) -> np.ndarray:
 
 
 def compare_arrays(name: str, ref, got, rtol: float | None = None,
-                   atol: float | None = None) -> OutputReport:
+                   atol: float | None = None, step=None) -> OutputReport:
+    """``step``: the tensor's quantization step (a ``quant.QuantStep``) or None.  It applies
+    only with default tolerances: tolerances the caller gives are taken as they are."""
+    rep = _compare(name, ref, got, rtol, atol, step)
+    if rtol is not None or atol is not None:
+        rep.rule = "explicit"
+    return rep
+
+
+def _compare(name, ref, got, rtol, atol, step) -> OutputReport:
     if ref is None or got is None:
         ok = ref is None and got is None
         return OutputReport(name, "none", [], ok, 0.0 if ok else float("inf"),
@@ -64,7 +84,7 @@ def compare_arrays(name: str, ref, got, rtol: float | None = None,
         if len(ref_l) != len(got_l):
             return OutputReport(name, "sequence", [len(ref_l)], False, float("inf"), float("inf"),
                                 None, 0, 0, f"sequence lengths differ: {len(ref_l)} vs {len(got_l)}")
-        reports = [compare_arrays(f"{name}[{i}]", r, g, rtol, atol)
+        reports = [_compare(f"{name}[{i}]", r, g, rtol, atol, None)
                    for i, (r, g) in enumerate(zip(ref_l, got_l))]
         worst = max(reports, key=lambda r: (not r.ok, r.max_rel_err), default=None)
         if worst is None:
@@ -75,6 +95,7 @@ def compare_arrays(name: str, ref, got, rtol: float | None = None,
     ref = np.asarray(ref)
     got = np.asarray(got)
     d_rtol, d_atol = default_tolerance(ref.dtype)
+    rtol_default, atol_default = rtol is None, atol is None
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
     shape = list(ref.shape)
@@ -120,7 +141,27 @@ def compare_arrays(name: str, ref, got, rtol: float | None = None,
         ok = bool(np.array_equal(ref, got))
     else:
         ok = nan_ok and inf_ok and bool(np.isfinite(max_abs)) and max_abs <= atol + rtol * scale
-    return OutputReport(name, ref.dtype.name, shape, ok, max_abs, max_rel, cosine, rtol, atol, note)
+    rep = OutputReport(name, ref.dtype.name, shape, ok, max_abs, max_rel, cosine, rtol, atol, note)
+    if step is not None and rtol_default and atol_default:
+        unit = _step_units(ref.dtype, step.step)
+        if unit is not None:
+            rep.rule, rep.quant_step, rep.quant_source = "quant-step", unit, step.source
+            if not ok and nan_ok and inf_ok and bool(np.isfinite(max_abs)) and \
+                    max_abs <= unit * (1 + 1e-5):
+                rep.ok = True
+                rep.note = "within one quantization step"
+    return rep
+
+
+def _step_units(dtype: np.dtype, step: float) -> float | None:
+    """One quantization step in the tensor's units: 1 for quantized integers, the scale for
+    floats, None (exact comparison) for other integers."""
+    name = np.dtype(dtype).name
+    if name in QUANT_INT_DTYPES:
+        return 1.0
+    if np.dtype(dtype).kind in "fc" and step > 0:
+        return float(step)
+    return None
 
 
 @dataclass
@@ -145,7 +186,11 @@ class VerifyReport:
             status = "ok" if o.ok else "MISMATCH"
             cos = f" cos={o.cosine:.6f}" if o.cosine is not None else ""
             note = f" ({o.note})" if o.note else ""
+            if o.rule == "quant-step":
+                tol = (f"rtol={o.rtol:g} atol={o.atol:g} or one quantization step "
+                       f"{o.quant_step:g} of {o.quant_source}")
+            else:
+                tol = f"rtol={o.rtol:g} atol={o.atol:g}, {o.rule} rule"
             out.append(f"  {o.name} {o.dtype}{o.shape}: max_abs={o.max_abs_err:.3g} "
-                       f"max_rel={o.max_rel_err:.3g}{cos} [{status}, rtol={o.rtol:g} "
-                       f"atol={o.atol:g}]{note}")
+                       f"max_rel={o.max_rel_err:.3g}{cos} [{status}, {tol}]{note}")
         return out
