@@ -659,13 +659,14 @@ def _dq_lstm_case(direction="forward", per_channel=False, seq_lens=False):
 
 
 @pytest.mark.parametrize("direction,per_channel,seq_lens", [
-    ("forward", False, False), ("bidirectional", True, False), ("forward", False, True)])
+    ("forward", False, False), ("bidirectional", True, False), ("forward", False, True),
+    ("reverse", False, True), ("bidirectional", False, True)])
 def test_dynamic_quantize_lstm(direction, per_channel, seq_lens):
     m, feeds = _dq_lstm_case(direction, per_channel, seq_lens)
     src = generate_torch(m)[0]
-    assert "DynamicQuantizeLSTM" not in src.split("class Model")[1]
-    # onnxruntime quantizes X and h to uint8 for its int8 GEMMs, the converted LSTM runs in
-    # float on the dequantized weights: outputs agree to that activation rounding
-    ref, got = ort_run(m, feeds), torch_run(m, feeds)
-    for r, g in zip(ref, got):
-        np.testing.assert_allclose(g, r, atol=2e-2)
+    assert "_dynamic_quantize_lstm(" in src
+    # the GEMM inputs are quantized on the fly exactly as onnxruntime does; its LSTM's own
+    # activation approximations (1e-5 apart from torch's even in float) can move an h value
+    # across a rounding boundary, one uint8 step (~1e-4 here); dequantizing the weights into a
+    # float LSTM instead is 10x further off (5e-3)
+    assert_matches_ort(m, feeds, rtol=1e-3, atol=5e-4)

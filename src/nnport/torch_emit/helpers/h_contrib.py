@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["_ort_attention_mask", "_group_query_attention", "_rope", "_unpack_bits",
-           "_dequantize_nbits", "_gather_block_quantized"]
+           "_dequantize_nbits", "_gather_block_quantized", "_dq_matmul",
+           "_dynamic_quantize_lstm"]
 
 
 def _ort_attention_mask(mask: Optional[torch.Tensor], bias: Optional[torch.Tensor], batch: int,
@@ -192,6 +193,79 @@ def _gather_block_quantized(data: torch.Tensor, indices: torch.Tensor, scales: t
     return torch.where(keep, out, torch.zeros_like(out))
 
 
+def _dq_matmul(a: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor,
+               w_zero_point: torch.Tensor) -> torch.Tensor:
+    """onnxruntime's int8 GEMM for a float ``a`` (M, K): ``a`` is quantized to uint8 on the fly
+    (one scale for the whole matrix, as DynamicQuantizeLinear), multiplied exactly with the
+    int8 ``w`` (K, N), and the int32 result scaled back to float."""
+    a_q, a_scale, a_zp = _dynamic_quantize_linear(a)
+    acc = torch.matmul(a_q.double() - a_zp.double(), w.double() - w_zero_point.double())
+    return acc.float() * (a_scale * w_scale)
+
+
+def _dynamic_quantize_lstm(x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor,
+                           w_zero_point: torch.Tensor, r: torch.Tensor, r_scale: torch.Tensor,
+                           r_zero_point: torch.Tensor, bias: Optional[torch.Tensor],
+                           seq_lens: Optional[torch.Tensor], h0: Optional[torch.Tensor],
+                           c0: Optional[torch.Tensor], peephole: Optional[torch.Tensor],
+                           hidden: int, direction: str = "forward", input_forget: bool = False,
+                           output_sequence: bool = True
+                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """onnxruntime's DynamicQuantizeLSTM: an ONNX LSTM (gates i, o, f, c) whose two GEMMs take
+    int8 weights w (D, input, 4H) and r (D, H, 4H) with per-direction (or per-column) scales and
+    zero points; the inputs of each GEMM are quantized to uint8 on the fly: all time steps of x
+    at once (up to the longest sequence), h once per step.  Returns Y (T, D, B, H), Y_h, Y_c."""
+    T, B = x.shape[0], x.shape[1]
+    D = w.shape[0]
+    lens = (seq_lens.long() if seq_lens is not None
+            else torch.full((B,), T, dtype=torch.long, device=x.device))
+    steps = int(lens.max())
+    t_idx = torch.arange(T, device=x.device).unsqueeze(1)
+    ys, hs, cs = [], [], []
+    for d in range(D):
+        reverse = direction == "reverse" or d == 1
+        xd = x
+        if reverse:  # each sequence reversed within its own length
+            src = torch.where(t_idx < lens, lens - 1 - t_idx, t_idx)
+            xd = x.gather(0, src.unsqueeze(-1).expand(T, B, x.shape[2]))
+        proj = _dq_matmul(xd[:steps].reshape(steps * B, -1), w[d], w_scale[d], w_zero_point[d])
+        proj = proj.reshape(steps, B, 4 * hidden)
+        if bias is not None:
+            proj = proj + (bias[d, :4 * hidden] + bias[d, 4 * hidden:])
+        h = h0[d] if h0 is not None else x.new_zeros(B, hidden)
+        c = c0[d] if c0 is not None else x.new_zeros(B, hidden)
+        gemm_in = h
+        y = x.new_zeros(T, B, hidden)
+        for t in range(steps):
+            gates = proj[t] + _dq_matmul(gemm_in, r[d], r_scale[d], r_zero_point[d])
+            gi, go, gf, gc = gates.chunk(4, dim=-1)
+            if peephole is not None:
+                pi, po, pf = peephole[d].chunk(3)
+                gi = gi + pi * c
+                gf = gf + pf * c
+            i = torch.sigmoid(gi)
+            f = 1 - i if input_forget else torch.sigmoid(gf)
+            c_new = f * c + i * torch.tanh(gc)
+            if peephole is not None:
+                go = go + po * c_new
+            h_new = torch.sigmoid(go) * torch.tanh(c_new)
+            active = (t < lens).unsqueeze(1)
+            c = torch.where(active, c_new, c)
+            h = torch.where(active, h_new, h)
+            y[t] = torch.where(active, h_new, torch.zeros_like(h_new))
+            # the next GEMM reads this step's output rows (zeros where a sequence has ended)
+            gemm_in = y[t] if output_sequence else h
+        if reverse:
+            src = torch.where(t_idx < lens, lens - 1 - t_idx, t_idx)
+            y = y.gather(0, src.unsqueeze(-1).expand(T, B, hidden))
+        ys.append(y)
+        hs.append(h)
+        cs.append(c)
+    return torch.stack(ys, 1), torch.stack(hs), torch.stack(cs)
+
+
+_dq_matmul._nnport_deps = ("_dynamic_quantize_linear",)
+_dynamic_quantize_lstm._nnport_deps = ("_dq_matmul",)
 _group_query_attention._nnport_deps = ("_rope",)
 _dequantize_nbits._nnport_deps = ("_unpack_bits",)
 _gather_block_quantized._nnport_deps = ("_unpack_bits",)

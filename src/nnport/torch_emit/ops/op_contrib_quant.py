@@ -10,7 +10,8 @@ boundary.
 
 Block-quantized weights (MatMulNBits, GatherBlockQuantized) stay packed in the generated
 module's buffers, as small as in the ONNX file, and are dequantized in forward.
-DynamicQuantizeLSTM's int8 weights are dequantized at conversion into an ordinary LSTM.
+DynamicQuantizeLSTM keeps its int8 weights and, like onnxruntime, quantizes its GEMM inputs
+on the fly (the ``_dynamic_quantize_lstm`` helper).
 """
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ import numpy as np
 import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
-from .op_contrib_basic import MS
+from .op_contrib_basic import MS, _used
 from .op_pool import average_pool
 from .op_quant import _INT_RANGES
-from .op_rnn import lstm
 
 DT = ir.DataType
 _F32 = DT.FLOAT
@@ -323,20 +323,6 @@ def qlinear_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Arg | Non
 
 
 # ---- DynamicQuantizeLSTM ---------------------------------------------------------------------------
-def _dequantized(ctx: Ctx, q: Arg, scale: Arg, zp: Arg, name: str) -> Arg:
-    """[D, in, 4H] int8 weights -> the float [D, 4H, in] an ONNX LSTM takes, as a constant."""
-    w, s, z = ctx.const(q), ctx.const(scale), ctx.const(zp)
-    if w is None or s is None or z is None:
-        ctx.fail(f"{name} and its scale and zero point must be constants")
-    d = w.shape[0]
-    s = s.astype(np.float32).reshape(d, 1, -1)  # per tensor (D,) or per column (D, 4H)
-    z = z.astype(np.float32).reshape(d, 1, -1)
-    f = ((w.astype(np.float32) - z) * s).transpose(0, 2, 1).copy()
-    value = ir.Value(name=q.value.name or name, shape=ir.Shape(f.shape),
-                     type=ir.TensorType(_F32), const_value=ir.tensor(f, name=q.value.name))
-    return Arg(ctx.name_of(value), value)
-
-
 @register("DynamicQuantizeLSTM", 1, domain=MS)
 def dynamic_quantize_lstm(ctx: Ctx, X: Arg, W: Arg, R: Arg, B: Arg | None = None,
                           sequence_lens: Arg | None = None, initial_h: Arg | None = None,
@@ -345,11 +331,34 @@ def dynamic_quantize_lstm(ctx: Ctx, X: Arg, W: Arg, R: Arg, B: Arg | None = None
                           R_zero_point: Arg = None, *, activation_alpha=None,
                           activation_beta=None, activations=None, clip=None,
                           direction: str = "forward", hidden_size=None, input_forget: int = 0):
-    # onnxruntime quantizes X and h to uint8 on the fly for its int8 GEMMs; here the weights
-    # are dequantized once and the LSTM runs in float (outputs differ by that rounding)
-    w = _dequantized(ctx, W, W_scale, W_zero_point, "W")
-    r = _dequantized(ctx, R, R_scale, R_zero_point, "R")
-    return lstm(ctx, X, w, r, B, sequence_lens, initial_h, initial_c, P,
-                activation_alpha=activation_alpha, activation_beta=activation_beta,
-                activations=activations, clip=clip, direction=direction,
-                hidden_size=hidden_size, input_forget=input_forget)
+    if activations and [a.lower() for a in activations] != ["sigmoid", "tanh", "tanh"] * (
+            len(activations) // 3):
+        ctx.fail(f"activations {activations} are not supported")
+    if clip is not None:
+        ctx.fail("clip is not supported")
+    if direction not in ("forward", "reverse", "bidirectional"):
+        ctx.fail(f"unknown direction {direction!r}")
+    hidden = hidden_size
+    rs = ctx.shape(R)
+    if not hidden and rs and rs[1] is not None:
+        hidden = rs[1]
+    if not hidden:
+        ctx.fail("hidden_size is unknown")
+    fn = ctx.helper("_dynamic_quantize_lstm")
+
+    def per_dir(a: Arg) -> str:
+        s = ctx.shape(a)  # (D,) per tensor -> (D, 1) to broadcast over the gate columns
+        return f"{a}.reshape(-1, 1)" if s is not None and len(s) == 1 else str(a)
+
+    opt = [str(a) if a is not None else "None" for a in (B, sequence_lens, initial_h,
+                                                          initial_c, P)]
+    args = [str(X), str(W), per_dir(W_scale), per_dir(W_zero_point), str(R), per_dir(R_scale),
+            per_dir(R_zero_point), *opt, f"hidden={hidden}"]
+    if direction != "forward":
+        args.append(f"direction={direction!r}")
+    if input_forget:
+        args.append("input_forget=True")
+    if not _used(ctx, 0):
+        args.append("output_sequence=False")
+    # Y is (T, D, B, H) as ONNX LSTM's
+    return f"{fn}({', '.join(args)})"
