@@ -209,18 +209,25 @@ def _dynamic_quantize_lstm(x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tens
                            seq_lens: Optional[torch.Tensor], h0: Optional[torch.Tensor],
                            c0: Optional[torch.Tensor], peephole: Optional[torch.Tensor],
                            hidden: int, direction: str = "forward", input_forget: bool = False,
-                           output_sequence: bool = True
+                           output_sequence: bool = True, threads: int = 0
                            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """onnxruntime's DynamicQuantizeLSTM: an ONNX LSTM (gates i, o, f, c) whose two GEMMs take
     int8 weights w (D, input, 4H) and r (D, H, 4H) with per-direction (or per-column) scales and
     zero points; the inputs of each GEMM are quantized to uint8 on the fly: all time steps of x
-    at once (up to the longest sequence), h once per step.  Returns Y (T, D, B, H), Y_h, Y_c."""
+    at once (up to the longest sequence), h once per step.  Returns Y (T, D, B, H), Y_h, Y_c.
+
+    onnxruntime splits the batch among its threads for the recurrent GEMM when B > 4, or
+    B >= 2 and H <= 256, and each thread quantizes its own rows: ``threads`` is that thread
+    count (0: one per sequence, each sequence quantized on its own)."""
     T, B = x.shape[0], x.shape[1]
     D = w.shape[0]
     lens = (seq_lens.long() if seq_lens is not None
             else torch.full((B,), T, dtype=torch.long, device=x.device))
     steps = int(lens.max())
     t_idx = torch.arange(T, device=x.device).unsqueeze(1)
+    chunk = B
+    if B > 4 or (B >= 2 and hidden <= 256):
+        chunk = -(-B // threads) if threads > 0 else 1
     ys, hs, cs = [], [], []
     for d in range(D):
         reverse = direction == "reverse" or d == 1
@@ -237,7 +244,9 @@ def _dynamic_quantize_lstm(x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tens
         gemm_in = h
         y = x.new_zeros(T, B, hidden)
         for t in range(steps):
-            gates = proj[t] + _dq_matmul(gemm_in, r[d], r_scale[d], r_zero_point[d])
+            rec = [_dq_matmul(rows, r[d], r_scale[d], r_zero_point[d])
+                   for rows in gemm_in.split(chunk)]
+            gates = proj[t] + torch.cat(rec)
             gi, go, gf, gc = gates.chunk(4, dim=-1)
             if peephole is not None:
                 pi, po, pf = peephole[d].chunk(3)

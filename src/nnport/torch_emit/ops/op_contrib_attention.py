@@ -98,6 +98,14 @@ def attention(ctx: Ctx, input: Arg, weights: Arg, bias: Arg | None = None,
     else:
         ctx.line(f"{qkv} = torch.matmul({input}, {weights})"
                  + (f" + {bias}" if bias is not None else ""))
+    _split_attend(ctx, qkv, sizes, num_heads, past, mask_index, attention_bias,
+                  unidirectional, mask_filter_value, sc)
+
+
+def _split_attend(ctx: Ctx, qkv: str, sizes: list, num_heads: int, past: Arg | None,
+                  mask_index: Arg | None, attention_bias: Arg | None, unidirectional: int,
+                  mask_filter_value: float, sc: float) -> None:
+    """Attention / QAttention after the QKV projection."""
     q, k, v = ctx.tmp("q"), ctx.tmp("k"), ctx.tmp("v")
     ctx.line(f"{q}, {k}, {v} = {qkv}.split({ctx.lit(sizes)}, dim=-1)")
     ctx.line(f"{q} = {_heads(q, num_heads)}")
@@ -109,6 +117,41 @@ def attention(ctx: Ctx, input: Arg, weights: Arg, bias: Arg | None = None,
     y = _attend(ctx, q, k, v, mask_index, attention_bias, bool(unidirectional),
                 past is not None, mask_filter_value, sc)
     assign(ctx, [y, f"torch.stack([{k}, {v}])"])
+
+
+@register("QAttention", 1, domain=MS)
+def qattention(ctx: Ctx, input: Arg, weight: Arg, bias: Arg, input_scale: Arg,
+               weight_scale: Arg, mask_index: Arg | None = None,
+               input_zero_point: Arg | None = None, weight_zero_point: Arg | None = None,
+               past: Arg | None = None, *, num_heads: int, unidirectional: int = 0,
+               scale: float = 0.0, mask_filter_value: float = -10000.0, do_rotary: int = 0,
+               past_present_share_buffer: int = 0):
+    """Attention whose QKV projection is an int8 GEMM: ``input`` comes quantized (uint8, from
+    a DynamicQuantizeLinear), ``weight`` is int8 with a per-tensor or per-column scale."""
+    if do_rotary or past_present_share_buffer:
+        ctx.fail("do_rotary / past_present_share_buffer are not supported")
+    _check_mask(ctx, mask_index, input)
+    ws = ctx.shape(weight)
+    if ws is None or len(ws) != 2 or None in ws:
+        ctx.fail("QAttention needs weights of known shape (input_hidden, 3 * hidden)")
+    sizes = [ws[1] // 3] * 3
+    sc = float(scale) if scale else 1.0 / math.sqrt(sizes[0] // num_heads)
+
+    def shifted(x: Arg, zp: Arg | None) -> str:
+        if zp is None:
+            return f"{x}.double()"
+        z = ctx.const(zp)
+        if z is not None and z.size == 1:
+            zv = int(z.reshape(()).item())
+            return f"{x}.double()" if zv == 0 else f"({x}.double() - {zv})"
+        return f"({x}.double() - {zp}.double())"
+
+    qkv = ctx.tmp("qkv")
+    ctx.line(f"{qkv} = torch.matmul({shifted(input, input_zero_point)}, "
+             f"{shifted(weight, weight_zero_point)}).float() * ({input_scale} * {weight_scale})"
+             f" + {bias}")
+    _split_attend(ctx, qkv, sizes, num_heads, past, mask_index, None, unidirectional,
+                  mask_filter_value, sc)
 
 
 @register("MultiHeadAttention", 1, domain=MS)

@@ -144,7 +144,14 @@ def _layer_norm(ctx: Ctx, x: str, gamma: Arg, beta: Arg | None, epsilon: float) 
                          {"weight": g.reshape(h), "bias": None if b is None else b.reshape(h)})
         return f"{mod}({x})"
     bias = f", {beta}" if beta is not None else ""
-    return f"F.layer_norm({x}, {x}.shape[-1:], {gamma}{bias}, eps={eps})"
+    return f"F.layer_norm({x}, {_last_dim(ctx, x, h)}, {gamma}{bias}, eps={eps})"
+
+
+def _last_dim(ctx: Ctx, x: str, h: int | None) -> str:
+    """The normalized shape: ``(h,)`` when the weight's size is known, else x's last dim."""
+    if h is not None:
+        return f"({h},)"
+    return f"{x}.shape[-1:]" if x.isidentifier() else f"({x}).shape[-1:]"
 
 
 def _rms_norm(ctx: Ctx, x: str, gamma: Arg, epsilon: float) -> str:
@@ -157,7 +164,7 @@ def _rms_norm(ctx: Ctx, x: str, gamma: Arg, epsilon: float) -> str:
         mod = ctx.module(ctx.module_hint(gamma), f"nn.RMSNorm({h}, eps={eps}{kw})",
                          {"weight": g.reshape(h)})
         return f"{mod}({x})"
-    return f"F.rms_norm({x}, {x}.shape[-1:], {gamma}, eps={eps})"
+    return f"F.rms_norm({x}, {_last_dim(ctx, x, h)}, {gamma}, eps={eps})"
 
 
 def _stats(ctx: Ctx, s: str, epsilon: float, rms: bool) -> tuple[str | None, str]:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
-from .op_contrib_basic import MS, _used
+from .op_contrib_basic import MS, _used, embed_layer_norm
 from .op_pool import average_pool
 from .op_quant import _INT_RANGES
 
@@ -360,5 +360,49 @@ def dynamic_quantize_lstm(ctx: Ctx, X: Arg, W: Arg, R: Arg, B: Arg | None = None
         args.append("input_forget=True")
     if not _used(ctx, 0):
         args.append("output_sequence=False")
-    # Y is (T, D, B, H) as ONNX LSTM's
+    args.append("threads=0")
+    # Y is (T, D, B, H) as ONNX LSTM's.  Each sequence's h is quantized on its own, as
+    # onnxruntime does when it has a thread per sequence (threads=N: its rows split N ways)
     return f"{fn}({', '.join(args)})"
+
+
+# ---- QEmbedLayerNormalization ------------------------------------------------------------------------
+def _dequantized_const(ctx: Ctx, q: Arg | None, scale: Arg | None, zp: Arg | None,
+                       what: str) -> Arg | None:
+    """A quantized constant table as a float32 constant, (q - zero point) * scale."""
+    if q is None:
+        return None
+    arrs = [ctx.const(a) if a is not None else np.zeros((), np.float32)
+            for a in (q, scale, zp)]
+    if any(a is None for a in arrs):
+        ctx.fail(f"{what} and its scale and zero point must be constants")
+    w, s, z = arrs
+    f = ((w.astype(np.float32) - z.astype(np.float32)) * s.astype(np.float32)).astype(
+        np.float32)
+    name = (q.value.name or what).removesuffix("_quantized")
+    value = ir.Value(name=name, shape=ir.Shape(f.shape), type=ir.TensorType(_F32),
+                     const_value=ir.tensor(f, name=name))
+    return Arg(ctx.name_of(value), value)
+
+
+@register("QEmbedLayerNormalization", 1, domain=MS)
+def qembed_layer_norm(ctx: Ctx, input_ids: Arg, segment_ids: Arg | None,
+                      word_embedding_quant: Arg, position_embedding_quant: Arg,
+                      segment_embedding: Arg | None, gamma_quant: Arg, beta_quant: Arg,
+                      mask: Arg | None, word_embedding_scale: Arg,
+                      position_embedding_scale: Arg, segment_embedding_scale: Arg | None,
+                      gamma_scale: Arg, beta_scale: Arg, word_embedding_zero_point: Arg,
+                      position_embedding_zero_point: Arg,
+                      segment_embedding_zero_point: Arg | None, gamma_zero_point: Arg,
+                      beta_zero_point: Arg, *, epsilon: float = 1e-12):
+    # the uint8 tables are dequantized once, at conversion: an EmbedLayerNormalization
+    d = _dequantized_const
+    return embed_layer_norm(
+        ctx, input_ids, segment_ids,
+        d(ctx, word_embedding_quant, word_embedding_scale, word_embedding_zero_point, "word"),
+        d(ctx, position_embedding_quant, position_embedding_scale,
+          position_embedding_zero_point, "position"),
+        d(ctx, segment_embedding, segment_embedding_scale, segment_embedding_zero_point,
+          "segment"),
+        d(ctx, gamma_quant, gamma_scale, gamma_zero_point, "gamma"),
+        d(ctx, beta_quant, beta_scale, beta_zero_point, "beta"), mask, epsilon=epsilon)
