@@ -6,8 +6,9 @@ import collections
 import numpy as np
 import onnx_ir as ir
 
-from .errors import InputError
-from .io import ModelSource, describe, load_model
+from .errors import InputError, NnportError
+from .io import (ModelSource, describe, inference_error_lines, load_model, load_proto,
+                 shape_problems)
 
 
 def _dims(v: ir.Value) -> list | None:
@@ -69,14 +70,29 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
                              f"type ({t.dtype})") from None
     info["parameters"] = n_params
     info["parameter_bytes"] = int(n_bytes)
-    model = prepare(src)
-    info["target"] = target
-    if target == "ncnn":
-        from .ncnn_emit.preflight import unsupported
+    # A broken model is what people inspect: every inconsistency is one line in "problems",
+    # and the rest is still described.
+    from .passes.shapes import SHAPE_FAILURE_KEY
 
-        info["unsupported"] = unsupported(model)
+    problems = shape_problems(load_proto(src))
+    info["target"] = target
+    info["unsupported"] = None
+    try:
+        model = prepare(src)
+    except NnportError as exc:
+        problems.append(f"cannot prepare the model for conversion: {exc}")
     else:
-        info["unsupported"] = preflight(model, REGISTRY)
+        failed = model.meta.get(SHAPE_FAILURE_KEY)
+        if failed and not problems:
+            problems += [f"shape inference (after normalizing): {p}"
+                         for p in inference_error_lines(failed)]
+        if target == "ncnn":
+            from .ncnn_emit.preflight import unsupported
+
+            info["unsupported"] = unsupported(model)
+        else:
+            info["unsupported"] = preflight(model, REGISTRY)
+    info["problems"] = problems
     return info
 
 
@@ -96,8 +112,14 @@ def format_report(info: dict) -> list[str]:
     split = f" ({', '.join(f'{d} {n}' for d, n in doms.items())})" if len(doms) > 1 else ""
     lines.append(f"nodes: {info['nodes']}{split}")
     lines += [f"  {op}: {n}" for op, n in info["ops"].items()]
+    problems = info.get("problems") or []
+    if problems:
+        lines.append(f"problems: {len(problems)}")
+        lines += [f"  {p}" for p in problems]
     bad = info["unsupported"]
-    if bad:
+    if bad is None:
+        lines.append(f"pre-flight for {info['target']}: not run (see problems)")
+    elif bad:
         lines.append(f"cannot convert to {info['target']}: {len(bad)} node(s)")
         lines += [f"  {b['domain'] or 'ai.onnx'}::{b['op_type']} (opset {b['opset']}): {b['node']!r}"
                   for b in bad]

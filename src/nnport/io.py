@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator, Union
@@ -136,6 +137,41 @@ def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelPr
         except Exception as exc:
             raise InputError(f"{path}: cannot load external data ({exc})") from None
     return proto
+
+
+_OP_PREFIX = re.compile(r"^\(op_type:([^,)]*)(?:, node name: ([^)]*))?\): ")
+_KIND_PREFIX = re.compile(r"^\[\w+\] (?:Inference error\(s\): )?")
+
+
+def shape_problems(proto: onnx.ModelProto) -> list[str]:
+    """Where the model's declared types and shapes disagree with what its nodes imply (onnx's
+    shape inference in strict mode), one line per problem; [] for a consistent model."""
+    if proto.ByteSize() > 2**31 - 2**20:
+        return []  # onnx's inferencer cannot take a proto this large; nothing to report
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
+                                          data_prop=True)
+        return []
+    except Exception as exc:
+        return inference_error_lines(str(exc))
+
+
+def inference_error_lines(text: str) -> list[str]:
+    """onnx's inference error text (nested, several problems) as one line per problem, each
+    naming its node."""
+    def where(line: str) -> str:
+        line = _KIND_PREFIX.sub("", line.strip())
+        m = _OP_PREFIX.match(line)
+        if not m:
+            return line
+        op, name = m.group(1), m.group(2)
+        node = f"node {name!r} ({op})" if name else f"{'an' if op[:1] in 'AEIOU' else 'a'} {op} node"
+        rest = _KIND_PREFIX.sub("", line[m.end():].strip())
+        sub = " in its subgraph," if _OP_PREFIX.match(rest) else ""
+        return f"{node}:{sub} {where(rest)}"
+
+    problems = [" ".join(where(line).split()) for line in text.splitlines() if line.strip()]
+    return problems or [" ".join(text.split())]
 
 
 def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
@@ -346,47 +382,116 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _missing_folders(folder: Path) -> tuple[Path, list[Path]]:
+    """The nearest existing ancestor of ``folder`` and the folders below it that do not exist
+    (outermost first)."""
+    missing: list[Path] = []
+    while not folder.exists() and not folder.is_symlink():
+        missing.insert(0, folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return folder, missing
+
+
 def check_output_path(path: str | os.PathLike) -> Path:
-    """Fail early, before any work, when an output cannot be written."""
+    """Fail early, before any work, when an output cannot be written.  A missing output folder is
+    fine: it is created when the output is written (see :func:`temp_path_beside`)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise InputError(f"{path}: output folder {str(parent)!r} does not exist")
-    if not parent.is_dir():
-        raise InputError(f"{path}: {str(parent)!r} is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{path}: output folder {str(parent)!r} is not writable")
-    if path.is_dir():
+    existing, missing = _missing_folders(parent)
+    if not existing.is_dir():
+        raise InputError(f"{path}: {str(existing)!r} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: output folder {str(existing)!r} is not writable")
+    if not missing and path.is_dir():
         raise InputError(f"{path}: is a folder, expected a file name")
     return path
+
+
+# Folders this process created for outputs: removed again, when still empty, by discard().
+_created_folders: list[Path] = []
+
+
+def _make_parent(path: Path) -> Path:
+    """Create ``path``'s missing folders (recorded, so that a failed write can remove them)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    _, missing = _missing_folders(parent)
+    for folder in missing:
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue  # a concurrent run made it: not ours to remove
+        except OSError as exc:
+            raise InputError(f"{path}: cannot create output folder {str(folder)!r}: "
+                             f"{_one_line(exc)}") from None
+        _created_folders.append(folder)
+    return parent
+
+
+def discard(*temps: str | os.PathLike) -> None:
+    """Remove temporary files of a failed write, then the output folders this process created
+    that are empty now (a failed run leaves no empty folder behind)."""
+    for t in temps:
+        with contextlib.suppress(OSError):
+            os.unlink(t)
+    for folder in reversed(list(_created_folders)):
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            continue
+        with contextlib.suppress(ValueError):
+            _created_folders.remove(folder)
+
+
+def written(*paths: str | os.PathLike) -> None:
+    """Outputs are in place: the folders holding them are the user's now, never removed."""
+    for p in paths:
+        for folder in Path(p).resolve().parents:
+            for f in list(_created_folders):
+                with contextlib.suppress(OSError):
+                    if f.resolve() == folder:
+                        _created_folders.remove(f)
+
+
+def _normal_mode(fd: int) -> None:
+    # mkstemp makes the file private (0600); the output gets the mode any new file would
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
 
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Write to a temporary file in the same folder, rename over ``path`` on success only."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    parent = _make_parent(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
+        _normal_mode(fd)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        discard(tmp)
         raise
+    written(path)
 
 
 def temp_path_beside(path: str | os.PathLike) -> str:
-    """A fresh temporary file name in ``path``'s folder (for writers that want a file name)."""
+    """A fresh temporary file name in ``path``'s folder (for writers that want a file name); the
+    folder is created if missing.  A writer that fails calls :func:`discard` on its temps."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    parent = _make_parent(path)
     try:
-        # mkstemp makes the file private (0600); the output gets the mode any new file would
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except BaseException:
+        discard()
+        raise
+    try:
+        _normal_mode(fd)
     finally:
         os.close(fd)
     return tmp
@@ -404,6 +509,6 @@ def save_model(model: ir.Model | onnx.ModelProto, path: str | os.PathLike) -> No
             fh.write(proto.SerializeToString())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        discard(tmp)
         raise
+    written(path)

@@ -70,6 +70,115 @@ def test_inspect_lists_every_unsupported_node(tmp_path):
     assert not (tmp_path / "bad.py").exists()
 
 
+def test_convert_creates_missing_output_folders(model_path, tmp_path):
+    """README's examples write into out/: missing folders are created, for every target."""
+    rc, out, err = run("convert", model_path, "out/deeper/model.py", cwd=tmp_path)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "out" / "deeper").iterdir()) == [
+        "model.py", "model.safetensors"]
+    rc, out, err = run("convert", model_path, tmp_path / "o2" / "m.onnx", "--no-verify")
+    assert rc == 0, err
+    assert (tmp_path / "o2" / "m.onnx").is_file()
+    rc, out, err = run("verify", model_path, tmp_path / "out" / "deeper" / "model.py",
+                       "--report", tmp_path / "o3" / "report.html", "--input-shape", "x=2,4",
+                       "--input-shape", "y=2,4")
+    assert rc == 0, err
+    assert (tmp_path / "o3" / "report.html").is_file()
+
+
+def test_failed_convert_leaves_no_folder(tmp_path):
+    """A failed run creates nothing: neither output files nor the folders it would have made."""
+    bad = tmp_path / "bad.onnx"
+    onnx.save(unsupported_ops_model(), bad)
+    rc, out, err = run("convert", bad, tmp_path / "new" / "sub" / "o.py")
+    assert_clean_error(rc, out, err, "FancyOp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+
+
+def test_failed_write_removes_the_folders_it_made(tmp_path, monkeypatch):
+    """A write that fails half-way (disk full, say) removes its temporary files and the folders
+    this run created, and leaves folders that existed alone."""
+    import nnport
+    import nnport.torch_emit as te
+
+    def full_disk(state, path):
+        with open(path, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(te, "write_safetensors", full_disk)
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(OSError):
+        nnport.convert(add_relu_model(), tmp_path / "keep" / "a" / "b" / "m.py", verify=False)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["keep"]
+    # a folder that already held something is never removed
+    (tmp_path / "keep" / "a").mkdir()
+    (tmp_path / "keep" / "a" / "other.txt").write_text("x")
+    with pytest.raises(OSError):
+        nnport.convert(add_relu_model(), tmp_path / "keep" / "a" / "m.py", verify=False)
+    assert sorted(p.name for p in (tmp_path / "keep" / "a").iterdir()) == ["other.txt"]
+    # a folder made by an earlier successful run is the user's: a later failure keeps it
+    monkeypatch.undo()
+    nnport.convert(add_relu_model(), tmp_path / "ok" / "m.py", verify=False)
+    for p in (tmp_path / "ok").iterdir():
+        p.unlink()
+    monkeypatch.setattr(te, "write_safetensors", full_disk)
+    with pytest.raises(OSError):
+        nnport.convert(add_relu_model(), tmp_path / "new" / "m.py", verify=False)
+    assert (tmp_path / "ok").is_dir() and not (tmp_path / "new").exists()
+
+
+def test_inspect_reports_inconsistent_shapes_without_traceback(tmp_path):
+    """Declared shapes that disagree with what the graph implies: one line per problem, the
+    rest of the model still described, no traceback (onnx_ir logs shape-inference failures
+    with one)."""
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((64, 4), np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["s"], name="add"),
+         helper.make_node("Relu", ["s"], ["z"], name="relu")], "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, [64, 4])],
+        [helper.make_tensor_value_info("z", T.FLOAT, [10000000, 4])], [w])
+    g.value_info.append(helper.make_tensor_value_info("s", T.FLOAT, [10000000, 4]))
+    p = tmp_path / "bad_shapes.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), p)
+    rc, out, err = run("inspect", p)
+    assert rc == 0 and "Traceback" not in out + err and not err.strip(), err
+    assert "problems: 1" in out
+    assert ("  node 'add' (Add): Inferred shape and existing shape differ in dimension 0: "
+            "(64) vs (10000000)") in out.splitlines()
+    assert "Relu: 1" in out and "every node converts" in out
+    rc, out, err = run("inspect", p, "--json")
+    assert rc == 0, err
+    assert len(json.loads(out)["problems"]) == 1
+    # a consistent model has none
+    onnx.save(add_relu_model(), p)
+    rc, out, err = run("inspect", p, "--json")
+    assert rc == 0 and json.loads(out)["problems"] == []
+
+
+def test_inspect_model_that_fails_after_normalizing(tmp_path):
+    """A Tile without its repeats passes onnx's checks on the raw graph but fails shape
+    inference once normalized: reported as a problem, on stdout, no traceback on stderr."""
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    g = helper.make_graph(
+        [helper.make_node("Tile", ["x", ""], ["t"], name="tile"),
+         helper.make_node("MatMul", ["x", "t"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("y", T.FLOAT, None)])
+    p = tmp_path / "tile.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), p)
+    rc, out, err = run("inspect", p)
+    assert rc == 0 and not err.strip(), err
+    assert "node 'tile' (Tile): Input 1 is out of bounds" in out
+    rc, out, err = run("convert", p, tmp_path / "t.py")
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+
+
 def test_inspect_text(model_path):
     rc, out, err = run("inspect", model_path)
     assert rc == 0
@@ -138,8 +247,9 @@ def test_external_data_outside_folder_is_refused(tmp_path):
 
 
 def test_bad_flags_and_paths(model_path, tmp_path):
-    rc, out, err = run("convert", model_path, tmp_path / "no" / "such" / "dir" / "o.py")
-    assert_clean_error(rc, out, err, "does not exist")
+    (tmp_path / "afile").write_text("")
+    rc, out, err = run("convert", model_path, tmp_path / "afile" / "sub" / "o.py")
+    assert_clean_error(rc, out, err, "is not a folder", "afile")
     rc, out, err = run("convert", model_path, tmp_path / "o.py", "--input-shape", "x=1,a")
     assert_clean_error(rc, out, err, "--input-shape", "'a'")
     rc, out, err = run("convert", model_path, tmp_path / "o.py", "--input-shape", "z=1,4")

@@ -26,6 +26,19 @@ def _bad_copy():
     return m
 
 
+def test_report_has_the_normal_file_mode(tmp_path):
+    """Like every other output: 0666 less the umask, not mkstemp's private 0600."""
+    import os
+    import stat
+
+    res = locate(cnn_model(), _bad_copy(), scan_all=True, chunk_size=4)
+    page = tmp_path / "r.html"
+    write_html_report(res.report, res, page)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(page.stat().st_mode) == 0o666 & ~mask
+
+
 def test_report_content(tmp_path):
     res = locate(cnn_model(), _bad_copy(), scan_all=True, chunk_size=4)
     page = tmp_path / "r.html"

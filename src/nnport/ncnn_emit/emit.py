@@ -89,8 +89,16 @@ class Context:
 
     def need_batch(self, x):
         """Fail unless ``x`` is an N-C-spatial tensor with a batch of 1 (ncnn's c-h-w)."""
-        if not self.drop(x):
-            self.fail(f"runs on a batch of {self.shape(x)[0]}; ncnn runs a batch of 1")
+        if self.drop(x):
+            return
+        shp = list(self.shape(x))
+        if len(shp) < 2:
+            self.fail(f"needs an input with batch and channel axes, got shape {shp}")
+        if shp[0] != 1:
+            self.fail(f"runs on a batch of {shp[0]}; ncnn runs a batch of 1")
+        # a batch of 1 that ncnn still holds (a slice of a larger batch, say): not c-h-w
+        self.fail(f"needs its input without the batch axis (ncnn's c-h-w), but the input of "
+                  f"shape {shp} is computed from a tensor held whole, batch axis included")
 
     def affine_tail(self, y, const_of):
         """The optional ``* scale`` then ``+ shift`` by constants that follow a normalization's

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import temp_path_beside
+from ..io import discard, temp_path_beside, written
 from .graph import Graph
 
 MAGIC = 7767517
@@ -73,7 +73,12 @@ def write(graph: Graph, param_path: str | os.PathLike, fp16: bool = False) -> tu
     param_path = Path(param_path)
     bin_path = param_path.with_suffix(".bin")
     text = param_text(graph)
-    tmp_p, tmp_b = temp_path_beside(param_path), temp_path_beside(bin_path)
+    tmp_p = temp_path_beside(param_path)
+    try:
+        tmp_b = temp_path_beside(bin_path)
+    except BaseException:
+        discard(tmp_p)
+        raise
     try:
         with open(tmp_p, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -83,10 +88,7 @@ def write(graph: Graph, param_path: str | os.PathLike, fp16: bool = False) -> tu
         os.replace(tmp_b, bin_path)
         os.replace(tmp_p, param_path)
     except BaseException:
-        for t in (tmp_p, tmp_b):
-            try:
-                os.unlink(t)
-            except OSError:
-                pass
+        discard(tmp_p, tmp_b)
         raise
+    written(param_path, bin_path)
     return param_path, bin_path

@@ -1,6 +1,8 @@
 """Shape and dtype inference with onnx's inferencer; never fatal (emitters cope with unknowns)."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
@@ -8,11 +10,34 @@ from onnx_ir.passes import common as ir_common
 from ..irutil import const_array, replace_with_constant, shape_op_dims
 
 
+SHAPE_FAILURE_KEY = "nnport.shape_inference_failed"
+
+
 def infer_shapes(model: ir.Model) -> ir.Model:
+    """Never fatal.  onnx_ir's pass logs a failure with a traceback on stderr (the lastResort
+    handler prints it when the application configured no logging): we silence that logger and
+    keep the one-line reason in ``model.meta[SHAPE_FAILURE_KEY]`` (``nnport inspect`` shows it)."""
+    logger = logging.getLogger(ir_common.ShapeInferencePass.__module__)
+    failures: list[str] = []
+
+    class _Keep(logging.Filter):
+        def filter(self, record):
+            exc = record.exc_info[1] if record.exc_info else None
+            failures.append(" ".join(str(exc or record.getMessage()).split()))
+            return False  # never printed
+
+    keep = _Keep()
+    logger.addFilter(keep)
     try:
         ir_common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
-    except Exception:
-        pass
+    except Exception as exc:
+        failures.append(" ".join(str(exc).split()))
+    finally:
+        logger.removeFilter(keep)
+    if failures:
+        model.meta[SHAPE_FAILURE_KEY] = failures[0]
+    else:
+        model.meta.pop(SHAPE_FAILURE_KEY, None)
     return model
 
 

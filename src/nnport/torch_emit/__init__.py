@@ -14,7 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..errors import UnsupportedOpsError
-from ..io import check_output_path, temp_path_beside
+from ..io import check_output_path, discard, temp_path_beside, written
 from . import ops as _ops  # noqa: F401  (registers every emitter)
 from .codegen import REGISTRY, CodeGen, Transposed, preflight
 
@@ -144,7 +144,11 @@ def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tup
     py_path = check_output_path(py_path)
     st_path = py_path.with_suffix(".safetensors")
     tmp_py = temp_path_beside(py_path)
-    tmp_st = temp_path_beside(st_path)
+    try:
+        tmp_st = temp_path_beside(st_path)
+    except BaseException:
+        discard(tmp_py)
+        raise
     try:
         write_safetensors(state, tmp_st)
         with open(tmp_py, "w", encoding="utf-8") as fh:
@@ -154,8 +158,7 @@ def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tup
             os.replace(tmp_st, st_path)
             os.replace(tmp_py, py_path)
     except BaseException:
-        for t in (tmp_py, tmp_st):
-            with contextlib.suppress(OSError):
-                os.unlink(t)
+        discard(tmp_py, tmp_st)
         raise
+    written(py_path, st_path)
     return py_path, st_path

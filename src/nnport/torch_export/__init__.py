@@ -7,7 +7,6 @@ Registers conversion targets ``.onnx`` (from a PyTorch source: ``file.py:factory
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import onnx
 
 from ..convert import ConvertResult, register_target
 from ..errors import ConversionError, InputError
-from ..io import check_output_path, temp_path_beside
+from ..io import check_output_path, discard, temp_path_beside, written
 from ..verify import register_runner
 
 # File suffixes of PyTorch sources (TorchScript archives, ExportedPrograms).
@@ -186,9 +185,9 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
         torch.jit.save(scripted, tmp)
         os.replace(tmp, dst)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        discard(tmp)
         raise
+    written(dst)
     return ConvertResult([Path(dst)], report, notes)
 
 
