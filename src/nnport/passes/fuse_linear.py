@@ -1,4 +1,5 @@
-"""MatMul by a constant matrix followed by Add of a constant vector -> ``nnport::Linear``.
+"""MatMul by a constant matrix, with or without a following Add of a constant vector ->
+``nnport::Linear``.
 
 Exporters write ``nn.Linear`` on a >2-D input as MatMul + Add; printed back as two ops it costs
 an extra pass over the activations.  The fused node prints as an ``nn.Linear`` submodule
@@ -24,22 +25,22 @@ def _match(mm: ir.Node):
     out = mm.outputs[0]
     users = list(out.uses())
     if len(users) != 1 or out.is_graph_output():
-        return None
+        return x, w, None, mm  # no bias: nn.Linear(..., bias=False)
     add = users[0][0]
     if not _is(add, "Add"):
-        return None
+        return x, w, None, mm
     b = _other(add, out)
     if b is None or b.const_value is None or b.const_value.dtype != wt.dtype:
-        return None
+        return x, w, None, mm
     bshape = tuple(b.const_value.shape.numpy())
     n = int(wt.shape[1])
     if bshape not in ((n,), (1, n)) or not _only_use(out, add):
-        return None
+        return x, w, None, mm
     return x, w, b, add
 
 
 def fuse_linear(model: ir.Model) -> int:
-    """Rewrite every MatMul(x, const W) + const bias of the main graph; returns how many."""
+    """Rewrite every MatMul(x, const W) [+ const bias] of the main graph; returns how many."""
     graph = model.graph
     count = 0
     for node in list(graph):
@@ -49,7 +50,8 @@ def fuse_linear(model: ir.Model) -> int:
         if m is None:
             continue
         x, w, b, add = m
-        fused = ir.Node(DOMAIN, "Linear", [x, w, b], name=node.name or "linear")
+        fused = ir.Node(DOMAIN, "Linear", [x, w] + ([b] if b is not None else []),
+                        name=node.name or "linear")
         replace_output(graph, add, fused)
         count += 1
     return finish(model, count)

@@ -15,6 +15,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, Transposed, register
+from . import op_norm
 
 
 @register("SDPA", 1, domain="nnport")
@@ -35,23 +36,70 @@ def sdpa(ctx: Ctx, Q: Arg, K: Arg, V: Arg, mask: Arg | None = None, *, scale: fl
 
 
 @register("Gelu", 1, domain="nnport")
-def gelu(ctx: Ctx, X: Arg):
+def gelu(ctx: Ctx, X: Arg, *, approximate: str = "none"):
+    if approximate == "tanh":
+        return f"F.gelu({X}, approximate='tanh')"
     return f"F.gelu({X})"
 
 
+@register("Silu", 1, domain="nnport")
+def silu(ctx: Ctx, X: Arg):
+    return f"F.silu({X})"
+
+
+@register("Mish", 1, domain="nnport")
+def mish(ctx: Ctx, X: Arg):
+    return f"F.mish({X})"
+
+
+@register("HardSwish", 1, domain="nnport")
+def hardswish(ctx: Ctx, X: Arg):
+    return f"F.hardswish({X})"
+
+
+@register("LayerNorm", 1, domain="nnport")
+def layer_norm(ctx: Ctx, X: Arg, Scale: Arg | None = None, B: Arg | None = None, *,
+               axis: int = -1, epsilon: float = 1e-5):
+    if Scale is not None:
+        return op_norm.layer_norm(ctx, X, Scale, B, axis=axis, epsilon=epsilon)
+    shape = ctx.shape(X)
+    dims = None if shape is None else shape[axis:]
+    ns = str(list(dims)) if dims is not None and None not in dims else f"{X}.shape[{axis}:]"
+    return f"F.layer_norm({X}, {ns}, eps={ctx.lit(float(epsilon), ir.DataType.FLOAT)})"
+
+
+@register("RMSNorm", 1, domain="nnport")
+def rms_norm(ctx: Ctx, X: Arg, Scale: Arg | None = None, *, axis: int = -1,
+             epsilon: float = 1e-5):
+    if Scale is not None:
+        return op_norm.rms_norm(ctx, X, Scale, axis=axis, epsilon=epsilon)
+    shape = ctx.shape(X)
+    dims = None if shape is None else shape[axis:]
+    ns = str(list(dims)) if dims is not None and None not in dims else f"{X}.shape[{axis}:]"
+    return f"F.rms_norm({X}, {ns}, eps={ctx.lit(float(epsilon), ir.DataType.FLOAT)})"
+
+
 @register("Linear", 1, domain="nnport")
-def linear(ctx: Ctx, X: Arg, W: Arg, B: Arg):
+def linear(ctx: Ctx, X: Arg, W: Arg, B: Arg | None = None):
     # torch stores (out_features, in_features); transposed lazily: converting a large model
     # must not hold a transposed copy of every weight
     w = Transposed(W.value.const_value)
-    b = ctx.const(B).reshape(-1)
+    b = ctx.const(B).reshape(-1) if B is not None else None
     n_out, n_in = w.shape
-    hint = B.value.name if B.value is not None and B.value.name else ""
-    for suffix in (".bias", "_bias"):
+    named = B if B is not None else W
+    hint = named.value.name if named.value is not None and named.value.name else ""
+    for suffix in (".bias", "_bias", ".weight", "_weight"):
         if hint.endswith(suffix):
             hint = hint[: -len(suffix)]
+    if B is None and (not hint or hint.startswith(("val_", "onnx::", "onnx_"))):
+        hint = ctx.node.name.strip("/").replace("/", "_") if ctx.node.name else hint
+        for suffix in ("_MatMul", "_matmul"):
+            if hint.endswith(suffix):
+                hint = hint[: -len(suffix)]
     dt = ctx.dtype(W)
     kw = "" if dt == ir.DataType.FLOAT else f", dtype={ctx.dtype_src(dt)}"
+    if b is None:
+        kw += ", bias=False"
     mod = ctx.module(hint or ctx.module_hint(W), f"nn.Linear({n_in}, {n_out}{kw})",
                      {"weight": w, "bias": b})
     return f"{mod}({X})"
