@@ -447,10 +447,11 @@ def _pack(q, bits):
     return sum((q[..., i] << (bits * i)) for i in range(per)).astype(np.uint8)
 
 
-@pytest.mark.parametrize("bits,K,zp,bias", [(4, 64, "packed", False), (4, 48, None, True),
-                                            (8, 64, "packed", True), (4, 64, "float", False),
-                                            (2, 64, "packed", False)])
-def test_matmul_nbits(bits, K, zp, bias):
+@pytest.mark.parametrize("bits,K,zp,bias,acc", [
+    (4, 64, "packed", False, 0), (4, 48, None, True, 0), (8, 64, "packed", True, 0),
+    (4, 64, "float", False, 0), (2, 64, "packed", False, 0), (4, 64, "packed", True, 4),
+    (4, 48, None, False, 4), (8, 64, "packed", False, 4)])
+def test_matmul_nbits(bits, K, zp, bias, acc):
     N, block = 6, 16
     kb = -(-K // block)
     q = RNG.integers(0, 2 ** bits, (N, kb * block)).astype(np.uint8)
@@ -470,7 +471,8 @@ def test_matmul_nbits(bits, K, zp, bias):
         if zp is None:
             order = ["a", "B", "scales", "", "", "bias"]
     m = contrib_model("MatMulNBits", {"a": (F32, [2, 3, K])}, {"y": (F32, None)},
-                      {"K": K, "N": N, "bits": bits, "block_size": block}, inits=inits,
+                      {"K": K, "N": N, "bits": bits, "block_size": block,
+                       "accuracy_level": acc}, inits=inits,
                       order=order)
     src = generate_torch(m)[0]
     assert "dequantized here" in src and "F.linear(" in src

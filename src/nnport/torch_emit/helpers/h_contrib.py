@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["_ort_attention_mask", "_group_query_attention", "_rope", "_unpack_bits",
-           "_dequantize_nbits", "_gather_block_quantized", "_dq_matmul",
+           "_dequantize_nbits", "_int8_blocks", "_gather_block_quantized", "_dq_matmul",
            "_dynamic_quantize_lstm"]
 
 
@@ -152,6 +152,16 @@ def _dequantize_nbits(packed: torch.Tensor, scales: torch.Tensor,
         zp = zero_points.reshape(n, k_blocks)
     w = (q - zp.unsqueeze(-1)) * scales.reshape(n, k_blocks).unsqueeze(-1)
     return w.reshape(n, -1)[:, :k]
+
+
+def _int8_blocks(a: torch.Tensor, block_size: int) -> torch.Tensor:
+    """``a`` rounded as onnxruntime's int8 compute path (MatMulNBits accuracy_level 4) rounds
+    it: symmetric int8 with one scale (max |a| / 127) per block of ``block_size`` along K."""
+    k = a.shape[-1]
+    x = F.pad(a, (0, (-k) % block_size)).unflatten(-1, (-1, block_size))
+    scale = x.abs().amax(-1, keepdim=True) / 127
+    inv = torch.where(scale != 0, 1 / scale, torch.zeros_like(scale))
+    return (torch.round(x * inv) * scale).flatten(-2)[..., :k]
 
 
 def _gather_block_quantized(data: torch.Tensor, indices: torch.Tensor, scales: torch.Tensor,

@@ -107,7 +107,11 @@ def matmul_nbits(ctx: Ctx, A: Arg, B: Arg, scales: Arg, zero_points: Arg | None 
     ctx.line(f"# {bits}-bit weights in blocks of {block_size}: kept packed, dequantized here")
     ctx.line(f"{w} = {fn}({B}, {scales}, {zp}, bits={bits}, block_size={block_size}, k={K})")
     b = f", {bias}" if bias is not None else ""
-    return f"F.linear({A}, {w}{b})"
+    a = str(A)
+    if accuracy_level == 4:
+        # onnxruntime's CPU kernel computes in int8: A is rounded per block the same way
+        a = f"{ctx.helper('_int8_blocks')}({A}, {block_size})"
+    return f"F.linear({a}, {w}{b})"
 
 
 _INT4 = {DT.INT4: np.int8, DT.UINT4: np.uint8}
