@@ -678,3 +678,43 @@ def test_skip_layer_norm_runtime_gamma():
                       {"x": (F32, [2, 3, 8]), "skip": (F32, [2, 3, 8]), "g": (F32, [8]),
                        "b": (F32, [8])}, {"y": (F32, None)}, {"epsilon": 1e-5})
     assert_matches_ort(m, {"x": _f(2, 3, 8), "skip": _f(2, 3, 8), "g": _f(8), "b": _f(8)})
+
+
+@pytest.mark.parametrize("mask,per_column", [(False, False), (True, True)])
+def test_qattention(mask, per_column):
+    B, S, D, N = 2, 5, 16, 2
+    inits = {"w": RNG.integers(-127, 128, (D, 3 * D)).astype(np.int8), "bias": _f(3 * D),
+             "x_s": np.array(0.03, np.float32),
+             "w_s": (RNG.uniform(0.002, 0.01, 3 * D) if per_column
+                     else np.array(0.005)).astype(np.float32),
+             "x_z": np.array(120, np.uint8), "w_z": np.zeros(3 * D if per_column else (),
+                                                             np.int8)}
+    inputs = {"x": (U8, [B, S, D])}
+    feeds = {"x": _qx([B, S, D])}
+    if mask:
+        inputs["mask"] = (I32, [B, S])
+        feeds["mask"] = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32)
+    m = contrib_model("QAttention", inputs, {"y": (F32, None)}, {"num_heads": N}, inits=inits,
+                      order=["x", "w", "bias", "x_s", "w_s", "mask" if mask else "", "x_z",
+                             "w_z"])
+    assert_matches_ort(m, feeds)
+
+
+def test_qembed_layer_norm():
+    B, S, H, V = 2, 5, 8, 20
+    q = lambda *s: RNG.integers(0, 256, s).astype(np.uint8)  # noqa: E731
+    sc = lambda: np.array(RNG.uniform(0.005, 0.02), np.float32)  # noqa: E731
+    zp = lambda: np.array(RNG.integers(100, 150), np.uint8)  # noqa: E731
+    inits = {"word": q(V, H), "pos": q(16, H), "seg": q(2, H), "gamma": q(H), "beta": q(H),
+             "word_s": sc(), "pos_s": sc(), "seg_s": sc(), "gamma_s": sc(), "beta_s": sc(),
+             "word_z": zp(), "pos_z": zp(), "seg_z": zp(), "gamma_z": zp(), "beta_z": zp()}
+    m = contrib_model("QEmbedLayerNormalization",
+                      {"ids": (I32, [B, S]), "segs": (I32, [B, S]), "mask": (I32, [B, S])},
+                      {"y": (F32, None), "mask_index": (I32, None)}, {"epsilon": 1e-5},
+                      inits=inits,
+                      order=["ids", "segs", "word", "pos", "seg", "gamma", "beta", "mask",
+                             "word_s", "pos_s", "seg_s", "gamma_s", "beta_s", "word_z",
+                             "pos_z", "seg_z", "gamma_z", "beta_z"])
+    assert_matches_ort(m, {"ids": RNG.integers(0, V, (B, S)).astype(np.int32),
+                           "segs": RNG.integers(0, 2, (B, S)).astype(np.int32),
+                           "mask": np.array([[1, 1, 1, 0, 0], [1] * 5], np.int32)})
