@@ -5,6 +5,8 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .h_quant import _dynamic_quantize_linear
+
 __all__ = ["_ort_attention_mask", "_group_query_attention", "_rope", "_unpack_bits",
            "_dequantize_nbits", "_int8_blocks", "_gather_block_quantized", "_dq_matmul",
            "_dynamic_quantize_lstm"]
