@@ -157,3 +157,39 @@ def test_llama_int4_matmul_nbits(tmp_path):
     assert (tmp_path / "llama.safetensors").stat().st_size < 0.5 * src.stat().st_size
     _check(out, [{"input_ids": ids.numpy()},
                  {"input_ids": np.random.default_rng(3).integers(0, 99, (1, 11))}])
+
+
+class _ConvNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.w = torch.nn.Parameter(torch.randn(4, 8))
+
+    def forward(self, x):
+        y = torch.relu(self.c1(x))
+        y = torch.sigmoid(self.c2(y)) + y
+        z = torch.matmul(self.w, y.flatten(2) * 0.5)  # a scaled MatMul
+        return z.transpose(1, 2) @ torch.ones(4, 3)  # a MatMul of a transposed input
+
+
+def test_onnxruntime_saved_optimized_model(tmp_path):
+    """The graph onnxruntime itself writes with ``optimized_model_filepath`` (extended
+    optimizations): Conv + activation -> FusedConv, MatMul with Transpose/scale ->
+    FusedMatMul."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    src = tmp_path / "cnn.onnx"
+    onnx.save(_export(_ConvNet().eval(), (x,), ["x"], ["y"], {"x": {0: "batch"}},
+                      dynamo=False), src)
+    out = tmp_path / "cnn_ort.onnx"
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    ops = _contrib_ops(out)
+    assert ops["FusedConv"] == 2 and ops["FusedMatMul"] >= 1, ops
+    _check(out, [{"x": x.numpy()}, {"x": np.random.default_rng(4).standard_normal(
+        (3, 3, 8, 8)).astype(np.float32)}])
