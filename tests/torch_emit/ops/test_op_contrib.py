@@ -344,7 +344,7 @@ def test_multi_head_attention(kind, mask, past, uni, bias):
 
 
 def _gqa_case(B, S, P, N=4, NKV=2, H=16, rotary=False, window=-1, total=None, seqlens=None,
-              packed=False, softcap=0.0):
+              packed=False, softcap=0.0, sink=None):
     total = total if total is not None else P + S
     inputs = {}
     feeds = {}
@@ -377,6 +377,13 @@ def _gqa_case(B, S, P, N=4, NKV=2, H=16, rotary=False, window=-1, total=None, se
         attrs["local_window_size"] = window
     if softcap:
         attrs["softcap"] = softcap
+    if sink == "smooth":
+        attrs["smooth_softmax"] = 1
+    elif sink == "head_sink":
+        if not rotary:
+            order += ["", ""]
+        order += ["", "", "sink"]
+        inits["sink"] = _f(N)
     m = contrib_model("GroupQueryAttention", inputs,
                       {"y": (F32, None), "present_k": (F32, None), "present_v": (F32, None)},
                       attrs, inits=inits, order=order)
@@ -386,11 +393,24 @@ def _gqa_case(B, S, P, N=4, NKV=2, H=16, rotary=False, window=-1, total=None, se
 @pytest.mark.parametrize("B,S,P,kw", [
     (2, 5, 0, {}), (2, 1, 4, {}), (1, 3, 4, {}), (2, 5, 0, {"rotary": True}),
     (2, 1, 6, {"rotary": True}), (1, 6, 0, {"window": 2}), (2, 1, 5, {"window": 2}),
-    (2, 4, 0, {"packed": True}), (2, 1, 3, {"softcap": 2.0})])
+    (2, 4, 0, {"packed": True}), (2, 1, 3, {"softcap": 2.0}), (2, 3, 0, {"sink": "smooth"}),
+    (2, 1, 4, {"sink": "head_sink"})])
 def test_group_query_attention(B, S, P, kw):
     m, feeds = _gqa_case(B, S, P, **kw)
     assert "_group_query_attention(" in generate_torch(m)[0]
     assert_matches_ort(m, feeds)
+
+
+def test_group_query_attention_shared_buffer():
+    """past_key / past_value of the cache's full length (8) holding 4 tokens: the new token
+    goes to row 4; rows past 5 are unspecified."""
+    m, feeds = _gqa_case(1, 1, 8, total=5, seqlens=[4])
+    ref = ort_run(m, feeds)
+    got = torch_run(m, feeds)
+    assert ref[1].shape == got[1].shape == (1, 2, 8, 16)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-4, atol=1e-5)
+    for r, g in zip(ref[1:], got[1:]):
+        np.testing.assert_allclose(g[:, :, :5], r[:, :, :5], rtol=1e-6, atol=1e-6)
 
 
 def test_group_query_attention_right_padded_prompt():

@@ -73,12 +73,14 @@ def _group_query_attention(q: torch.Tensor, k: Optional[torch.Tensor],
                            sin: Optional[torch.Tensor] = None,
                            position_ids: Optional[torch.Tensor] = None,
                            interleaved: bool = False,
-                           attention_bias: Optional[torch.Tensor] = None
+                           attention_bias: Optional[torch.Tensor] = None,
+                           head_sink: Optional[torch.Tensor] = None
                            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """onnxruntime GroupQueryAttention with its KV cache (BNSH).  Batch entry b holds
     ``seqlens_k[b] + 1`` tokens after this step; its new keys/values are written after its
     past tokens (at 0 for the first prompt, where the batch may be right-padded).  Returns the
-    output (B, S, heads * D) and the present key / value caches."""
+    output (B, S, heads * D) and the present key / value caches.  ``head_sink`` (heads,) adds
+    exp(sink) to each head's softmax denominator (smooth softmax: zeros)."""
     B, S = q.shape[0], q.shape[1]
     if k is None or v is None:  # packed QKV
         d = q.shape[2] // (num_heads + 2 * kv_num_heads)
@@ -123,7 +125,12 @@ def _group_query_attention(q: torch.Tensor, k: Optional[torch.Tensor],
     if attention_bias is not None:
         scores[..., :attention_bias.shape[-1]] += attention_bias
     scores = scores.masked_fill(~keep[:, None], float("-inf"))
+    if head_sink is not None:  # one more logit per head, dropped after the softmax
+        sink = head_sink.to(scores.dtype).reshape(1, -1, 1, 1).expand(B, num_heads, S, 1)
+        scores = torch.cat([scores, sink], dim=-1)
     probs = torch.softmax(scores.float(), dim=-1).nan_to_num(0.0).to(q.dtype)
+    if head_sink is not None:
+        probs = probs[..., :-1]
     out = torch.matmul(probs, vv).transpose(1, 2).reshape(B, S, num_heads * D)
     return out, present_k, present_v
 

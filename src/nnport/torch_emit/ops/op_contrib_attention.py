@@ -232,7 +232,6 @@ def group_query_attention(ctx: Ctx, query: Arg, key: Arg | None = None,
                           qk_norm_epsilon: float = 1e-6, q_norm_epsilon: float | None = None,
                           k_norm_epsilon: float | None = None):
     unsupported = [name for name, on in (
-        ("head_sink", head_sink is not None), ("smooth_softmax", smooth_softmax),
         ("a quantized KV cache", k_scale is not None or v_scale is not None
          or k_quant_type != "NONE" or v_quant_type != "NONE" or kv_cache_bit_width),
         ("q/k RMS norm weights", q_norm_weight is not None or k_norm_weight is not None),
@@ -278,6 +277,10 @@ def group_query_attention(ctx: Ctx, query: Arg, key: Arg | None = None,
             args.append("interleaved=True")
     if attention_bias is not None:
         args.append(f"attention_bias={attention_bias}")
+    if head_sink is not None:
+        args.append(f"head_sink={head_sink}")
+    elif smooth_softmax:
+        args.append(f"head_sink={query}.new_zeros({num_heads})")
     return f"{fn}({', '.join(args)})"
 
 
