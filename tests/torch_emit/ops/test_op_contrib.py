@@ -738,3 +738,14 @@ def test_qembed_layer_norm():
     assert_matches_ort(m, {"ids": RNG.integers(0, V, (B, S)).astype(np.int32),
                            "segs": RNG.integers(0, 2, (B, S)).astype(np.int32),
                            "mask": np.array([[1, 1, 1, 0, 0], [1] * 5], np.int32)})
+
+
+@pytest.mark.parametrize("activation,attrs", [("Relu", {}), ("LeakyRelu", {"activation_alpha": 0.3}),
+                                              ("Sigmoid", {"transB": 1, "alpha": 0.5}),
+                                              ("Tanh", {"beta": 2.0})])
+def test_fused_gemm(activation, attrs):
+    wshape = [6, 4] if attrs.get("transB") else [4, 6]
+    m = contrib_model("FusedGemm", {"a": (F32, [3, 4])}, {"y": (F32, None)},
+                      {"activation": activation, **attrs},
+                      inits={"w": _f(*wshape), "c": _f(6)})
+    assert_matches_ort(m, {"a": _f(3, 4)})

@@ -1,5 +1,6 @@
 """onnxruntime contrib ops (domain ``com.microsoft``), the elementwise and normalization ones:
-Gelu, FastGelu, BiasGelu, QuickGelu, BiasAdd, FusedMatMul, FusedConv, SkipLayerNormalization,
+Gelu, FastGelu, BiasGelu, QuickGelu, BiasAdd, FusedMatMul, FusedConv, FusedGemm,
+SkipLayerNormalization,
 SkipSimplifiedLayerNormalization, SimplifiedLayerNormalization, EmbedLayerNormalization.
 
 onnxruntime's transformers optimizer writes these (``docs/ContribOperators.md`` in onnxruntime
@@ -14,6 +15,7 @@ import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
 from .op_conv import conv
+from .op_matmul import gemm
 
 MS = "com.microsoft"
 _F32 = ir.DataType.FLOAT
@@ -119,6 +121,16 @@ def fused_conv(ctx: Ctx, X: Arg, W: Arg, B: Arg | None = None, Z: Arg | None = N
     if Z is not None:
         y = f"{y} + {Z}"
     return activation_expr(ctx, y, activation, activation_params)
+
+
+@register("FusedGemm", 1, domain=MS)
+def fused_gemm(ctx: Ctx, A: Arg, B: Arg, C: Arg | None = None, *, alpha: float = 1.0,
+               beta: float = 1.0, transA: int = 0, transB: int = 0, activation: str = "",
+               activation_alpha: float | None = None, activation_beta: float | None = None,
+               activation_gamma: float | None = None):
+    y = gemm(ctx, A, B, C, alpha=alpha, beta=beta, transA=transA, transB=transB)
+    params = [p for p in (activation_alpha, activation_beta) if p is not None]
+    return activation_expr(ctx, y, activation, params)
 
 
 # ---- layer norms ------------------------------------------------------------------------------
