@@ -20,7 +20,7 @@ def build_graph(src, input_shapes: dict | None = None):
     from .legalize.probe import Probe
     from .preflight import preflight
 
-    model = prepare(src, infer_shapes=False)  # the probe measures every shape
+    model = prepare(src, infer_shapes=False)  # the probe infers every shape
     preflight(model)
     specs = specs_from_model(model)
     probe = Probe(model, specs, input_shapes)

@@ -1,8 +1,9 @@
 """Graph rewrites that make an ONNX graph expressible in ncnn.
 
-- ``probe``: concrete shapes of every value and the values of all shape arithmetic (run in
-  onnxruntime, twice when the model has dynamic dims, to learn which numbers follow the input
-  size: those become -1/0 in Reshape params so the .param stays shape-agnostic);
+- ``probe``: concrete shapes of every value and the values of all shape arithmetic (ONNX shape
+  inference and the reference evaluation of each shape op, no runtime; twice when the model has
+  dynamic dims, to learn which numbers follow the input size: those become -1/0 in Reshape
+  params so the .param stays shape-agnostic);
 - ``patterns``: ONNX subgraphs that are one ncnn layer (Erf-GELU, decomposed LayerNorm, HardSwish);
 - ``fuse``: rewrites on the ncnn graph (Conv/InnerProduct + BatchNorm, + activation);
 - ``split``: a blob read by several layers goes through a Split layer, as ncnn requires.

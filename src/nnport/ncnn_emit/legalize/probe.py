@@ -1,4 +1,4 @@
-"""Concrete shapes and shape-arithmetic values, from onnxruntime runs on the normalized model."""
+"""Concrete shapes and shape-arithmetic values of the normalized model, by shape inference."""
 from __future__ import annotations
 
 import numpy as np
@@ -49,6 +49,143 @@ def _concrete(specs, input_shapes: dict) -> dict[str, tuple]:
     return shapes
 
 
+def _type_proto(dtype: int, shape) -> onnx.TypeProto:
+    return onnx.helper.make_tensor_type_proto(int(dtype), list(shape))
+
+
+_DATA_LIMIT = 1 << 16  # constant inputs up to this many elements are shown to shape inference
+
+
+class _Walk:
+    """Shapes and static values of every value at given input shapes, computed without running
+    the model: ONNX's per-node shape inference (``infer_node_outputs``, fed the constant inputs
+    it needs) in graph order, and the reference implementation of each op for the values that
+    depend only on shapes and weights (``Shape``, ``Gather`` of it, ``Concat``...)."""
+
+    def __init__(self, model: ir.Model, static: set[str], input_shapes: dict, specs):
+        self.opsets = [onnx.helper.make_opsetid(d, v) for d, v in model.opset_imports.items()]
+        self.opset_map = dict(model.opset_imports)
+        self.shape: dict[str, tuple] = {}
+        self.dtype: dict[str, int] = {}
+        self.value: dict[str, np.ndarray] = {}
+        self.static = static
+        for s in specs:
+            self.shape[s.name] = tuple(input_shapes[s.name])
+            v = next(i for i in model.graph.inputs if i.name == s.name)
+            self.dtype[s.name] = int(v.dtype) if v.dtype is not None else onnx.TensorProto.FLOAT
+        for name, v in model.graph.initializers.items():
+            t = v.const_value
+            self.shape[name] = tuple(int(d) for d in t.shape.numpy())
+            self.dtype[name] = int(t.dtype)
+            if t.size <= _DATA_LIMIT or int(t.dtype) in _INT_TYPES:
+                self.value[name] = t.numpy()
+        self.model = model
+        for node in model.graph:
+            self._node(node)
+
+    def weight(self, name):
+        """A static value, loading large weights only when asked."""
+        if name in self.value:
+            return self.value[name]
+        v = self.model.graph.initializers.get(name)
+        return None if v is None else v.const_value.numpy()
+
+    def _node(self, node: ir.Node):
+        outs = [o for o in node.outputs if o.name]
+        if not outs:
+            return
+        ins = [v for v in node.inputs if v is not None and v.name]
+        if all(o.name in self.static for o in outs) and self._evaluate(node):
+            return
+        if any(v.name not in self.shape for v in ins):
+            self._fallback(outs)
+            return
+        try:
+            proto = ir.serde.serialize_node(node)
+            schema = onnx.defs.get_schema(node.op_type, self.opset_map.get(node.domain, 1),
+                                          node.domain if node.domain != "ai.onnx" else "")
+            types = {v.name: _type_proto(self.dtype.get(v.name, 1), self.shape[v.name])
+                     for v in ins}
+            data = {}
+            for v in ins:
+                a = self.value.get(v.name)
+                if a is not None and a.size <= _DATA_LIMIT:
+                    data[v.name] = onnx.numpy_helper.from_array(np.asarray(a), v.name)
+            res = onnx.shape_inference.infer_node_outputs(schema, proto, types, data,
+                                                          opset_imports=self.opsets)
+        except Exception:
+            res = {}
+        for o in outs:
+            t = res.get(o.name)
+            shp = None
+            if t is not None and t.HasField("tensor_type") and t.tensor_type.HasField("shape"):
+                dims = t.tensor_type.shape.dim
+                if all(d.HasField("dim_value") for d in dims):
+                    shp = tuple(int(d.dim_value) for d in dims)
+                if t.tensor_type.elem_type:
+                    self.dtype[o.name] = t.tensor_type.elem_type
+            if shp is None:
+                self._fallback([o])
+            else:
+                self.shape[o.name] = shp
+            if o.name not in self.dtype and o.dtype is not None:
+                self.dtype[o.name] = int(o.dtype)
+
+    def _fallback(self, outs):
+        """The shape recorded in the model, where it is concrete."""
+        for o in outs:
+            if o.shape is not None and all(isinstance(d, int) for d in o.shape.dims):
+                self.shape[o.name] = tuple(o.shape.dims)
+                if o.dtype is not None:
+                    self.dtype[o.name] = int(o.dtype)
+
+    def _evaluate(self, node: ir.Node) -> bool:
+        """Compute a node whose outputs depend only on shapes and weights."""
+        ins = list(node.inputs)
+        try:
+            if node.op_type == "Shape" and node.domain in ("", "ai.onnx"):
+                shp = self.shape.get(ins[0].name)
+                if shp is None:
+                    return False
+                a = node.attributes
+                start = a["start"].value if a.get("start") is not None else 0
+                end = a["end"].value if a.get("end") is not None else None
+                vals = [np.asarray(shp[start:end], np.int64)]
+            elif node.op_type == "Size" and node.domain in ("", "ai.onnx"):
+                shp = self.shape.get(ins[0].name)
+                if shp is None:
+                    return False
+                vals = [np.asarray(int(np.prod(shp)), np.int64)]
+            else:
+                feeds = {}
+                for v in ins:
+                    if v is None or not v.name:
+                        continue
+                    a = self.weight(v.name)
+                    if a is None:
+                        return False
+                    feeds[v.name] = a
+                from onnx.reference import ReferenceEvaluator
+
+                proto = ir.serde.serialize_node(node)
+                ev = ReferenceEvaluator(proto, opsets=self.opset_map)
+                vals = ev.run(None, feeds)
+        except Exception:
+            return False
+        for o, val in zip(node.outputs, vals):
+            if not o.name:
+                continue
+            val = np.asarray(val)
+            self.value[o.name] = val
+            self.shape[o.name] = tuple(val.shape)
+            self.dtype[o.name] = int(onnx.helper.np_dtype_to_tensor_dtype(val.dtype))
+        return True
+
+
+_INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT8,
+              onnx.TensorProto.INT16, onnx.TensorProto.UINT8, onnx.TensorProto.BOOL}
+
+
 def _session(model: ir.Model, names: list[str]):
     """An onnxruntime session whose outputs are every value in ``names``.  Weights that are
     references into one model file stay there (onnxruntime reads them from that folder):
@@ -80,37 +217,30 @@ def _run(sess, feeds: dict) -> dict[str, np.ndarray]:
 class Probe:
     """``shape[name]``: concrete shape; ``value[name]``: ndarray for static values;
     ``varies[name]``: bool mask of the static value's elements that change with the input size
-    (``shape_varies[name]``: the same for the shape of any value)."""
+    (``shape_varies[name]``: the same for the shape of any value).
+
+    Everything comes from shape inference and the reference evaluation of shape arithmetic
+    (``_Walk``): converting never needs a runtime.  Only where inference leaves a shape unknown
+    (an op whose output size depends on data) is onnxruntime asked, if it is installed and can
+    run the model; otherwise the node that needs that shape says so when it is emitted."""
 
     def __init__(self, model: ir.Model, specs, input_shapes: dict | None):
-        from ...verify.inputs import random_inputs
-
         self.input_shapes = _concrete(specs, input_shapes or {})
         self.specs = specs
-        # an input whose first dim is not 1 (an RNN state of two directions, a table) stays
-        # whole in ncnn; layers that need a batch of 1 (convolutions, pooling) check for it
-        names = [o.name for n in model.graph for o in n.outputs if o.name]
         self.static = static_values(model)
-        feeds = random_inputs(specs, self.input_shapes, 0, None)
-        try:
-            sess = _session(model, names)
-            vals = _run(sess, feeds)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"onnxruntime cannot run the model at input shapes "
-                             f"{self.input_shapes}: {' '.join(str(exc).split())[:300]}") from None
-        self.shape = {k: tuple(v.shape) for k, v in vals.items()}
-        for k, shp in self.input_shapes.items():
-            self.shape[k] = shp
+        walk = _Walk(model, self.static, self.input_shapes, specs)
+        self.shape = walk.shape
+        self.value = {k: v for k, v in walk.value.items() if k in self.static}
         for name, v in model.graph.initializers.items():
-            self.shape[name] = tuple(v.const_value.shape.numpy())
-        self.value = {k: v for k, v in vals.items() if k in self.static}
-        for name, v in model.graph.initializers.items():
-            self.value[name] = v.const_value.numpy()
+            if name not in self.value:
+                self.value[name] = v.const_value.numpy()
+        missing = [o.name for n in model.graph for o in n.outputs
+                   if o.name and o.name not in self.shape]
+        if missing:
+            self._measure(model, missing)
         self.varies: dict[str, np.ndarray] = {}
         self.shape_varies: dict[str, np.ndarray] = {}
-        # A second run with every dynamic non-batch dim changed tells which numbers follow it.
+        # The same walk with every dynamic non-batch dim changed tells which numbers follow it.
         dyn = {s.name for s in specs if s.shape and any(
             not isinstance(d, int) for d in list(s.shape)[1:])}
         if not dyn:
@@ -123,13 +253,27 @@ class Probe:
                     if i > 0 and not isinstance(d, int):
                         shp[i] = shp[i] * 2
             alt[s.name] = tuple(shp)
-        try:
-            vals2 = _run(sess, random_inputs(specs, alt, 1, None))
-        except Exception:
-            return  # the model does not run at another size: treat everything as static
-        for k, v in vals2.items():
+        walk2 = _Walk(model, self.static, alt, specs)
+        for k, v in walk2.value.items():
             a = self.value.get(k)
-            if a is not None and a.shape == v.shape and a.dtype.kind in "iu":
+            if k in self.static and a is not None and a.shape == v.shape and a.dtype.kind in "iu":
                 self.varies[k] = (a != v)
-            if k in self.shape and len(self.shape[k]) == v.ndim:
-                self.shape_varies[k] = np.array(self.shape[k]) != np.array(v.shape)
+        for k, shp2 in walk2.shape.items():
+            if k in self.shape and len(self.shape[k]) == len(shp2):
+                self.shape_varies[k] = np.array(self.shape[k]) != np.array(shp2)
+
+    def _measure(self, model: ir.Model, names: list[str]):
+        """Shapes inference could not give, measured by onnxruntime when it can run the model
+        (an optimisation: without it those nodes are reported when they are emitted)."""
+        try:
+            from ...verify.inputs import random_inputs
+
+            sess = _session(model, names)
+            vals = _run(sess, random_inputs(self.specs, self.input_shapes, 0, None))
+        except Exception:
+            return
+        for k, v in vals.items():
+            if k in names:
+                self.shape[k] = tuple(v.shape)
+                if k in self.static:
+                    self.value[k] = v
