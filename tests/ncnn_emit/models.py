@@ -138,3 +138,36 @@ class TokensAsBatch(nn.Module):
         t = t[:, ::2, 1::2]
         t = F.normalize(t, dim=-1)
         return t.float()
+
+
+def ncnn_matches(tmp_path, module, args, layers=(), rtol=1e-4, atol=1e-4, opset=17):
+    """Export ``module`` at the shapes of ``args`` (a tuple of tensors), convert to ncnn without
+    a runtime, run the .param in the real ncnn package and compare every output with torch;
+    ``layers``: ncnn layer types that must be in the .param.  Returns the .param text."""
+    import numpy as np
+
+    from nnport.convert import convert
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    module.eval()
+    names = [f"in{i}" for i in range(len(args))]
+    with torch.no_grad():
+        want = module(*args)
+    want = [want] if isinstance(want, torch.Tensor) else list(want)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(module, tuple(args), str(path), dynamo=False, opset_version=opset,
+                      input_names=names, output_names=[f"out{i}" for i in range(len(want))])
+    convert(path, tmp_path / "m.param", verify=False,
+            input_shapes={n: tuple(a.shape) for n, a in zip(names, args)})
+    got = NcnnRunner(tmp_path / "m.param").run(
+        {n: a.numpy() for n, a in zip(names, args)})
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        w = w.detach().float().numpy()
+        assert g.size == w.size, (g.shape, w.shape)
+        np.testing.assert_allclose(g.reshape(w.shape), w, rtol=rtol, atol=atol)
+    text = (tmp_path / "m.param").read_text()
+    types = [ln.split()[0] for ln in text.splitlines()[2:] if ln.strip()]
+    for layer in layers:
+        assert layer in types, (layer, types)
+    return text

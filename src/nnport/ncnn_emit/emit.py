@@ -87,18 +87,50 @@ class Context:
             a -= 1
         return a
 
-    def need_batch(self, x):
-        """Fail unless ``x`` is an N-C-spatial tensor with a batch of 1 (ncnn's c-h-w)."""
+    def per_sample(self, x, y, fn):
+        """Emit ``fn(in_blob, out_blob)``, the layers that compute one (C, spatial...) sample of
+        ``y`` from one of ``x``, on every sample of ``x``'s axis 0.  A dropped batch of 1 is
+        one call.  A batch of N held whole is cropped sample by sample (Crop 9=starts 10=ends
+        11=axes), each sample is reshaped to its own (C, spatial...) blob, run, reshaped back
+        to (1, C', spatial'...) and the N results are concatenated on ncnn axis 0 (Concat
+        0=axis): ncnn's convolution-like layers run one sample."""
         if self.drop(x):
-            return
-        shp = list(self.shape(x))
-        if len(shp) < 2:
-            self.fail(f"needs an input with batch and channel axes, got shape {shp}")
-        if shp[0] != 1:
-            self.fail(f"runs on a batch of {shp[0]}; ncnn runs a batch of 1")
-        # a batch of 1 that ncnn still holds (a slice of a larger batch, say): not c-h-w
-        self.fail(f"needs its input without the batch axis (ncnn's c-h-w), but the input of "
-                  f"shape {shp} is computed from a tensor held whole, batch axis included")
+            return fn(self.blob(x), self.out(y, True))
+        from .ops.op_shape import reshape_params
+
+        xs, ys = self.shape(x), self.shape(y)
+        if len(xs) < 2 or len(xs) > MAX_NCNN_RANK:
+            self.fail(f"runs per sample on a rank-{len(xs)} tensor with a batch of {xs[0]}; "
+                      "ncnn holds at most 4 dims")
+        src, parts = self.blob(x), []
+        for i in range(xs[0]):
+            one = self.add("Crop", [src], [self.g.unique(f"{y.name}_s{i}")],
+                           {9: [i], 10: [i + 1], 11: [0]})
+            one = self.add("Reshape", [one], [self.g.unique(f"{y.name}_s{i}_in")],
+                           reshape_params(self, xs[1:], None))
+            res = fn(one, self.g.unique(f"{y.name}_s{i}_out"))
+            parts.append(self.add("Reshape", [res], [self.g.unique(f"{y.name}_s{i}_back")],
+                                  reshape_params(self, (1,) + tuple(ys[1:]), None)))
+        return self.add("Concat", parts, [self.out(y, False)], {0: 0})
+
+    def per_channel(self, x, y, fn):
+        """Emit ``fn(in_blob, out_blob)`` for an op that treats every channel of an
+        (N, C, spatial...) tensor alone (pooling, resizing, spatial padding): a dropped batch
+        of 1 is one call; a batch of N held whole is reshaped to (N*C, spatial...) around it
+        (Reshape 0=w 1=h 11=d 2=c), which is exact and one layer each side."""
+        if self.drop(x):
+            return fn(self.blob(x), self.out(y, True))
+        from .ops.op_shape import reshape_params
+
+        xs, ys = self.shape(x), self.shape(y)
+        if len(xs) < 3 or len(xs) - 1 > MAX_NCNN_RANK:
+            self.fail(f"runs per channel on a rank-{len(xs)} tensor with a batch of {xs[0]}; "
+                      "ncnn holds at most 4 dims")
+        merged = self.add("Reshape", [self.blob(x)], [self.g.unique(y.name + "_nc")],
+                          reshape_params(self, (xs[0] * xs[1],) + tuple(xs[2:]), None))
+        res = fn(merged, self.g.unique(y.name + "_nc_out"))
+        return self.add("Reshape", [res], [self.out(y, False)],
+                        reshape_params(self, ys, None))
 
     def affine_tail(self, y, const_of):
         """The optional ``* scale`` then ``+ shift`` by constants that follow a normalization's

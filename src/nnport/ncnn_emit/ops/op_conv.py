@@ -59,7 +59,6 @@ def _operands(ctx, node, what: str):
     x, w = node.inputs[0], node.inputs[1]
     b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
         and node.inputs[2].name else None
-    ctx.need_batch(x)
     W = np.asarray(ctx.need_const(w, f"the {what} weight"), np.float32)
     nsp = W.ndim - 2
     if nsp not in (1, 2, 3):
@@ -69,8 +68,11 @@ def _operands(ctx, node, what: str):
 
 
 def _emit(ctx, node, typ, x, p, W, bias):
-    weights = [Weight(W, flagged=True)] + ([] if bias is None else [Weight(bias)])
-    ctx.add(typ, [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))], p, weights)
+    def one(src, dst):
+        weights = [Weight(W, flagged=True)] + ([] if bias is None else [Weight(bias)])
+        return ctx.add(typ, [src], [dst], dict(p), weights)
+
+    ctx.per_sample(x, node.outputs[0], one)
 
 
 @register("Conv")

@@ -63,19 +63,22 @@ def layernorm(ctx, node):
 def _per_channel(ctx, x, y, type_, params, weights):
     """``type_`` normalizes each channel of a 3-D ncnn blob (c, h, w); other ranks (N, C, L),
     (N, C, D, H, W)... are viewed as (C, 1, L) around it."""
-    nsh = ctx.nshape(x)
+    nsh = tuple(ctx.shape(x)[1:])  # one sample (C, spatial...)
     if len(nsh) == 3:
-        return ctx.add(type_, [ctx.blob(x)], [ctx.out(y, True)], params, weights)
+        return ctx.per_sample(x, y, lambda src, dst: ctx.add(type_, [src], [dst], params,
+                                                             weights))
     from .op_shape import reshape_params
 
     c = int(nsh[0])
-    flat = ctx.g.unique(y.name + "_c1l")
-    ctx.add("Reshape", [ctx.blob(x)], [flat], {0: -1, 1: 1, 2: c})
-    mid = ctx.g.unique(y.name + "_norm")
-    ctx.add(type_, [flat], [mid], params, weights)
     dyn = ctx.probe.shape_varies.get(y.name)
-    nd = None if dyn is None else list(dyn[1:])
-    ctx.add("Reshape", [mid], [ctx.out(y, True)], reshape_params(ctx, nsh, nd))
+    nd = None if dyn is None or not ctx.drop(x) else list(dyn[1:])
+
+    def one(src, dst):
+        flat = ctx.add("Reshape", [src], [ctx.g.unique(y.name + "_c1l")], {0: -1, 1: 1, 2: c})
+        mid = ctx.add(type_, [flat], [ctx.g.unique(y.name + "_norm")], params, weights)
+        return ctx.add("Reshape", [mid], [dst], reshape_params(ctx, nsh, nd))
+
+    ctx.per_sample(x, y, one)
 
 
 def _per_channel_const(ctx, v, c, rank):
@@ -134,7 +137,6 @@ def _torch_group_norm(ctx, node, gamma, beta, eps) -> bool:
 def instancenorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
-    ctx.need_batch(x)
     if ctx.rank(x) < 3:
         ctx.fail("InstanceNormalization needs (N, C, spatial...) input")
     gamma = np.asarray(ctx.need_const(node.inputs[1], "InstanceNorm scale"), np.float32)
@@ -150,7 +152,6 @@ def instancenorm(ctx, node):
 def groupnorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
-    ctx.need_batch(x)
     if ctx.rank(x) < 3:
         ctx.fail("GroupNormalization needs (N, C, spatial...) input")
     groups = int(a["num_groups"])

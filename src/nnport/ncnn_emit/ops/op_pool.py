@@ -48,7 +48,6 @@ def pool(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     if len(node.outputs) > 1 and node.outputs[1].name:
         ctx.fail("MaxPool indices output has no ncnn equivalent")
-    ctx.need_batch(x)
     k = list(a["kernel_shape"])
     nsp = len(k)
     if nsp not in (1, 2, 3) or ctx.rank(x) != nsp + 2:
@@ -64,7 +63,7 @@ def pool(ctx, node):
     avg = node.op_type == "AveragePool"
     include = avg and bool(a.get("count_include_pad", 0)) and any(pads)
     p = {0: 1 if avg else 0}
-    src = ctx.blob(x)
+    pre = []  # (type, params) of layers before the pooling
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         if include:
             ctx.fail("AveragePool with auto_pad SAME and count_include_pad=1 is not mapped "
@@ -84,7 +83,7 @@ def pool(ctx, node):
                 pp.update({0: pb[-2], 1: pe[-2]})
             if nsp == 3:
                 pp.update({7: pb[0], 8: pe[0]})
-            src = ctx.add("Padding", [src], [ctx.g.unique(y.name + "_padded")], pp)
+            pre.append(("Padding", pp))
             xs = [n + b + e for n, b, e in zip(xs, pb, pe)]
             pb, pe = [0] * nsp, [0] * nsp
         if static:
@@ -97,19 +96,27 @@ def pool(ctx, node):
             p[5] = 0 if ceil else 1
     if avg:
         p[6] = 0  # the pads left in ncnn's params are never counted (see above)
-    ctx.add(_TYPE[nsp], [src], [ctx.out(y, ctx.drop(x))], p)
+
+    def one(src, dst):
+        for typ, pp in pre:
+            src = ctx.add(typ, [src], [ctx.g.unique(y.name + "_padded")], pp)
+        return ctx.add(_TYPE[nsp], [src], [dst], p)
+
+    ctx.per_channel(x, y, one)
 
 
 @register("GlobalAveragePool", "GlobalMaxPool")
 def global_pool(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     nsp = ctx.rank(x) - 2
-    if nsp not in (1, 2, 3) or not ctx.drop(x):
-        ctx.fail("global pooling is mapped to ncnn for batch-1 (N, C, 1 to 3 spatial dims) "
-                 "tensors")
-    mid = ctx.g.unique(y.name + "_flat")
-    ctx.add(_TYPE[nsp], [ctx.blob(x)], [mid],
-            {0: 0 if node.op_type == "GlobalMaxPool" else 1, 4: 1})
+    if nsp not in (1, 2, 3):
+        ctx.fail("global pooling is mapped to ncnn for (N, C, 1 to 3 spatial dims) tensors")
     keys = {1: [0, 1], 2: [0, 1, 2], 3: [0, 1, 11, 2]}[nsp]
-    ctx.add("Reshape", [mid], [ctx.out(y, True)], {k: (-1 if k == 2 or (nsp == 1 and k == 1)
-                                                       else 1) for k in keys})
+
+    def one(src, dst):
+        mid = ctx.add(_TYPE[nsp], [src], [ctx.g.unique(y.name + "_flat")],
+                      {0: 0 if node.op_type == "GlobalMaxPool" else 1, 4: 1})
+        return ctx.add("Reshape", [mid], [dst], {k: (-1 if k == 2 or (nsp == 1 and k == 1)
+                                                     else 1) for k in keys})
+
+    ctx.per_channel(x, y, one)

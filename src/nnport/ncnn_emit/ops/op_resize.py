@@ -14,8 +14,8 @@ def resize(ctx, node):
     dec = lambda s: s.decode() if isinstance(s, bytes) else s  # noqa: E731
     mode = dec(a.get("mode", "nearest"))
     ctm = dec(a.get("coordinate_transformation_mode", "half_pixel"))
-    if ctx.rank(x) != 4 or not ctx.drop(x):
-        ctx.fail("Resize is mapped to ncnn for batch-1 NCHW tensors")
+    if ctx.rank(x) not in (3, 4):
+        ctx.fail("Resize is mapped to ncnn for (N, C, W) and (N, C, H, W) tensors")
     xs, ys = ctx.shape(x), ctx.shape(y)
     if xs[:2] != ys[:2]:
         ctx.fail("Resize of the batch or channel axis has no ncnn equivalent")
@@ -35,8 +35,14 @@ def resize(ctx, node):
         ctx.fail("bicubic Resize with cubic_coeff_a other than -0.75")
     p = {0: typ, 6: align}
     hv = ctx.probe.shape_varies.get(x.name)
-    if hv is not None and hv[2:].any():
+    if ctx.rank(x) == 3:  # (N, C, W): ncnn's Interp resizes the w of an (h, w) blob
+        p[1] = 1.0
+        if hv is not None and hv[2:].any():
+            p[2] = ys[2] / xs[2]
+        else:
+            p[3], p[4] = 1, ys[2]
+    elif hv is not None and hv[2:].any():
         p[1], p[2] = ys[2] / xs[2], ys[3] / xs[3]
     else:
         p[3], p[4] = ys[2], ys[3]
-    ctx.add("Interp", [ctx.blob(x)], [ctx.out(y, True)], p)
+    ctx.per_channel(x, y, lambda src, dst: ctx.add("Interp", [src], [dst], p))

@@ -266,14 +266,23 @@ def pad(ctx, node):
             full[ax], full[ax + r] = pads[j], pads[j + len(axes)]
         pads = full
     begin, end = pads[:r], pads[r:]
-    if r != 4 or begin[0] or end[0]:
-        ctx.fail("Pad is mapped to ncnn for NCHW tensors with no batch padding")
     typ = {"constant": 0, "edge": 1, "reflect": 2}.get(mode)
     if typ is None:
         ctx.fail(f"Pad mode {mode!r} has no ncnn equivalent")
-    ctx.add("Padding", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))],
-            {0: begin[2], 1: end[2], 2: begin[3], 3: end[3], 4: typ, 5: value,
-             7: begin[1], 8: end[1]})
+    if ctx.drop(x):
+        if begin[0] or end[0]:
+            ctx.fail("Pad of the batch axis, which ncnn does not have")
+        begin, end = begin[1:], end[1:]
+    n = len(begin)
+    if any(begin[:-3]) or any(end[:-3]) or n > 4:
+        ctx.fail(f"Pad of the outermost axis of a {n}-D ncnn blob (ncnn pads w, h and the "
+                 "next one out)")
+    # Padding 2=left 3=right on w, 0=top 1=bottom on h, 7=front 8=behind on the next axis
+    # out (c of a 3-D blob, d of a 4-D one)
+    p = {4: typ, 5: value}
+    for (kb, ke), i in zip(((2, 3), (0, 1), (7, 8)), range(n - 1, -1, -1)):
+        p[kb], p[ke] = begin[i], end[i]
+    ctx.add("Padding", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], p)
 
 
 @register("Cast")
@@ -332,18 +341,16 @@ def depth_to_space(ctx, node):
     """PixelShuffle 0=upscale_factor 1=mode (0: channel p*r*r + i*r + j, ONNX CRD;
     1: channel (i*r + j)*C + p, ONNX DCR)."""
     x, y = node.inputs[0], node.outputs[0]
-    ctx.need_batch(x)
     a = attrs_of(node)
     mode = a.get("mode", "DCR")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    ctx.add("PixelShuffle", [ctx.blob(x)], [ctx.out(y, True)],
-            {0: int(a["blocksize"]), 1: 0 if mode == "CRD" else 1})
+    ctx.per_sample(x, y, lambda src, dst: ctx.add(
+        "PixelShuffle", [src], [dst], {0: int(a["blocksize"]), 1: 0 if mode == "CRD" else 1}))
 
 
 @register("SpaceToDepth")
 def space_to_depth(ctx, node):
     """Reorg 0=stride 1=mode (1: output channel (i*r + j)*C + c, as ONNX)."""
     x, y = node.inputs[0], node.outputs[0]
-    ctx.need_batch(x)
-    ctx.add("Reorg", [ctx.blob(x)], [ctx.out(y, True)],
-            {0: int(attrs_of(node)["blocksize"]), 1: 1})
+    ctx.per_sample(x, y, lambda src, dst: ctx.add(
+        "Reorg", [src], [dst], {0: int(attrs_of(node)["blocksize"]), 1: 1}))
