@@ -174,6 +174,33 @@ def inference_error_lines(text: str) -> list[str]:
     return problems or [" ".join(text.split())]
 
 
+def _has_map(t: onnx.TypeProto) -> bool:
+    kind = t.WhichOneof("value")
+    if kind == "map_type":
+        return True
+    if kind == "sequence_type":
+        return _has_map(t.sequence_type.elem_type)
+    if kind == "optional_type":
+        return _has_map(t.optional_type.elem_type)
+    return False
+
+
+def _without_map_types(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx_ir cannot read map types (ai.onnx.ml's ZipMap returns seq(map)): such a declared
+    type is dropped (the value keeps its name; nothing downstream needs the type).  The
+    caller's proto is left as it is."""
+    g = proto.graph
+    vis = [*g.input, *g.output, *g.value_info]
+    if not any(v.HasField("type") and _has_map(v.type) for v in vis):
+        return proto
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for v in (*out.graph.input, *out.graph.output, *out.graph.value_info):
+        if v.HasField("type") and _has_map(v.type):
+            v.ClearField("type")
+    return out
+
+
 def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
     """Load a model into onnx_ir; external data stays lazy (read when a tensor is used).
 
@@ -188,7 +215,7 @@ def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
         limits.check_proto(src, describe(src))
         _check_external_data(src, Path.cwd(), describe(src))
         try:
-            return ir.from_proto(src)
+            return ir.from_proto(_without_map_types(src))
         except Exception as exc:
             raise InputError(f"{describe(src)}: cannot read model ({exc})") from None
     proto = None
@@ -202,7 +229,7 @@ def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
     if source_loader(src) is not None:
         path = path / "model.onnx" if path.is_dir() else path  # its folder is the base
     try:
-        model = ir.from_proto(proto)
+        model = ir.from_proto(_without_map_types(proto))
     except Exception as exc:
         raise InputError(f"{path}: cannot read model ({_one_line(exc)})") from None
     # External tensors, in any graph or attribute, are resolved relative to the model's folder.

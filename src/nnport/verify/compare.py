@@ -78,6 +78,8 @@ def _compare(name, ref, got, rtol, atol, step) -> OutputReport:
         return OutputReport(name, "none", [], ok, 0.0 if ok else float("inf"),
                             0.0 if ok else float("inf"), None, 0, 0,
                             "" if ok else "one side has no value")
+    if isinstance(ref, list) and ref and all(isinstance(r, dict) for r in ref):
+        return _compare_dicts(name, ref, got, rtol, atol)
     if isinstance(ref, list) or isinstance(got, list):
         ref_l = ref if isinstance(ref, list) else [ref]
         got_l = got if isinstance(got, list) else [got]
@@ -150,6 +152,24 @@ def _compare(name, ref, got, rtol, atol, step) -> OutputReport:
                     max_abs <= unit * (1 + 1e-5):
                 rep.ok = True
                 rep.note = "within one quantization step"
+    return rep
+
+
+def _compare_dicts(name: str, ref: list, got, rtol, atol) -> OutputReport:
+    """A list of {label: score} dicts (ai.onnx.ml ZipMap): same keys in the same order, the
+    values compared as one float32 array."""
+    got_l = got if isinstance(got, list) else [got]
+    got_l = [g.item() if isinstance(g, np.ndarray) and g.dtype == object and g.ndim == 0 else g
+             for g in got_l]
+    if len(got_l) != len(ref) or not all(isinstance(g, dict) for g in got_l):
+        return OutputReport(name, "sequence", [len(ref)], False, float("inf"), float("inf"),
+                            None, 0, 0, "expected a list of dicts of the same length")
+    if any(list(r) != list(g) for r, g in zip(ref, got_l)):
+        return OutputReport(name, "sequence", [len(ref)], False, float("inf"), float("inf"),
+                            None, 0, 0, "dict keys differ")
+    rep = _compare(name, np.asarray([list(r.values()) for r in ref], np.float32),
+                   np.asarray([list(g.values()) for g in got_l], np.float32), rtol, atol, None)
+    rep.dtype = "sequence(map)"
     return rep
 
 

@@ -44,6 +44,8 @@ def to_numpy(obj):
         return torch_to_numpy(obj)
     if isinstance(obj, (list, tuple)):
         return [to_numpy(x) for x in obj]
+    if isinstance(obj, dict):  # ai.onnx.ml ZipMap: {label: score}
+        return obj
     return np.asarray(obj)
 
 
