@@ -656,7 +656,7 @@ def test_qlinear_average_pool(attrs, channels_last):
     assert_quantized_close(m, {"x": _qx(shape)})
 
 
-def _dq_lstm_case(direction="forward", per_channel=False, seq_lens=False):
+def _dq_lstm_case(direction="forward", per_channel=False, seq_lens=False, peephole=False):
     T, B, I, H = 5, 2, 4, 3
     D = 2 if direction == "bidirectional" else 1
     sshape = (D, 4 * H) if per_channel else (D,)
@@ -672,19 +672,22 @@ def _dq_lstm_case(direction="forward", per_channel=False, seq_lens=False):
     if seq_lens:
         inputs["lens"] = (I32, [B])
         feeds["lens"] = np.array([5, 3], np.int32)
+    if peephole:
+        inits["P"] = _f(D, 3 * H)
     m = contrib_model("DynamicQuantizeLSTM", inputs,
                       {"Y": (F32, None), "Y_h": (F32, None), "Y_c": (F32, None)},
                       {"hidden_size": H, "direction": direction}, inits=inits,
-                      order=["X", "W", "R", "B", "lens" if seq_lens else "", "", "", "",
-                             "W_s", "W_z", "R_s", "R_z"])
+                      order=["X", "W", "R", "B", "lens" if seq_lens else "", "", "",
+                             "P" if peephole else "", "W_s", "W_z", "R_s", "R_z"])
     return m, feeds
 
 
-@pytest.mark.parametrize("direction,per_channel,seq_lens", [
-    ("forward", False, False), ("bidirectional", True, False), ("forward", False, True),
-    ("reverse", False, True), ("bidirectional", False, True)])
-def test_dynamic_quantize_lstm(direction, per_channel, seq_lens):
-    m, feeds = _dq_lstm_case(direction, per_channel, seq_lens)
+@pytest.mark.parametrize("direction,per_channel,seq_lens,peephole", [
+    ("forward", False, False, False), ("bidirectional", True, False, False),
+    ("forward", False, True, False), ("reverse", False, True, True),
+    ("bidirectional", False, True, False), ("forward", True, False, True)])
+def test_dynamic_quantize_lstm(direction, per_channel, seq_lens, peephole):
+    m, feeds = _dq_lstm_case(direction, per_channel, seq_lens, peephole)
     src = generate_torch(m)[0]
     assert "_dynamic_quantize_lstm(" in src
     # the GEMM inputs are quantized on the fly exactly as onnxruntime does (dequantizing the
@@ -749,3 +752,26 @@ def test_fused_gemm(activation, attrs):
                       {"activation": activation, **attrs},
                       inits={"w": _f(*wshape), "c": _f(6)})
     assert_matches_ort(m, {"a": _f(3, 4)})
+
+
+@pytest.mark.parametrize("case", ["attention", "mha", "gqa", "lstm"])
+def test_contrib_helpers_script_and_trace(case):
+    """The generated module is a PyTorch program: TorchScript compiles it, tracing records it."""
+    import warnings
+
+    import nnport
+    import torch
+
+    m, feeds = {"attention": lambda: _attention_case("raw2d", 1, True),
+                "mha": lambda: _mha_case("separate", True, True),
+                "gqa": lambda: _gqa_case(2, 1, 4, rotary=True),
+                "lstm": lambda: _dq_lstm_case("bidirectional", False, True)}[case]()
+    module = nnport.to_torch(m)
+    args = [torch.from_numpy(feeds[i.name]) for i in m.graph.input]
+    with torch.no_grad(), warnings.catch_warnings():
+        # data-dependent lengths (KV cache, sequence lengths) are constants of the trace
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        ref = module(*args)
+        for compiled in (torch.jit.script(module), torch.jit.trace(module, tuple(args))):
+            for a, b in zip(compiled(*args), ref):
+                torch.testing.assert_close(a, b)

@@ -262,21 +262,18 @@ def _dynamic_quantize_lstm(x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tens
         c = c0[d] if c0 is not None else x.new_zeros(B, hidden)
         gemm_in = h
         y = x.new_zeros(T, B, hidden)
+        # peepholes (zeros without: adding 0 * c changes nothing)
+        pi, po, pf = (peephole[d] if peephole is not None
+                      else x.new_zeros(3 * hidden)).chunk(3)
         for t in range(steps):
             rec = [_dq_matmul(rows, r[d], r_scale[d], r_zero_point[d])
                    for rows in gemm_in.split(chunk)]
             gates = proj[t] + torch.cat(rec)
             gi, go, gf, gc = gates.chunk(4, dim=-1)
-            if peephole is not None:
-                pi, po, pf = peephole[d].chunk(3)
-                gi = gi + pi * c
-                gf = gf + pf * c
-            i = torch.sigmoid(gi)
-            f = 1 - i if input_forget else torch.sigmoid(gf)
+            i = torch.sigmoid(gi + pi * c)
+            f = 1 - i if input_forget else torch.sigmoid(gf + pf * c)
             c_new = f * c + i * torch.tanh(gc)
-            if peephole is not None:
-                go = go + po * c_new
-            h_new = torch.sigmoid(go) * torch.tanh(c_new)
+            h_new = torch.sigmoid(go + po * c_new) * torch.tanh(c_new)
             active = (t < lens).unsqueeze(1)
             c = torch.where(active, c_new, c)
             h = torch.where(active, h_new, h)
