@@ -26,7 +26,22 @@ def main() -> int:
     if other:
         print(f"other domains: {len(other)} ({', '.join(other)})")
     print(f"not converted ({len(missing)}): {', '.join(missing)}")
+    _contrib_coverage(ops)
     return 0
+
+
+def _contrib_coverage(ops) -> None:
+    """onnxruntime's contrib domain (com.microsoft), against the schemas the installed
+    onnxruntime defines."""
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_c
+    except ImportError:
+        return
+    ms = sorted({s.name for s in ort_c.get_all_operator_schema()
+                 if s.domain == "com.microsoft" and not s.deprecated})
+    have = sorted(op for (dom, op) in ops if dom == "com.microsoft" and op in ms)
+    print(f"onnxruntime com.microsoft: {len(have)} of {len(ms)} contrib operators converted "
+          f"({', '.join(have)})")
 
 
 if __name__ == "__main__":

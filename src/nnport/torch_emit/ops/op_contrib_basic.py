@@ -7,7 +7,7 @@ onnxruntime's transformers optimizer writes these (``docs/ContribOperators.md`` 
 defines them); onnxruntime itself is the reference the tests compare with.  Each op prints as
 the few torch calls it fuses: ``F.gelu``, ``F.layer_norm`` / ``nn.LayerNorm``, ``F.rms_norm``,
 ``nn.Embedding`` ...  ``SimplifiedLayerNormalization`` lives in the default domain in
-onnxruntime (it is not an ONNX op); it is registered under both domains.
+onnxruntime (it is not an ONNX op), and is registered there.
 """
 from __future__ import annotations
 
@@ -233,7 +233,6 @@ def skip_simplified_layer_norm(ctx: Ctx, input: Arg, skip: Arg, gamma: Arg,
 
 
 @register("SimplifiedLayerNormalization", 1)
-@register("SimplifiedLayerNormalization", 1, domain=MS)
 def simplified_layer_norm(ctx: Ctx, X: Arg, scale: Arg, *, axis: int = -1,
                           epsilon: float = 1e-5, stash_type: int = 1):
     rank = ctx.rank(X)
