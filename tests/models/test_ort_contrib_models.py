@@ -193,3 +193,51 @@ def test_onnxruntime_saved_optimized_model(tmp_path):
     assert ops["FusedConv"] == 2 and ops["FusedMatMul"] >= 1, ops
     _check(out, [{"x": x.numpy()}, {"x": np.random.default_rng(4).standard_normal(
         (3, 3, 8, 8)).astype(np.float32)}])
+
+
+class _QOpNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        a = torch.nn.functional.leaky_relu(self.c1(x), 0.1)
+        b = torch.sigmoid(self.c2(a))
+        y = torch.nn.functional.avg_pool2d(torch.cat([a + b, a * b], 1), 2)
+        g = torch.nn.functional.adaptive_avg_pool2d(y, 1).flatten(1)
+        return torch.softmax(self.fc(g), -1)
+
+
+def test_quantize_static_qoperator(tmp_path):
+    """quantize_static in the QOperator format: the QLinear family (LeakyRelu, Sigmoid, Add,
+    Mul, Concat, AveragePool, GlobalAveragePool, Softmax) and QGemm, one after another (each
+    output's shape unknown to onnx's inference)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 8, 8)
+    src = tmp_path / "net.onnx"
+    onnx.save(_export(_QOpNet().eval(), (x,), ["x"], ["y"], {}, dynamo=False, opset=13), src)
+
+    class Reader:
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.data = iter([{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+                              for _ in range(8)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    out = tmp_path / "net_qop.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QOperator,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    ops = _contrib_ops(out)
+    assert {"QLinearLeakyRelu", "QLinearSigmoid", "QLinearAdd", "QLinearMul", "QLinearConcat",
+            "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearSoftmax",
+            "QGemm"} <= set(ops), ops
+    _check(out, [{"x": x.numpy()}, {"x": np.random.default_rng(5).standard_normal(
+        (1, 3, 8, 8)).astype(np.float32)}])

@@ -290,10 +290,12 @@ def qlinear_global_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Ar
                                 y_scale: Arg, y_zero_point: Arg | None = None, *,
                                 channels_last: int = 0):
     rank = ctx.rank(X)
-    if rank is None:
-        ctx.fail("QLinearGlobalAveragePool needs the input's rank")
-    dims = list(range(1, rank - 1)) if channels_last else list(range(2, rank))
-    x = f"{_centered(ctx, X, x_zero_point)}.mean(dim={ctx.lit(dims)}, keepdim=True)"
+    if rank is not None:
+        dims = ctx.lit(list(range(1, rank - 1)) if channels_last else list(range(2, rank)))
+    else:  # after another contrib node, whose output shape onnx cannot infer
+        dims = (f"list(range(1, {X}.dim() - 1))" if channels_last
+                else f"list(range(2, {X}.dim()))")
+    x = f"{_centered(ctx, X, x_zero_point)}.mean(dim={dims}, keepdim=True)"
     val = f"{x} * {_ratio(ctx, [x_scale], [y_scale])}"
     return _quantize(ctx, val, y_zero_point, _qtype(ctx, y_zero_point, X))
 
@@ -305,18 +307,25 @@ def qlinear_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Arg | Non
                          count_include_pad: int = 0, kernel_shape=None, pads=None,
                          strides=None):
     rank = ctx.rank(X)
+    if rank is None and kernel_shape:
+        rank = len(kernel_shape) + 2
     if rank is None:
-        ctx.fail("QLinearAveragePool needs the input's rank")
+        ctx.fail("QLinearAveragePool needs the input's rank or kernel_shape")
     xf = ctx.tmp("x_float")
     x = f"{_centered(ctx, X, x_zero_point)} * {_num(ctx, x_scale)}"
     if channels_last:
         x = f"({x}).movedim(-1, 1)"
     ctx.line(f"{xf} = {x}")
     value = X.value
-    if channels_last and X.value is not None and X.value.shape is not None:
+    if X.value is not None and X.value.shape is not None:
         dims = list(X.value.shape.dims)
-        value = ir.Value(name=X.value.name, shape=ir.Shape([dims[0], dims[-1], *dims[1:-1]]),
-                         type=X.value.type)
+        if channels_last:
+            dims = [dims[0], dims[-1], *dims[1:-1]]
+        value = ir.Value(name=X.value.name, shape=ir.Shape(dims),
+                         type=ir.TensorType(_F32))
+    else:  # the float input's rank, for the pooling emitter
+        value = ir.Value(name=X.value.name if X.value is not None else "x",
+                         shape=ir.Shape([None] * rank), type=ir.TensorType(_F32))
     pooled = average_pool(ctx, Arg(xf, value), auto_pad=auto_pad, ceil_mode=ceil_mode,
                           count_include_pad=count_include_pad, kernel_shape=kernel_shape,
                           pads=pads, strides=strides)
