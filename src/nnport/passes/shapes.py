@@ -7,10 +7,13 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
-from ..irutil import const_array, replace_with_constant, shape_op_dims
+from ..irutil import const_array, iter_nodes, replace_with_constant, shape_op_dims
 
 
 SHAPE_FAILURE_KEY = "nnport.shape_inference_failed"
+
+
+_MAP_OUTPUT_OPS = {"ZipMap", "CastMap", "DictVectorizer"}
 
 
 def infer_shapes(model: ir.Model) -> ir.Model:
@@ -28,12 +31,24 @@ def infer_shapes(model: ir.Model) -> ir.Model:
 
     keep = _Keep()
     logger.addFilter(keep)
+    # ai.onnx.ml's map-typed outputs (ZipMap...) cannot come back into onnx_ir: onnx does not
+    # see those nodes (an unknown domain) while it infers, and their outputs stay untyped
+    hidden = [(n, n.domain) for n, _ in iter_nodes(model.graph)
+              if n.domain == "ai.onnx.ml" and n.op_type in _MAP_OUTPUT_OPS]
+    for n, _ in hidden:
+        n.domain = "nnport.hidden"
+    if hidden:
+        model.opset_imports["nnport.hidden"] = 1
     try:
         ir_common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
     except Exception as exc:
         failures.append(" ".join(str(exc).split()))
     finally:
         logger.removeFilter(keep)
+        for n, dom in hidden:
+            n.domain = dom
+        if hidden:
+            model.opset_imports.pop("nnport.hidden", None)
     if failures:
         model.meta[SHAPE_FAILURE_KEY] = failures[0]
     else:

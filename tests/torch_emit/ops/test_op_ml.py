@@ -228,3 +228,19 @@ def test_string_ops_are_refused_with_the_node_named():
     m.graph.node[0].name = "cat_map"
     with pytest.raises(ConversionError, match="cat_map.*string"):
         nnport.to_torch(m)
+
+
+def test_zipmap_model_keeps_shape_inference():
+    """onnx types ZipMap's output seq(map(...)), which onnx_ir cannot read back: shape inference
+    must still run on the rest of the graph (it failed as a whole before)."""
+    from nnport.io import load_model
+    from nnport.passes.pipeline import normalize
+    from nnport.passes.shapes import SHAPE_FAILURE_KEY
+
+    X, y = _data(3, n=60)
+    proto = _to_onnx(LogisticRegression(max_iter=200).fit(X, y), X)
+    model = normalize(load_model(proto))
+    assert SHAPE_FAILURE_KEY not in model.meta, model.meta.get(SHAPE_FAILURE_KEY)
+    clf = next(n for n in model.graph if n.op_type == "LinearClassifier")
+    assert clf.outputs[1].shape is not None
+    assert next(n for n in model.graph if n.op_type == "ZipMap").domain == "ai.onnx.ml"

@@ -27,52 +27,47 @@ _AGG5 = {0: "AVERAGE", 1: "SUM", 2: "MIN", 3: "MAX"}
 
 
 class _Forest:
-    """All trees in flat node tables (global node index), leaves as nodes with values."""
+    """All trees in flat node tables (numpy, one row per node, global index); a leaf's
+    children are itself, its values are rows of ``values`` / ``has``."""
 
-    def __init__(self, n_targets: int):
+    def __init__(self, n_targets: int, feature, threshold, mode, mtt, true_next, false_next,
+                 roots):
         self.k = n_targets
-        self.feature: list[int] = []
-        self.threshold: list[float] = []
-        self.mode: list[int] = []
-        self.true_next: list[int] = []
-        self.false_next: list[int] = []
-        self.missing_true: list[bool] = []
+        self.feature = np.asarray(feature, np.int64)
+        self.threshold = np.asarray(threshold, np.float64)
+        self.mode = np.asarray(mode, np.int64)
+        self.missing_true = np.asarray(mtt, bool)
+        self.true_next = np.asarray(true_next, np.int64)
+        self.false_next = np.asarray(false_next, np.int64)
+        self.roots = [int(r) for r in roots]
+        n = len(self.mode)
+        self.values = np.zeros((n, n_targets), np.float64)
+        self.has = np.zeros((n, n_targets), bool)
         self.members: list[list[float]] = []
-        self.member_idx: list[int] = []
-        self.values: dict[int, dict[int, float]] = {}  # leaf node -> target -> weight
-        self.roots: list[int] = []
+        self.member_idx = np.zeros(n, np.int64)
+        leaf = self.mode == 7
+        self.true_next[leaf] = np.nonzero(leaf)[0]
+        self.false_next[leaf] = np.nonzero(leaf)[0]
 
-    def add_node(self, feature=0, threshold=0.0, mode=7, mtt=False) -> int:
-        self.feature.append(int(feature))
-        self.threshold.append(float(threshold))
-        self.mode.append(int(mode))
-        self.true_next.append(len(self.feature) - 1)
-        self.false_next.append(len(self.feature) - 1)
-        self.missing_true.append(bool(mtt))
-        self.member_idx.append(0)
-        return len(self.feature) - 1
-
-    def add_weight(self, leaf: int, target: int, w: float) -> None:
-        d = self.values.setdefault(leaf, {})
-        d[int(target)] = d.get(int(target), 0.0) + float(w)
+    def add_weights(self, ctx: Ctx, nodes, targets, weights) -> None:
+        nodes, targets = np.asarray(nodes, np.int64), np.asarray(targets, np.int64)
+        if targets.size and (targets.min() < 0 or targets.max() >= self.k):
+            ctx.fail(f"a weight's target/class id is out of range (0..{self.k - 1})")
+        np.add.at(self.values, (nodes, targets), np.asarray(weights, np.float64))
+        self.has[nodes, targets] = True
 
     def is_leaf(self, i: int) -> bool:
         return self.mode[i] == 7
 
     def depth(self, ctx: Ctx) -> int:
-        best = 0
-        for root in self.roots:
-            stack = [(root, 0)]
-            while stack:
-                i, d = stack.pop()
-                if d > 4096:
-                    ctx.fail("a tree is deeper than 4096 levels (a cycle?)")
-                if self.is_leaf(i):
-                    best = max(best, d)
-                else:
-                    stack.append((self.true_next[i], d + 1))
-                    stack.append((self.false_next[i], d + 1))
-        return best
+        """Levels of internal nodes on the longest root-to-leaf path (all trees at once)."""
+        level = np.asarray(self.roots, np.int64)
+        for d in range(4097):
+            inner = level[self.mode[level] != 7]
+            if inner.size == 0:
+                return d
+            level = np.unique(np.concatenate([self.true_next[inner], self.false_next[inner]]))
+        ctx.fail("a tree is deeper than 4096 levels (a cycle?)")
 
     def subtree_leaves(self, i: int) -> list[int]:
         out, stack = [], [i]
@@ -81,7 +76,7 @@ class _Forest:
             if self.is_leaf(j):
                 out.append(j)
             else:
-                stack += [self.false_next[j], self.true_next[j]]
+                stack += [int(self.false_next[j]), int(self.true_next[j])]
         return out
 
 
@@ -89,52 +84,59 @@ def _legacy_forest(ctx: Ctx, n_targets, treeids, nodeids, featureids, values, mo
                    falsenodeids, mtt, w_treeids, w_nodeids, w_ids, w_weights) -> _Forest:
     if not nodeids or treeids is None:
         ctx.fail("the ensemble has no nodes")
-    f = _Forest(n_targets)
     n = len(nodeids)
     for name, arr in (("nodes_treeids", treeids), ("nodes_featureids", featureids),
                       ("nodes_modes", modes), ("nodes_truenodeids", truenodeids),
-                      ("nodes_falsenodeids", falsenodeids)):
+                      ("nodes_falsenodeids", falsenodeids), ("nodes_values", values)):
         if arr is None or len(arr) != n:
             ctx.fail(f"{name} must have one entry per node ({n})")
-    if values is None or len(values) != n:
-        ctx.fail(f"nodes_values must have one entry per node ({n})")
-    mtt = list(mtt) if mtt else [0] * n
-    where: dict[tuple[int, int], int] = {}
-    for j in range(n):
-        mode = _MODES.get(modes[j])
-        if mode is None or mode == 6:
-            ctx.fail(f"node mode {modes[j]!r} is not supported")
-        where[(int(treeids[j]), int(nodeids[j]))] = f.add_node(featureids[j], values[j], mode,
-                                                               mtt[j] if j < len(mtt) else 0)
-    seen_trees = []
-    for j in range(n):
-        g = where[(int(treeids[j]), int(nodeids[j]))]
-        if int(treeids[j]) not in seen_trees:
-            seen_trees.append(int(treeids[j]))
-        if not f.is_leaf(g):
-            for attr, child in (("true_next", truenodeids[j]), ("false_next", falsenodeids[j])):
-                c = where.get((int(treeids[j]), int(child)))
-                if c is None:
-                    ctx.fail(f"tree {treeids[j]} node {nodeids[j]} points to missing node {child}")
-                getattr(f, attr)[g] = c
-    # the root of each tree: the node no other node of that tree points to
-    pointed = {c for i in range(len(f.mode)) if not f.is_leaf(i)
-               for c in (f.true_next[i], f.false_next[i])}
-    first = {}
-    for j in range(n):
-        g = where[(int(treeids[j]), int(nodeids[j]))]
-        if g not in pointed:
-            first.setdefault(int(treeids[j]), g)
-    f.roots = [first[t] for t in seen_trees if t in first]
-    if len(f.roots) != len(seen_trees):
+    uniq, inv = np.unique(np.asarray(modes, dtype=object).astype(str), return_inverse=True)
+    codes = []
+    for u in uniq:
+        if _MODES.get(u) is None or _MODES[u] == 6:
+            ctx.fail(f"node mode {u!r} is not supported")
+        codes.append(_MODES[u])
+    mode = np.asarray(codes, np.int64)[inv]
+    trees = np.asarray(treeids, np.int64)
+    ids = np.asarray(nodeids, np.int64)
+    span = int(max(ids.max(), np.max(truenodeids), np.max(falsenodeids))) + 1
+    keys = trees * span + ids
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
+        ctx.fail("two nodes have the same (tree id, node id)")
+
+    def find(k_tree, k_node, what):
+        k = np.asarray(k_tree, np.int64) * span + np.asarray(k_node, np.int64)
+        pos = np.searchsorted(sorted_keys, k)
+        pos = np.minimum(pos, len(sorted_keys) - 1)
+        bad = sorted_keys[pos] != k
+        if np.any(bad):
+            ctx.fail(f"{what} refers to a node that does not exist "
+                     f"(tree {np.asarray(k_tree).reshape(-1)[np.argmax(bad)]})")
+        return order[pos]
+
+    inner = mode != 7
+    true_next = np.arange(n)
+    false_next = np.arange(n)
+    true_next[inner] = find(trees[inner], np.asarray(truenodeids)[inner], "a true branch")
+    false_next[inner] = find(trees[inner], np.asarray(falsenodeids)[inner], "a false branch")
+    pointed = np.zeros(n, bool)
+    pointed[true_next[inner]] = True
+    pointed[false_next[inner]] = True
+    tree_order = list(dict.fromkeys(trees.tolist()))
+    roots = {}
+    for j in np.nonzero(~pointed)[0]:
+        roots.setdefault(int(trees[j]), int(j))
+    if len(roots) != len(tree_order):
         ctx.fail("a tree has no root (every node has a parent)")
-    for t, nid, k, w in zip(w_treeids or [], w_nodeids or [], w_ids or [], w_weights or []):
-        g = where.get((int(t), int(nid)))
-        if g is None:
-            ctx.fail(f"a weight refers to missing node {nid} of tree {t}")
-        if not 0 <= int(k) < n_targets:
-            ctx.fail(f"a weight's target/class id {k} is out of range (0..{n_targets - 1})")
-        f.add_weight(g, k, w)
+    m = np.asarray(mtt if mtt else [0] * n, bool)
+    if m.size != n:
+        m = np.resize(m, n)
+    f = _Forest(n_targets, featureids, values, mode, m, true_next, false_next,
+                [roots[t] for t in tree_order])
+    if w_treeids:
+        f.add_weights(ctx, find(w_treeids, w_nodeids, "a weight"), w_ids, w_weights)
     return f
 
 
@@ -150,12 +152,12 @@ def _emit_forest(ctx: Ctx, X: Arg, f: _Forest, aggregate: str) -> str:
     rank = ctx.rank(X)
     xe = f"{X}.unsqueeze(0)" if rank == 1 else str(X)
     ctx.line(f"{x} = {xe}.to({tdt})")
-    modes = sorted({m for i, m in enumerate(f.mode) if not f.is_leaf(i)})
+    modes = sorted(set(np.unique(f.mode[f.mode != 7]).tolist()))
     single = modes[0] if len(modes) == 1 and modes[0] != 6 else (0 if not modes else -1)
     depth = f.depth(ctx)
     n_trees = len(f.roots)
     need_has = aggregate in ("MIN", "MAX")
-    any_mtt = any(f.missing_true[i] for i in range(len(f.mode)) if not f.is_leaf(i))
+    any_mtt = bool(np.any(f.missing_true & (f.mode != 7)))
     has_members = 6 in modes
     name = ctx.helper
     if depth <= GEMM_MAX_DEPTH:
@@ -169,7 +171,7 @@ def _emit_forest(ctx: Ctx, X: Arg, f: _Forest, aggregate: str) -> str:
                     leaves[t].append(j)
                 else:
                     internals[t].append(j)
-                    stack += [f.false_next[j], f.true_next[j]]
+                    stack += [int(f.false_next[j]), int(f.true_next[j])]
         n_i = max(1, max(len(a) for a in internals))
         n_l = max(len(a) for a in leaves)
         feat = np.zeros((n_trees, n_i), np.int64)
@@ -193,9 +195,8 @@ def _emit_forest(ctx: Ctx, X: Arg, f: _Forest, aggregate: str) -> str:
                 for leaf in f.subtree_leaves(f.false_next[j]):
                     paths[t, p, pos[leaf]] = -1
             for leaf, p in pos.items():
-                for k, w in f.values.get(leaf, {}).items():
-                    vals[t, p, k] = w
-                    has[t, p, k] = True
+                vals[t, p] = f.values[leaf]
+                has[t, p] = f.has[leaf]
         members, member_idx = _members(ctx, f, midx if has_members else None, fdt)
         onehot = ctx.tmp("leaf")
         ctx.line(f"{onehot} = {name('_tree_gemm')}({x}, {ctx.weight(feat, 'tree_feature')}, "
@@ -213,25 +214,20 @@ def _emit_forest(ctx: Ctx, X: Arg, f: _Forest, aggregate: str) -> str:
             ctx.line(f"{has_e} = torch.einsum('ntl,tlk->ntk', {onehot}, "
                      f"{ctx.weight(has.astype(np.float32), 'tree_leaf_has', False)}) > 0")
     else:
-        n = len(f.mode)
-        vals = np.zeros((n, f.k), fdt)
-        has = np.zeros((n, f.k), bool)
-        for leaf, d in f.values.items():
-            for k, w in d.items():
-                vals[leaf, k] = w
-                has[leaf, k] = True
-        midx = np.asarray(f.member_idx, np.int64)
+        vals = f.values.astype(fdt)
+        has = f.has
+        midx = f.member_idx
         members, member_idx = _members(ctx, f, midx if has_members else None, fdt)
         leaf = ctx.tmp("leaf")
         ctx.line(
             f"{leaf} = {name('_tree_traverse')}({x}, "
             f"{ctx.weight(np.asarray(f.roots, np.int64), 'tree_roots')}, "
-            f"{ctx.weight(np.asarray(f.feature, np.int64), 'tree_feature')}, "
-            f"{ctx.weight(np.asarray(f.threshold, fdt), 'tree_threshold', False)}, "
-            f"{ctx.weight(np.asarray(f.true_next, np.int64), 'tree_true_next')}, "
-            f"{ctx.weight(np.asarray(f.false_next, np.int64), 'tree_false_next')}, "
-            f"{ctx.weight(np.asarray(f.missing_true, bool), 'tree_missing_true') if any_mtt else None}, "
-            f"{ctx.weight(np.asarray(f.mode, np.int64), 'tree_mode') if single < 0 else None}, "
+            f"{ctx.weight(f.feature, 'tree_feature')}, "
+            f"{ctx.weight(f.threshold.astype(fdt), 'tree_threshold', False)}, "
+            f"{ctx.weight(f.true_next, 'tree_true_next')}, "
+            f"{ctx.weight(f.false_next, 'tree_false_next')}, "
+            f"{ctx.weight(f.missing_true, 'tree_missing_true') if any_mtt else None}, "
+            f"{ctx.weight(f.mode, 'tree_mode') if single < 0 else None}, "
             f"{single}, {members}, {member_idx}, {depth})")
         per_tree = ctx.tmp("per_tree")
         ctx.line(f"{per_tree} = {ctx.weight(vals, 'tree_leaf_values', False)}[{leaf}]")
@@ -404,26 +400,32 @@ def tree_ensemble(ctx: Ctx, X: Arg, *, aggregate_function=1, leaf_targetids=None
     modes = np.asarray(nodes_modes).reshape(-1).astype(np.int64)
     n = len(splits)
     lw = np.asarray(leaf_weights).reshape(-1) if leaf_weights is not None else np.zeros(0)
-    lt = list(leaf_targetids or [0] * len(lw))
-    mtt = list(nodes_missing_value_tracks_true or [0] * n)
-    f = _Forest(k)
-    for i in range(n):
-        if not 0 <= modes[i] <= 6:
-            ctx.fail(f"node {i}: mode {modes[i]} is not defined")
-        f.add_node(nodes_featureids[i], float(splits[i]), modes[i], mtt[i])
-    leaf0 = len(f.mode)
-    for j in range(len(lw)):
-        g = f.add_node()
-        if not 0 <= int(lt[j]) < k:
-            ctx.fail(f"leaf {j}: target {lt[j]} is out of range (0..{k - 1})")
-        f.add_weight(g, lt[j], float(lw[j]))
-    for i in range(n):
-        for nxt, ids, leafs in ((f.true_next, nodes_truenodeids, nodes_trueleafs),
-                                (f.false_next, nodes_falsenodeids, nodes_falseleafs)):
-            c = int(ids[i])
-            nxt[i] = leaf0 + c if leafs[i] else c
-            if not 0 <= nxt[i] < len(f.mode):
-                ctx.fail(f"node {i} points outside the tree tables")
+    lt = np.asarray(leaf_targetids if leaf_targetids else [0] * len(lw), np.int64)
+    mtt = np.asarray(nodes_missing_value_tracks_true or [0] * n, bool)
+    if np.any((modes < 0) | (modes > 6)):
+        ctx.fail(f"node mode {int(modes[(modes < 0) | (modes > 6)][0])} is not defined")
+    for name, arr in (("nodes_featureids", nodes_featureids), ("nodes_truenodeids",
+                      nodes_truenodeids), ("nodes_falsenodeids", nodes_falsenodeids),
+                      ("nodes_trueleafs", nodes_trueleafs), ("nodes_falseleafs", nodes_falseleafs)):
+        if arr is None or len(arr) != n:
+            ctx.fail(f"{name} must have one entry per node ({n})")
+    if len(lt) != len(lw) or len(mtt) != n:
+        ctx.fail("leaf_targetids / nodes_missing_value_tracks_true have the wrong length")
+    total = n + len(lw)  # interior nodes first, then one node per leaf
+    nexts = []
+    for ids, leafs in ((nodes_truenodeids, nodes_trueleafs),
+                       (nodes_falsenodeids, nodes_falseleafs)):
+        c = np.asarray(ids, np.int64) + np.where(np.asarray(leafs, bool), n, 0)
+        if np.any((c < 0) | (c >= total)):
+            ctx.fail("a node points outside the tree tables")
+        nexts.append(np.concatenate([c, np.zeros(len(lw), np.int64)]))
+    f = _Forest(k, np.concatenate([np.asarray(nodes_featureids, np.int64),
+                                   np.zeros(len(lw), np.int64)]),
+                np.concatenate([splits.astype(np.float64), np.zeros(len(lw))]),
+                np.concatenate([modes, np.full(len(lw), 7)]),
+                np.concatenate([mtt, np.zeros(len(lw), bool)]), nexts[0], nexts[1],
+                tree_roots)
+    f.add_weights(ctx, n + np.arange(len(lw)), lt, lw.astype(np.float64))
     if 6 in modes:
         mv = np.asarray(membership_values, np.float64).reshape(-1)
         sets, cur = [], []
@@ -441,7 +443,6 @@ def tree_ensemble(ctx: Ctx, X: Arg, *, aggregate_function=1, leaf_targetids=None
         f.members = sets[:len(member_nodes)]
         for s, i in enumerate(member_nodes):
             f.member_idx[i] = s
-    f.roots = [int(r) for r in tree_roots]
     agg = _AGG5.get(int(aggregate_function))
     post = _POST5.get(int(post_transform))
     if agg is None or post is None:
