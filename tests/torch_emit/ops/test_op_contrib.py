@@ -344,7 +344,7 @@ def test_multi_head_attention(kind, mask, past, uni, bias):
 
 
 def _gqa_case(B, S, P, N=4, NKV=2, H=16, rotary=False, window=-1, total=None, seqlens=None,
-              packed=False, softcap=0.0, sink=None):
+              packed=False, softcap=0.0, sink=None, qk_norm=False):
     total = total if total is not None else P + S
     inputs = {}
     feeds = {}
@@ -384,6 +384,10 @@ def _gqa_case(B, S, P, N=4, NKV=2, H=16, rotary=False, window=-1, total=None, se
             order += ["", ""]
         order += ["", "", "sink"]
         inits["sink"] = _f(N)
+    if qk_norm:
+        order += [""] * (14 - len(order)) + ["qn", "kn"]
+        inits["qn"], inits["kn"] = _f(H) + 1, _f(H) + 1
+        attrs["k_norm_epsilon"] = 1e-5
     m = contrib_model("GroupQueryAttention", inputs,
                       {"y": (F32, None), "present_k": (F32, None), "present_v": (F32, None)},
                       attrs, inits=inits, order=order)
@@ -399,6 +403,28 @@ def test_group_query_attention(B, S, P, kw):
     m, feeds = _gqa_case(B, S, P, **kw)
     assert "_group_query_attention(" in generate_torch(m)[0]
     assert_matches_ort(m, feeds)
+
+
+@pytest.mark.parametrize("B,S,P", [(2, 3, 0), (2, 1, 4)])
+def test_group_query_attention_qk_norm(B, S, P):
+    """q/k RMS norm weights (Qwen3): onnxruntime runs them on CUDA only; the spec defines them
+    as Reshape -> SimplifiedLayerNormalization -> Reshape of q and k before the rotary
+    embedding, so the reference is the plain node fed with q and k normalized per head."""
+    m, feeds = _gqa_case(B, S, P, rotary=True, qk_norm=True)
+    got = torch_run(m, feeds)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+
+    def rms(x, w, eps):
+        h = x.reshape(*x.shape[:2], -1, 16)
+        h = h / np.sqrt((h * h).mean(-1, keepdims=True) + eps) * w
+        return h.reshape(x.shape).astype(np.float32)
+
+    ref_m, _ = _gqa_case(B, S, P, rotary=True)
+    ref_feeds = dict(feeds, q=rms(feeds["q"], inits["qn"], 1e-6),
+                     k=rms(feeds["k"], inits["kn"], 1e-5))
+    ref = ort_run(ref_m, ref_feeds)
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
 
 
 def test_group_query_attention_shared_buffer():

@@ -74,13 +74,17 @@ def _group_query_attention(q: torch.Tensor, k: Optional[torch.Tensor],
                            position_ids: Optional[torch.Tensor] = None,
                            interleaved: bool = False,
                            attention_bias: Optional[torch.Tensor] = None,
-                           head_sink: Optional[torch.Tensor] = None
+                           head_sink: Optional[torch.Tensor] = None,
+                           q_norm: Optional[torch.Tensor] = None,
+                           k_norm: Optional[torch.Tensor] = None, q_eps: float = 1e-6,
+                           k_eps: float = 1e-6
                            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """onnxruntime GroupQueryAttention with its KV cache (BNSH).  Batch entry b holds
     ``seqlens_k[b] + 1`` tokens after this step; its new keys/values are written after its
     past tokens (at 0 for the first prompt, where the batch may be right-padded).  Returns the
     output (B, S, heads * D) and the present key / value caches.  ``head_sink`` (heads,) adds
-    exp(sink) to each head's softmax denominator (smooth softmax: zeros)."""
+    exp(sink) to each head's softmax denominator (smooth softmax: zeros).  ``q_norm`` /
+    ``k_norm`` (D,): an RMS norm of each head of q and k before the rotary embedding."""
     B, S = q.shape[0], q.shape[1]
     if k is None or v is None:  # packed QKV
         d = q.shape[2] // (num_heads + 2 * kv_num_heads)
@@ -96,6 +100,9 @@ def _group_query_attention(q: torch.Tensor, k: Optional[torch.Tensor],
     else:
         past_len = total - S
     pos = past_len.unsqueeze(1) + torch.arange(S, device=q.device).unsqueeze(0)  # (B, S)
+    if q_norm is not None and k_norm is not None:
+        q = F.rms_norm(q, (D,), q_norm, q_eps)
+        k = F.rms_norm(k, (D,), k_norm, k_eps)
     if cos is not None and sin is not None:
         p = position_ids if position_ids is not None else pos
         q = _rope(q, cos[p], sin[p], interleaved)

@@ -234,7 +234,8 @@ def group_query_attention(ctx: Ctx, query: Arg, key: Arg | None = None,
     unsupported = [name for name, on in (
         ("a quantized KV cache", k_scale is not None or v_scale is not None
          or k_quant_type != "NONE" or v_quant_type != "NONE" or kv_cache_bit_width),
-        ("q/k RMS norm weights", q_norm_weight is not None or k_norm_weight is not None),
+        ("only one of q_norm_weight / k_norm_weight",
+         (q_norm_weight is None) != (k_norm_weight is None)),
         ("query_seqlens", query_seqlens is not None), ("qk_output", qk_output),
         ("sliding_window_cache", sliding_window_cache)) if on]
     if unsupported:
@@ -277,6 +278,11 @@ def group_query_attention(ctx: Ctx, query: Arg, key: Arg | None = None,
             args.append("interleaved=True")
     if attention_bias is not None:
         args.append(f"attention_bias={attention_bias}")
+    if q_norm_weight is not None and k_norm_weight is not None:
+        qe = qk_norm_epsilon if q_norm_epsilon is None else q_norm_epsilon
+        ke = qk_norm_epsilon if k_norm_epsilon is None else k_norm_epsilon
+        args += [f"q_norm={q_norm_weight}", f"k_norm={k_norm_weight}",
+                 f"q_eps={ctx.lit(float(qe), _F32)}", f"k_eps={ctx.lit(float(ke), _F32)}"]
     if head_sink is not None:
         args.append(f"head_sink={head_sink}")
     elif smooth_softmax:
