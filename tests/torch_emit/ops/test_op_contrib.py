@@ -801,3 +801,22 @@ def test_contrib_helpers_script_and_trace(case):
         for compiled in (torch.jit.script(module), torch.jit.trace(module, tuple(args))):
             for a, b in zip(compiled(*args), ref):
                 torch.testing.assert_close(a, b)
+
+
+def test_unsupported_variant_is_one_clear_line(tmp_path):
+    """A contrib variant nnport does not convert (a quantized KV cache) is refused with one line
+    naming the node and what is missing, exit 2, and no output file."""
+    import onnx
+
+    from util import assert_clean_error, run_cli
+
+    m, _ = _gqa_case(1, 1, 4)
+    node = m.graph.node[0]
+    node.name = "layers.0.attn"
+    node.attribute.append(helper.make_attribute("k_quant_type", "PER_TENSOR"))
+    p = tmp_path / "gqa.onnx"
+    onnx.save(m, p)
+    rc, out, err = run_cli("convert", p, tmp_path / "gqa.py")
+    assert_clean_error(rc, out, err, "layers.0.attn", "GroupQueryAttention",
+                       "quantized KV cache")
+    assert not (tmp_path / "gqa.py").exists()
