@@ -126,11 +126,11 @@ def test_svc(kernel, n_classes):
     _check(proto, {"X": _test_rows(X)})
 
 
-def test_svc_with_probabilities_is_refused_clearly():
-    X, y = _data(3, n=80)
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_svc_with_probabilities(n_classes):
+    X, y = _data(n_classes, n=200)
     proto = _to_onnx(SVC(probability=True, random_state=0).fit(X, y), X, zipmap=False)
-    with pytest.raises(ConversionError, match="SVMClassifier.*probabilit"):
-        nnport.to_torch(proto)
+    _check(proto, {"X": _test_rows(X)})
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "linear"])

@@ -7,7 +7,7 @@ from typing import List, Optional
 import torch
 
 __all__ = ["_ml_post", "_ml_binary_scores", "_tree_traverse", "_tree_gemm", "_tree_cond",
-           "_tree_aggregate", "_svm_kernel"]
+           "_tree_aggregate", "_svm_kernel", "_svm_probabilities"]
 
 
 def _ml_post(scores: torch.Tensor, post: str) -> torch.Tensor:
@@ -133,6 +133,46 @@ def _svm_kernel(x: torch.Tensor, sv: torch.Tensor, kernel: str, gamma: float, co
     if kernel == "SIGMOID":
         return torch.tanh(gamma * dot + coef0)
     return dot
+
+
+
+def _svm_probabilities(decision: torch.Tensor, prob_a: torch.Tensor, prob_b: torch.Tensor,
+                       k: int) -> torch.Tensor:
+    """libsvm's class probabilities from the (N, k(k-1)/2) pairwise decision values: Platt's
+    sigmoid per pair, then pairwise coupling (Wu, Lin and Weng's method 2), the iteration
+    onnxruntime runs: at most 100 rounds, each row stopping once its error is below
+    0.005 / k (rows that stop keep their values, so the whole batch runs 100 rounds)."""
+    n = decision.shape[0]
+    pair = 1.0 - torch.sigmoid(decision * prob_a + prob_b)
+    pair = pair.clamp(1e-7, 1 - 1e-7)
+    r = torch.zeros(n, k, k, dtype=decision.dtype, device=decision.device)
+    index = 0
+    for i in range(k - 1):
+        for j in range(i + 1, k):
+            r[:, i, j] = pair[:, index]
+            r[:, j, i] = 1 - pair[:, index]
+            index += 1
+    rt = r.transpose(1, 2)
+    q = -(rt * r)  # q[i, j] = -r[j, i] r[i, j]
+    diag = (rt * rt).sum(dim=2) - torch.diagonal(rt * rt, dim1=1, dim2=2)
+    q = q - torch.diag_embed(torch.diagonal(q, dim1=1, dim2=2)) + torch.diag_embed(diag)
+    p = torch.full((n, k), 1.0 / k, dtype=decision.dtype, device=decision.device)
+    done = torch.zeros(n, dtype=torch.bool, device=decision.device)
+    eps = 0.005 / k
+    for _ in range(100):
+        qp = torch.bmm(q, p.unsqueeze(2)).squeeze(2)
+        pqp = (p * qp).sum(dim=1)
+        err = (qp - pqp.unsqueeze(1)).abs().max(dim=1).values
+        done = done | (err < eps)
+        for i in range(k):
+            d = (-qp[:, i] + pqp) / q[:, i, i]
+            d = torch.where(done, torch.zeros_like(d), d)
+            p_i = p[:, i] + d
+            p = torch.cat([p[:, :i], p_i.unsqueeze(1), p[:, i + 1:]], dim=1)
+            pqp = (pqp + d * (d * q[:, i, i] + 2 * qp[:, i])) / (1 + d) / (1 + d)
+            qp = (qp + d.unsqueeze(1) * q[:, i, :]) / (1 + d).unsqueeze(1)
+            p = p / (1 + d).unsqueeze(1)
+    return p
 
 
 _tree_traverse._nnport_deps = ["_tree_cond"]

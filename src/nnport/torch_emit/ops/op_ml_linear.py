@@ -112,9 +112,6 @@ def svm_classifier(ctx: Ctx, X: Arg, *, classlabels_ints=None, classlabels_strin
                    prob_a=None, prob_b=None, rho=None, support_vectors=None,
                    vectors_per_class=None):
     labels = _int_labels(ctx, classlabels_ints, classlabels_strings)
-    if prob_a:
-        ctx.fail("SVMClassifier with probabilities (prob_a/prob_b, libsvm's pairwise coupling) "
-                 "is not supported yet; fit the SVC with probability=False")
     if not vectors_per_class:
         ctx.fail("SVMClassifier without support vectors (linear mode) is not supported yet")
     c = len(vectors_per_class)
@@ -146,14 +143,21 @@ def svm_classifier(ctx: Ctx, X: Arg, *, classlabels_ints=None, classlabels_strin
     ctx.line(f"{s} = ({k}.double() @ {ctx.weight(w, 'pair_coef', False)} + "
              f"{ctx.weight(rho, 'rho', False)}).float()")
     lab = ctx.weight(np.asarray(labels, np.int64), "classlabels")
+    pos = ctx.tmp("wins")
+    ctx.line(f"{pos} = ({s} > 0).float()")
+    votes = f"{pos} @ {ctx.weight(vote_i, 'vote_first')} + (1 - {pos}) @ " \
+            f"{ctx.weight(vote_j, 'vote_second')}"
+    if prob_a:  # probabilities by pairwise coupling; the label still comes from the votes
+        if len(prob_a) != len(pairs) or len(prob_b or []) != len(pairs):
+            ctx.fail(f"prob_a / prob_b need one value per class pair ({len(pairs)})")
+        probs = f"{ctx.helper('_svm_probabilities')}({s}, " \
+                f"{ctx.weight(np.asarray(prob_a, np.float32), 'prob_a', False)}, " \
+                f"{ctx.weight(np.asarray(prob_b, np.float32), 'prob_b', False)}, {c})"
+        return f"{lab}[torch.argmax({votes}, dim=1)]", _post(ctx, probs, post_transform, c)
     if c == 2:  # one classifier: label by its sign, scores [-s, s] (onnxruntime's layout)
         label = f"{lab}[({s}[:, 0] <= 0).long()]"
         if post_transform == "NONE":
             return label, f"torch.cat([-{s}, {s}], dim=1)"
         p = _post(ctx, s, post_transform, 2)
         return label, f"torch.cat([1 - {p}, {p}], dim=1)"
-    pos = ctx.tmp("wins")
-    ctx.line(f"{pos} = ({s} > 0).float()")
-    votes = f"{pos} @ {ctx.weight(vote_i, 'vote_first')} + (1 - {pos}) @ " \
-            f"{ctx.weight(vote_j, 'vote_second')}"
     return f"{lab}[torch.argmax({votes}, dim=1)]", _post(ctx, s, post_transform, len(pairs))
