@@ -820,3 +820,21 @@ def test_unsupported_variant_is_one_clear_line(tmp_path):
     assert_clean_error(rc, out, err, "layers.0.attn", "GroupQueryAttention",
                        "quantized KV cache")
     assert not (tmp_path / "gqa.py").exists()
+
+
+def test_every_contrib_op_matches_an_onnxruntime_schema():
+    """Each com.microsoft emitter names an op the installed onnxruntime defines, at a version
+    that was reviewed: a new onnxruntime version of an op fails here, not silently."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_c
+
+    from nnport.torch_emit import REGISTRY
+
+    schemas = {(s.domain, s.name): s.since_version for s in ort_c.get_all_operator_schema()}
+    registered = [(d, op) for (d, op) in REGISTRY.ops() if d == MS]
+    assert len(registered) >= 31
+    for d, op in registered:
+        assert (d, op) in schemas, f"{op}: onnxruntime defines no such contrib op"
+        assert schemas[(d, op)] in REGISTRY.reviewed_versions(d, op), op
+    # onnxruntime's own default-domain op
+    assert schemas[("", "SimplifiedLayerNormalization")] in REGISTRY.reviewed_versions(
+        "", "SimplifiedLayerNormalization")
