@@ -838,3 +838,24 @@ def test_every_contrib_op_matches_an_onnxruntime_schema():
     # onnxruntime's own default-domain op
     assert schemas[("", "SimplifiedLayerNormalization")] in REGISTRY.reviewed_versions(
         "", "SimplifiedLayerNormalization")
+
+
+@pytest.mark.parametrize("op,attr", [("MultiHeadAttention", "num_heads"),
+                                     ("QLinearConcat", "axis"), ("FusedConv", "pads"),
+                                     ("QuickGelu", "alpha")])
+def test_mistyped_contrib_attribute_is_refused(op, attr, tmp_path):
+    """onnx's checker does not know contrib schemas: code in a string where a number belongs
+    never reaches the generated source."""
+    import nnport
+
+    marker = tmp_path / "pwned"
+    evil = f"1)\nopen({str(marker)!r}, 'w')#"
+    node = helper.make_node(op, ["x"], ["y"], domain=MS)
+    node.attribute.append(helper.make_attribute(attr, [evil] if attr == "pads" else evil))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", F32, [2, 3, 4])],
+                              [helper.make_tensor_value_info("y", F32, None)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                helper.make_opsetid(MS, 1)])
+    with pytest.raises(nnport.NnportError, match="wrong type"):
+        generate_torch(m)
+    assert not marker.exists()

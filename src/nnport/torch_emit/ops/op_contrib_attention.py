@@ -14,8 +14,8 @@ import math
 
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, Transposed, register
-from .op_contrib_basic import MS, _used, assign
+from ..codegen import Arg, Ctx, Transposed
+from .op_contrib_basic import MS, _used, assign, register_ms
 
 _F32 = ir.DataType.FLOAT
 
@@ -67,7 +67,7 @@ def _attend(ctx: Ctx, q: str, k: str, v: str, mask: Arg | None, bias: Arg | None
     return f"{t}.transpose(1, 2).flatten(2)"
 
 
-@register("Attention", 1, domain=MS)
+@register_ms("Attention")
 def attention(ctx: Ctx, input: Arg, weights: Arg, bias: Arg | None = None,
               mask_index: Arg | None = None, past: Arg | None = None,
               attention_bias: Arg | None = None, past_sequence_length: Arg | None = None, *,
@@ -119,7 +119,7 @@ def _split_attend(ctx: Ctx, qkv: str, sizes: list, num_heads: int, past: Arg | N
     assign(ctx, [y, f"torch.stack([{k}, {v}])"])
 
 
-@register("QAttention", 1, domain=MS)
+@register_ms("QAttention")
 def qattention(ctx: Ctx, input: Arg, weight: Arg, bias: Arg, input_scale: Arg,
                weight_scale: Arg, mask_index: Arg | None = None,
                input_zero_point: Arg | None = None, weight_zero_point: Arg | None = None,
@@ -154,7 +154,7 @@ def qattention(ctx: Ctx, input: Arg, weight: Arg, bias: Arg, input_scale: Arg,
                   mask_filter_value, sc)
 
 
-@register("MultiHeadAttention", 1, domain=MS)
+@register_ms("MultiHeadAttention")
 def multi_head_attention(ctx: Ctx, query: Arg, key: Arg | None = None, value: Arg | None = None,
                          bias: Arg | None = None, key_padding_mask: Arg | None = None,
                          attention_bias: Arg | None = None, past_key: Arg | None = None,
@@ -213,7 +213,7 @@ def multi_head_attention(ctx: Ctx, query: Arg, key: Arg | None = None, value: Ar
     assign(ctx, [y, k, v])
 
 
-@register("GroupQueryAttention", 1, domain=MS)
+@register_ms("GroupQueryAttention")
 def group_query_attention(ctx: Ctx, query: Arg, key: Arg | None = None,
                           value: Arg | None = None, past_key: Arg | None = None,
                           past_value: Arg | None = None, seqlens_k: Arg = None,
@@ -290,7 +290,7 @@ def group_query_attention(ctx: Ctx, query: Arg, key: Arg | None = None,
     return f"{fn}({', '.join(args)})"
 
 
-@register("RotaryEmbedding", 1, domain=MS)
+@register_ms("RotaryEmbedding")
 def rotary_embedding(ctx: Ctx, input: Arg, position_ids: Arg, cos_cache: Arg, sin_cache: Arg,
                      *, interleaved: int = 0, num_heads: int = 0, rotary_embedding_dim: int = 0,
                      scale: float = 1.0, is_packed_batching: int = 0):

@@ -11,6 +11,9 @@ onnxruntime (it is not an ONNX op), and is registered there.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 import onnx_ir as ir
 
 from ..codegen import Arg, Ctx, register
@@ -19,6 +22,53 @@ from .op_matmul import gemm
 
 MS = "com.microsoft"
 _F32 = ir.DataType.FLOAT
+
+
+def _typed(fn):
+    """onnx's checker knows no contrib schema, so nothing checked the attribute types: an
+    attribute whose type is not the one the emitter's signature declares (a string where an
+    int belongs) is refused before it can reach the generated source."""
+    want = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if p.kind != p.KEYWORD_ONLY:
+            continue
+        ann = str(p.annotation)
+        for t in ("int", "float", "str"):  # annotations are strings (postponed evaluation)
+            if ann.startswith(t):
+                want[name] = t
+                break
+        else:
+            want[name] = "numbers"  # numbers or lists of them (pads, clip, activation_params)
+
+    def ok(kind: str, v) -> bool:
+        if kind == "int":
+            return isinstance(v, int)
+        if kind == "float":
+            return isinstance(v, (int, float))
+        if kind == "str":
+            return isinstance(v, str)
+        vals = v if isinstance(v, list) else [v]
+        return all(isinstance(x, (int, float)) for x in vals)
+
+    @functools.wraps(fn)
+    def emit(ctx: Ctx, *args, **kwargs):
+        for name, v in kwargs.items():
+            kind = want.get(name)
+            if kind is not None and v is not None and not ok(kind, v) and not (
+                    name == "activations" and isinstance(v, list)
+                    and all(isinstance(x, str) and x.isalpha() for x in v)):
+                ctx.fail(f"attribute {name!r} has the wrong type ({type(v).__name__})")
+        return fn(ctx, *args, **kwargs)
+
+    return emit
+
+
+def register_ms(op_type: str, versions=1, domain: str = MS):
+    """Register an onnxruntime contrib emitter (attribute types checked, see ``_typed``)."""
+    def deco(fn):
+        register(op_type, versions, domain=domain)(_typed(fn))
+        return fn
+    return deco
 
 
 def _used(ctx: Ctx, i: int) -> bool:
@@ -32,29 +82,29 @@ def _eps(ctx: Ctx, v: float) -> str:
 
 
 # ---- activations ------------------------------------------------------------------------------
-@register("Gelu", 1, domain=MS)
+@register_ms("Gelu")
 def gelu(ctx: Ctx, X: Arg):
     return f"F.gelu({X})"
 
 
-@register("BiasGelu", 1, domain=MS)
+@register_ms("BiasGelu")
 def bias_gelu(ctx: Ctx, A: Arg, B: Arg):
     return f"F.gelu({A} + {B})"
 
 
-@register("FastGelu", 1, domain=MS)
+@register_ms("FastGelu")
 def fast_gelu(ctx: Ctx, X: Arg, bias: Arg | None = None):
     # 0.5 x (1 + tanh(0.797885 x + 0.035677 x^3)) is torch's tanh approximation
     x = f"{X} + {bias}" if bias is not None else str(X)
     return f"F.gelu({x}, approximate='tanh')"
 
 
-@register("QuickGelu", 1, domain=MS)
+@register_ms("QuickGelu")
 def quick_gelu(ctx: Ctx, X: Arg, *, alpha: float = 1.702):
     return f"{X} * torch.sigmoid({ctx.lit(float(alpha), _F32)} * {X})"
 
 
-@register("BiasAdd", 1, domain=MS)
+@register_ms("BiasAdd")
 def bias_add(ctx: Ctx, X: Arg, bias: Arg, skip: Arg):
     return f"{X} + {bias} + {skip}"
 
@@ -77,7 +127,7 @@ def _fused_operand(ctx: Ctx, x: Arg, trans: int, trans_batch: int) -> str:
     return f"{x}.transpose(-2, -1)"
 
 
-@register("FusedMatMul", 1, domain=MS)
+@register_ms("FusedMatMul")
 def fused_matmul(ctx: Ctx, A: Arg, B: Arg, *, alpha: float = 1.0, transA: int = 0,
                  transB: int = 0, transBatchA: int = 0, transBatchB: int = 0):
     a = _fused_operand(ctx, A, transA, transBatchA)
@@ -112,7 +162,7 @@ def activation_expr(ctx: Ctx, y: str, activation: str, params) -> str:
     ctx.fail(f"activation {activation!r} is not supported")
 
 
-@register("FusedConv", 1, domain=MS)
+@register_ms("FusedConv")
 def fused_conv(ctx: Ctx, X: Arg, W: Arg, B: Arg | None = None, Z: Arg | None = None, *,
                activation: str = "", activation_params=None, auto_pad: str = "NOTSET",
                dilations=None, group: int = 1, kernel_shape=None, pads=None, strides=None):
@@ -123,7 +173,7 @@ def fused_conv(ctx: Ctx, X: Arg, W: Arg, B: Arg | None = None, Z: Arg | None = N
     return activation_expr(ctx, y, activation, activation_params)
 
 
-@register("FusedGemm", 1, domain=MS)
+@register_ms("FusedGemm")
 def fused_gemm(ctx: Ctx, A: Arg, B: Arg, C: Arg | None = None, *, alpha: float = 1.0,
                beta: float = 1.0, transA: int = 0, transB: int = 0, activation: str = "",
                activation_alpha: float | None = None, activation_beta: float | None = None,
@@ -212,7 +262,7 @@ def assign(ctx: Ctx, outs: list) -> None:
             ctx.line(f"{ctx.out_names[i]} = {e}")
 
 
-@register("SkipLayerNormalization", 1, domain=MS)
+@register_ms("SkipLayerNormalization")
 def skip_layer_norm(ctx: Ctx, input: Arg, skip: Arg, gamma: Arg, beta: Arg | None = None,
                     bias: Arg | None = None, *, epsilon: float = 1e-12):
     s = _skip_sum(ctx, input, skip, bias)
@@ -222,7 +272,7 @@ def skip_layer_norm(ctx: Ctx, input: Arg, skip: Arg, gamma: Arg, beta: Arg | Non
     assign(ctx, outs)
 
 
-@register("SkipSimplifiedLayerNormalization", 1, domain=MS)
+@register_ms("SkipSimplifiedLayerNormalization")
 def skip_simplified_layer_norm(ctx: Ctx, input: Arg, skip: Arg, gamma: Arg,
                                bias: Arg | None = None, *, epsilon: float = 1e-12):
     s = _skip_sum(ctx, input, skip, bias)
@@ -232,7 +282,7 @@ def skip_simplified_layer_norm(ctx: Ctx, input: Arg, skip: Arg, gamma: Arg,
     assign(ctx, outs)
 
 
-@register("SimplifiedLayerNormalization", 1)
+@register_ms("SimplifiedLayerNormalization", domain="")
 def simplified_layer_norm(ctx: Ctx, X: Arg, scale: Arg, *, axis: int = -1,
                           epsilon: float = 1e-5, stash_type: int = 1):
     rank = ctx.rank(X)
@@ -264,7 +314,7 @@ def _embedding(ctx: Ctx, ids: str, table: Arg, hint: str) -> str:
     return f"F.embedding({ids}, {table})"
 
 
-@register("EmbedLayerNormalization", 1, domain=MS)
+@register_ms("EmbedLayerNormalization")
 def embed_layer_norm(ctx: Ctx, input_ids: Arg, segment_ids: Arg | None, word_embedding: Arg,
                      position_embedding: Arg, segment_embedding: Arg | None = None,
                      gamma: Arg = None, beta: Arg = None, mask: Arg | None = None,

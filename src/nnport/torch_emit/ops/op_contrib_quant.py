@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
-from .op_contrib_basic import MS, _used, embed_layer_norm
+from ..codegen import Arg, Ctx
+from .op_contrib_basic import MS, _used, embed_layer_norm, register_ms
 from .op_pool import average_pool
 from .op_quant import _INT_RANGES
 
@@ -87,7 +87,7 @@ def _ratio(ctx: Ctx, num: list[Arg], den: list[Arg]) -> str:
 
 
 # ---- MatMulNBits, GatherBlockQuantized -----------------------------------------------------------
-@register("MatMulNBits", 1, domain=MS)
+@register_ms("MatMulNBits")
 def matmul_nbits(ctx: Ctx, A: Arg, B: Arg, scales: Arg, zero_points: Arg | None = None,
                  g_idx: Arg | None = None, bias: Arg | None = None, *, K: int, N: int,
                  block_size: int, bits: int = 4, accuracy_level: int = 0,
@@ -117,7 +117,7 @@ def matmul_nbits(ctx: Ctx, A: Arg, B: Arg, scales: Arg, zero_points: Arg | None 
 _INT4 = {DT.INT4: np.int8, DT.UINT4: np.uint8}
 
 
-@register("GatherBlockQuantized", 1, domain=MS)
+@register_ms("GatherBlockQuantized")
 def gather_block_quantized(ctx: Ctx, data: Arg, indices: Arg, scales: Arg,
                            zero_points: Arg | None = None, *, bits: int = 4,
                            block_size: int = 128, gather_axis: int = 0, quantize_axis: int = 1):
@@ -164,7 +164,7 @@ def _shift_b(ctx: Ctx, B: str, zp: Arg | None, per_row: bool = False) -> str:
     return f"({B}.double() - {z})"
 
 
-@register("DynamicQuantizeMatMul", 1, domain=MS)
+@register_ms("DynamicQuantizeMatMul")
 def dynamic_quantize_matmul(ctx: Ctx, A: Arg, B: Arg, b_scale: Arg,
                             b_zero_point: Arg | None = None, bias: Arg | None = None):
     # A is quantized to uint8 on the fly (DynamicQuantizeLinear), as onnxruntime does
@@ -176,7 +176,7 @@ def dynamic_quantize_matmul(ctx: Ctx, A: Arg, B: Arg, b_scale: Arg,
     return f"{y} + {bias}" if bias is not None else y
 
 
-@register("MatMulIntegerToFloat", 1, domain=MS)
+@register_ms("MatMulIntegerToFloat")
 def matmul_integer_to_float(ctx: Ctx, A: Arg, B: Arg, a_scale: Arg, b_scale: Arg,
                             a_zero_point: Arg | None = None, b_zero_point: Arg | None = None,
                             bias: Arg | None = None):
@@ -190,7 +190,7 @@ def matmul_integer_to_float(ctx: Ctx, A: Arg, B: Arg, a_scale: Arg, b_scale: Arg
     return f"{y} + {bias}" if bias is not None else y
 
 
-@register("QGemm", 1, domain=MS)
+@register_ms("QGemm")
 def qgemm(ctx: Ctx, A: Arg, a_scale: Arg, a_zero_point: Arg, B: Arg, b_scale: Arg,
           b_zero_point: Arg, C: Arg | None = None, y_scale: Arg | None = None,
           y_zero_point: Arg | None = None, *, alpha: float = 1.0, transA: int = 0,
@@ -217,7 +217,7 @@ def qgemm(ctx: Ctx, A: Arg, a_scale: Arg, a_zero_point: Arg, B: Arg, b_scale: Ar
 
 
 # ---- QLinear elementwise -----------------------------------------------------------------------------
-@register("QLinearAdd", 1, domain=MS)
+@register_ms("QLinearAdd")
 def qlinear_add(ctx: Ctx, A: Arg, A_scale: Arg, A_zero_point: Arg | None, B: Arg, B_scale: Arg,
                 B_zero_point: Arg | None, C_scale: Arg, C_zero_point: Arg | None = None):
     a = f"{_centered(ctx, A, A_zero_point)} * {_ratio(ctx, [A_scale], [C_scale])}"
@@ -225,7 +225,7 @@ def qlinear_add(ctx: Ctx, A: Arg, A_scale: Arg, A_zero_point: Arg | None, B: Arg
     return _quantize(ctx, f"{a} + {b}", C_zero_point, _qtype(ctx, C_zero_point, A))
 
 
-@register("QLinearMul", 1, domain=MS)
+@register_ms("QLinearMul")
 def qlinear_mul(ctx: Ctx, A: Arg, A_scale: Arg, A_zero_point: Arg | None, B: Arg, B_scale: Arg,
                 B_zero_point: Arg | None, C_scale: Arg, C_zero_point: Arg | None = None):
     r = _ratio(ctx, [A_scale, B_scale], [C_scale])
@@ -240,14 +240,14 @@ def _unary(ctx: Ctx, X: Arg, X_scale: Arg, X_zero_point: Arg | None, Y_scale: Ar
                      _qtype(ctx, Y_zero_point, X))
 
 
-@register("QLinearSigmoid", 1, domain=MS)
+@register_ms("QLinearSigmoid")
 def qlinear_sigmoid(ctx: Ctx, X: Arg, X_scale: Arg, X_zero_point: Arg | None, Y_scale: Arg,
                     Y_zero_point: Arg | None = None):
     return _unary(ctx, X, X_scale, X_zero_point, Y_scale, Y_zero_point,
                   lambda x: f"torch.sigmoid({x})")
 
 
-@register("QLinearLeakyRelu", 1, domain=MS)
+@register_ms("QLinearLeakyRelu")
 def qlinear_leaky_relu(ctx: Ctx, X: Arg, X_scale: Arg, X_zero_point: Arg | None, Y_scale: Arg,
                        Y_zero_point: Arg | None = None, *, alpha: float = 0.01):
     a = ctx.lit(float(alpha), _F32)
@@ -255,7 +255,7 @@ def qlinear_leaky_relu(ctx: Ctx, X: Arg, X_scale: Arg, X_zero_point: Arg | None,
                   lambda x: f"F.leaky_relu({x}, {a})")
 
 
-@register("QLinearConcat", 1, domain=MS)
+@register_ms("QLinearConcat")
 def qlinear_concat(ctx: Ctx, Y_scale: Arg, Y_zero_point: Arg, *inputs: Arg, axis: int):
     if len(inputs) % 3:
         ctx.fail("QLinearConcat takes (tensor, scale, zero point) triples")
@@ -272,7 +272,7 @@ def qlinear_concat(ctx: Ctx, Y_scale: Arg, Y_zero_point: Arg, *inputs: Arg, axis
     return f"torch.cat([{', '.join(parts)}], dim={axis})"
 
 
-@register("QLinearSoftmax", 1, domain=MS)
+@register_ms("QLinearSoftmax")
 def qlinear_softmax(ctx: Ctx, X: Arg, X_scale: Arg, x_zero_point: Arg | None, y_scale: Arg,
                     y_zero_point: Arg | None = None, *, axis: int = -1, opset: int = 13):
     x = f"{_centered(ctx, X, x_zero_point)} * {_num(ctx, X_scale)}"
@@ -285,7 +285,7 @@ def qlinear_softmax(ctx: Ctx, X: Arg, X_scale: Arg, x_zero_point: Arg | None, y_
                      _qtype(ctx, y_zero_point, X))
 
 
-@register("QLinearGlobalAveragePool", 1, domain=MS)
+@register_ms("QLinearGlobalAveragePool")
 def qlinear_global_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Arg | None,
                                 y_scale: Arg, y_zero_point: Arg | None = None, *,
                                 channels_last: int = 0):
@@ -300,7 +300,7 @@ def qlinear_global_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Ar
     return _quantize(ctx, val, y_zero_point, _qtype(ctx, y_zero_point, X))
 
 
-@register("QLinearAveragePool", 1, domain=MS)
+@register_ms("QLinearAveragePool")
 def qlinear_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Arg | None, y_scale: Arg,
                          y_zero_point: Arg | None = None, *, auto_pad: str = "NOTSET",
                          ceil_mode: int = 0, channels_last: int = 0,
@@ -336,7 +336,7 @@ def qlinear_average_pool(ctx: Ctx, X: Arg, x_scale: Arg, x_zero_point: Arg | Non
 
 
 # ---- DynamicQuantizeLSTM ---------------------------------------------------------------------------
-@register("DynamicQuantizeLSTM", 1, domain=MS)
+@register_ms("DynamicQuantizeLSTM")
 def dynamic_quantize_lstm(ctx: Ctx, X: Arg, W: Arg, R: Arg, B: Arg | None = None,
                           sequence_lens: Arg | None = None, initial_h: Arg | None = None,
                           initial_c: Arg | None = None, P: Arg | None = None,
@@ -398,7 +398,7 @@ def _dequantized_const(ctx: Ctx, q: Arg | None, scale: Arg | None, zp: Arg | Non
     return Arg(ctx.name_of(value), value)
 
 
-@register("QEmbedLayerNormalization", 1, domain=MS)
+@register_ms("QEmbedLayerNormalization")
 def qembed_layer_norm(ctx: Ctx, input_ids: Arg, segment_ids: Arg | None,
                       word_embedding_quant: Arg, position_embedding_quant: Arg,
                       segment_embedding: Arg | None, gamma_quant: Arg, beta_quant: Arg,
