@@ -8,7 +8,8 @@ import onnx
 import onnx_ir as ir
 
 from ..errors import InputError, NnportError
-from ..io import ModelSource, check_output_path, load_model, load_proto, save_model
+from ..io import (ModelSource, check_output_path, from_proto, load_model, load_proto,
+                  save_model)
 from ..passes.shapes import infer_shapes
 from .extract import all_values, unknown_name_error
 from .simplify import fix_input_shapes
@@ -103,7 +104,7 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
         notes.append(f"converted from opset {have} to {opset}")
         result_proto = converted
     if renames:
-        model = ir.from_proto(result_proto)
+        model = from_proto(result_proto)
         graph = model.graph
         values = all_values(graph)
         nodes = {n.name: n for n in graph if n.name}

@@ -17,7 +17,8 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError, NnportError
-from ..io import ModelSource, check_output_path, load_model, load_proto, save_model
+from ..io import (ModelSource, check_output_path, from_proto, load_model, load_proto,
+                  save_model)
 from ..passes.fold_constants import fold_constants
 from ..passes.shapes import infer_shapes
 from ..passes.simplify_fuse_bn import fuse_bn_into_conv
@@ -222,7 +223,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
     for rnd in range(1, max(1, rounds) + 1):
         changed_round = False
         for name, fn in steps_list:
-            cand_model = ir.from_proto(current)
+            cand_model = from_proto(current)
             try:
                 fn(cand_model)
                 infer_shapes(cand_model)

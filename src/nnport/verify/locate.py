@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import InputError
-from ..io import check_output_path, describe, load_proto
+from ..io import check_output_path, describe, from_proto, load_proto
 from .compare import compare_arrays
 
 DEFAULT_CHUNK = 64
@@ -90,7 +90,7 @@ def _topo_nodes(proto: onnx.ModelProto) -> list:
     import onnx_ir as ir
     from onnx_ir.passes import common as ir_common
 
-    model = ir.from_proto(proto)
+    model = from_proto(proto)
     try:
         ir_common.TopologicalSortPass()(model)
     except Exception:
