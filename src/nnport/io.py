@@ -204,6 +204,16 @@ def _without_map_types(proto: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def owned_proto(src: ModelSource) -> onnx.ModelProto:
+    """A ModelProto the caller may change: a path is parsed with its external data read in (so
+    the result depends on no folder and is not parsed twice), a ModelProto is copied."""
+    proto = load_proto(src, load_external=isinstance(src, (str, os.PathLike)))
+    if proto is src:
+        proto = onnx.ModelProto()
+        proto.CopyFrom(src)
+    return proto
+
+
 def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
     """Load a model into onnx_ir; external data stays lazy (read when a tensor is used).
 

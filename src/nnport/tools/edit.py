@@ -8,7 +8,7 @@ import onnx
 import onnx_ir as ir
 
 from ..errors import InputError, NnportError
-from ..io import (ModelSource, check_output_path, from_proto, load_model, load_proto,
+from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
                   save_model)
 from ..passes.shapes import infer_shapes
 from .extract import all_values, unknown_name_error
@@ -51,8 +51,7 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
     conversion (if any) verified."""
     if dst is not None:
         check_output_path(dst)
-    proto = onnx.ModelProto()
-    proto.CopyFrom(load_proto(src))
+    proto = owned_proto(src)
     model = load_model(proto)
     notes = []
     renames = [_parse_rename(r) for r in rename]

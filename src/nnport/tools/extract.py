@@ -9,7 +9,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError
-from ..io import ModelSource, check_output_path, load_model, load_proto, save_model
+from ..io import ModelSource, check_output_path, load_model, owned_proto, save_model
 from ..passes.shapes import infer_shapes
 
 
@@ -49,8 +49,7 @@ def extract(src: ModelSource, dst: str | os.PathLike | None = None, *, inputs, o
         raise InputError("--outputs: give at least one tensor name")
     if dst is not None:
         check_output_path(dst)
-    proto = onnx.ModelProto()
-    proto.CopyFrom(load_proto(src))
+    proto = owned_proto(src)
     model = load_model(proto)
     try:
         ir_common.RemoveInitializersFromInputsPass()(model)

@@ -17,7 +17,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError, NnportError
-from ..io import (ModelSource, check_output_path, from_proto, load_model, load_proto,
+from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
                   save_model)
 from ..passes.fold_constants import fold_constants
 from ..passes.shapes import infer_shapes
@@ -185,8 +185,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
 
     if dst is not None:
         check_output_path(dst)
-    original = onnx.ModelProto()
-    original.CopyFrom(load_proto(src))
+    original = owned_proto(src)
     steps_list = _resolve_passes(DEFAULT_PASSES if passes is None else passes)
     steps_list += _resolve_passes(extra_passes)
     before = op_counts(original)

@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import InputError
-from ..io import check_output_path, describe, from_proto, load_proto
+from ..io import check_output_path, describe, from_proto, owned_proto
 from .compare import compare_arrays
 
 DEFAULT_CHUNK = 64
@@ -107,9 +107,7 @@ class _OnnxTap:
     """Run an ONNX model in onnxruntime with chosen intermediate tensors exposed."""
 
     def __init__(self, src):
-        proto = load_proto(src, load_external=isinstance(src, (str, os.PathLike)))
-        self.proto = onnx.ModelProto()
-        self.proto.CopyFrom(proto)
+        self.proto = owned_proto(src)  # its outputs are changed below
         self.n_outputs = len(self.proto.graph.output)
         self.name = describe(src)
         self.tensor_names = {o for n in self.proto.graph.node for o in n.output if o}
