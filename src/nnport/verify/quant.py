@@ -68,7 +68,9 @@ def quant_steps(model) -> dict[str, QuantStep]:
     """Tensor name -> its quantization step, for the main graph of ``model`` (an
     ``onnx.ModelProto``, an ``ir.Model`` or a path)."""
     if isinstance(model, onnx.ModelProto):
-        model = ir.from_proto(model)
+        from ..io import from_proto
+
+        model = from_proto(model)
     elif not isinstance(model, ir.Model):
         from ..io import load_model
 
