@@ -23,18 +23,25 @@ _MAX_LEN = 64
 
 
 class E(str):
-    """One element of a tracked value: a Python int expression; ``nonneg`` when known >= 0."""
+    """One element of a tracked value: a Python int expression; ``nonneg`` when known >= 0,
+    ``low`` a known lower bound (or None)."""
 
     nonneg: bool
     literal: int | None
+    low: int | None
 
-    def __new__(cls, text: str, nonneg: bool = False):
+    def __new__(cls, text: str, nonneg: bool = False, low: int | None = None):
         obj = super().__new__(cls, text)
         try:
             obj.literal = int(text)
         except ValueError:
             obj.literal = None
-        obj.nonneg = nonneg or (obj.literal is not None and obj.literal >= 0)
+        if obj.literal is not None:
+            low = obj.literal
+        elif nonneg and (low is None or low < 0):
+            low = 0
+        obj.low = low
+        obj.nonneg = nonneg or (low is not None and low >= 0)
         return obj
 
 
@@ -90,7 +97,9 @@ def _shape(ctx, args, kw):
     r = len(shp)
     start, end = kw.get("start", 0), kw.get("end", None)
     idx = list(range(r))[slice(start, end)]
-    vals = [lit(shp[i]) if shp[i] is not None else E(f"{x}.shape[{i}]", True) for i in idx]
+    # a dynamic dim counts as >= 1 (as torch.export assumes): ``(x.shape[2] - 1) // 2 + 1``,
+    # the output size of a strided conv, stays a Python int
+    vals = [lit(shp[i]) if shp[i] is not None else E(f"{x}.shape[{i}]", True, 1) for i in idx]
     return _set(ctx, 0, vals, f"{x}.device")
 
 
@@ -277,13 +286,22 @@ def _combine(op: str, x: E, y: E) -> E | None:
         if y.literal == 1:
             return x
         if x.nonneg and y.nonneg:
-            return E(f"{_paren(x)} // {_paren(y)}", True)
+            low = x.low // y.literal if x.low is not None and y.literal else 0
+            return E(f"{_paren(x)} // {_paren(y)}", True, low)
         return None
     if op == "%":
         if y.literal is not None and y.literal > 0:
             return E(f"{_paren(x)} % {_paren(y)}", True)
         return None
-    return E(f"{_paren(x)} {op} {_paren(y)}", op in "+*" and x.nonneg and y.nonneg)
+    low = None
+    if x.low is not None and y.low is not None:
+        if op == "+":
+            low = x.low + y.low
+        elif op == "-" and y.literal is not None:
+            low = x.low - y.literal
+        elif op == "*" and x.low >= 0 and y.low >= 0:
+            low = x.low * y.low
+    return E(f"{_paren(x)} {op} {_paren(y)}", op in "+*" and x.nonneg and y.nonneg, low)
 
 
 def _paren(e: E) -> str:

@@ -8,6 +8,7 @@ Registers conversion targets ``.onnx`` (from a PyTorch source: ``file.py:factory
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,10 +104,30 @@ def convert_to_onnx(src, dst, *, verify: bool = True, input_shapes: dict | None 
                   atol=atol)
 
 
-def to_torchscript(module: torch.nn.Module, example: tuple | None = None):
-    """torch.jit.script, falling back to torch.jit.trace on ``example``.  Returns (script, how)."""
+def _trace(module, example):
     import torch
 
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about shapes read as Python ints
+        return torch.jit.trace(module, example, check_trace=False)
+
+
+def to_torchscript(module: torch.nn.Module, example: tuple | None = None, *,
+                   prefer: str = "script"):
+    """torch.jit.script, falling back to torch.jit.trace on ``example``; ``prefer="trace"``
+    the other way round.  Returns (script, how)."""
+    import torch
+
+    if prefer == "trace" and example is not None:
+        try:
+            return _trace(module, example), "trace"
+        except Exception as exc:
+            trace_err = " ".join(str(exc).split())[:200]
+        try:
+            return torch.jit.script(module), "script"
+        except Exception as exc:
+            raise ConversionError(f"torch.jit.trace failed ({trace_err}); torch.jit.script "
+                                  f"failed too ({' '.join(str(exc).split())[:200]})") from None
     try:
         return torch.jit.script(module), "script"
     except Exception as exc:
@@ -115,11 +136,18 @@ def to_torchscript(module: torch.nn.Module, example: tuple | None = None):
         raise ConversionError(f"torch.jit.script failed ({script_err}) and there are no example "
                               "inputs to trace with")
     try:
-        with torch.no_grad():
-            return torch.jit.trace(module, example, check_trace=False), "trace"
+        return _trace(module, example), "trace"
     except Exception as exc:
         raise ConversionError(f"torch.jit.script failed ({script_err}); torch.jit.trace failed "
                               f"too ({' '.join(str(exc).split())[:200]})") from None
+
+
+def _control_flow_ops(model) -> list[str]:
+    """The control-flow op types (If, Loop, Scan) anywhere in an ONNX model (onnx_ir)."""
+    from ..irutil import iter_nodes
+
+    return sorted({n.op_type for n, _ in iter_nodes(model.graph)
+                   if n.op_type in ("If", "Loop", "Scan") and n.domain in ("", "ai.onnx")})
 
 
 @register_target(".pt")
@@ -140,14 +168,21 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
 
         source, state = generate_torch(src)
         module = build_module(source, state, name=_source_name(src))
-        specs = specs_from_model(prepare(src))
+        prepared = prepare(src)
+        specs = specs_from_model(prepared)
         shapes = resolve_shapes(specs, input_shapes)
         feeds = random_inputs(specs, shapes, seed, inputs)
         from ..verify.torch_runner import to_torch_input
 
         example = tuple(to_torch_input(feeds[s.name]) for s in specs)
-        scripted, how = to_torchscript(module, example)
-        notes.append(f"TorchScript by torch.jit.{how}")
+        # traced wherever the graph allows (pnnx and other TorchScript consumers read traced
+        # graphs; a scripted module's helper calls are prim::CallFunction); scripted only when
+        # the graph branches or loops on values (a trace would freeze one path)
+        flow = _control_flow_ops(prepared)
+        scripted, how = to_torchscript(module, example, prefer="script" if flow else "trace")
+        why = f" (the graph has {', '.join(flow)}: control flow on values)" if flow and \
+            how == "script" else ""
+        notes.append(f"TorchScript by torch.jit.{how}{why}")
         if verify:
             from ..verify import verify as run_verify
 

@@ -111,7 +111,16 @@ def _onnx_gather_nd(data: torch.Tensor, indices: torch.Tensor, batch_dims: int =
     dims = torch.tensor(data.shape[b:b + k], dtype=torch.int64, device=idx.device)
     idx = torch.where(idx < 0, idx + dims, idx)
     batch = torch.arange(nb, device=idx.device).reshape(nb, 1).expand(nb, idx.shape[1])
-    out = flat[(batch,) + tuple(idx[..., j] for j in range(k))]
+    # one linear index into the k indexed dims (TorchScript has no tuple-of-tensors indexing)
+    if k == 0:
+        out = flat[batch]
+    else:
+        lin = idx[..., 0]
+        span = data.shape[b]
+        for j in range(1, k):
+            lin = lin * data.shape[b + j] + idx[..., j]
+            span *= data.shape[b + j]
+        out = flat.reshape([nb, span] + list(data.shape[b + k:]))[batch, lin]
     return out.reshape(list(indices.shape[:-1]) + list(data.shape[b + k:]))
 
 

@@ -65,7 +65,9 @@ def loop(ctx: Ctx, M: Arg = None, cond: Arg = None, *v_initial: Arg, body):
     if cond is not None and not (c is not None and bool(c.reshape(-1)[0])
                                  and _passes_cond_through(body)):
         cond_var = ctx.tmp("cond")
-        ctx.line(f"{cond_var} = {ctx.lit(bool(c.reshape(-1)[0])) if c is not None else cond}")
+        # always a tensor, as the body's condition output is (TorchScript keeps one type)
+        init = f"torch.tensor({ctx.lit(bool(c.reshape(-1)[0]))})" if c is not None else cond
+        ctx.line(f"{cond_var} = {init}")
     it = ctx.tmp("i")
     if M is not None:
         trip = ctx.const(M)

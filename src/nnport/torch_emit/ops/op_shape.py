@@ -8,6 +8,8 @@ run time the generated code computes with them at run time instead.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx_ir as ir
 
@@ -22,6 +24,22 @@ def _ints(ctx: Ctx, arg: Arg | None) -> list[int] | None:
     if a is None:
         return None
     return [int(v) for v in np.asarray(a).reshape(-1).tolist()]
+
+
+def _sym_ints(ctx: Ctx, arg: Arg | None) -> list | None:
+    """An integer input known as constants or tracked shape expressions (symbolic.py): a list
+    of ints and Python int expressions (strings), else None."""
+    from ..symbolic import sym_of
+
+    s = sym_of(ctx, arg)
+    if s is None:
+        return None
+    s = s if isinstance(s, list) else [s]
+    return [e.literal if e.literal is not None else f"({e})" if not e.isidentifier() and
+            not _SIMPLE.match(e) else str(e) for e in s]
+
+
+_SIMPLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.shape\[-?\d+\])?$")
 
 
 def _scalar(ctx: Ctx, arg: Arg) -> str:
@@ -220,9 +238,12 @@ def _slice_const(ctx: Ctx, data: Arg, starts, ends, axes, steps) -> str | None:
             b, f = d - 1 - s, d - 1 - e
             flips.append(a)
             s, e, k = b, max(f, b), -k
-        txt_s = "" if (s == 0 or s <= -_BIG) else str(s)
         d = shape[a] if shape is not None and a < len(shape) else None
-        txt_e = "" if (e >= _BIG or (d is not None and e >= d)) else str(e)
+        # symbolic bounds (Python int expressions such as ``x.shape[1]``) slice as written:
+        # for a positive step Python's clamping is ONNX's
+        txt_s = s if isinstance(s, str) else ("" if (s == 0 or s <= -_BIG) else str(s))
+        txt_e = e if isinstance(e, str) else (
+            "" if (e >= _BIG or (d is not None and e >= d)) else str(e))
         txt = f"{txt_s}:{txt_e}" + (f":{k}" if k != 1 else "")
         parts[a] = txt
     base = str(data)
@@ -257,6 +278,13 @@ def slice_(ctx: Ctx, data: Arg, starts=None, ends=None, axes=None, steps=None, *
     if cs is not None and ce is not None and (axes is None or ca is not None) and \
             (steps is None or ck is not None):
         out = _slice_const(ctx, data, cs, ce, ca, ck)
+        if out is not None:
+            return out
+    ss, se = _sym_ints(ctx, starts), _sym_ints(ctx, ends)
+    if ss is not None and se is not None and (axes is None or ca is not None) and \
+            (ck is None or all(k > 0 for k in ck)) and (steps is None or ck is not None):
+        # bounds computed from shapes: stay Python ints (torch.export / compile keep them symbolic)
+        out = _slice_const(ctx, data, ss, se, ca, ck)
         if out is not None:
             return out
 
@@ -408,7 +436,14 @@ def constant_of_shape(ctx: Ctx, input: Arg, *, value=None):
         dt = ir.DataType.from_numpy(arr.dtype)
     dts = ctx.dtype_src(dt)
     s = _ints(ctx, input)
-    if s is None:
+    sym = _sym_ints(ctx, input) if s is None else None
+    if sym is not None:  # a shape computed from shapes: Python ints, on the tracked device
+        from ..symbolic import _device
+
+        d = _device(ctx, input)
+        shp = f"({_args(sym)},)" if len(sym) == 1 else f"({_args(sym)})"
+        dev = f", device={d}" if d else ""
+    elif s is None:
         shp, dev = f"{input}.tolist()", f", device={input}.device"
     else:
         shp, dev = (f"({_args(s)},)" if len(s) == 1 else f"({_args(s)})"), ""

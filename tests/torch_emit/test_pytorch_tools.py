@@ -1,0 +1,102 @@
+"""PyTorch's own tools accept the generated module: ``torch.export.export`` with a ``Dim`` for
+every dynamic input dim (and the exported program serves another shape), ``torch.jit.trace``,
+``torch.jit.script`` and ``torch.compile(fullgraph=True)``.  Shape arithmetic must stay Python
+ints: a shape sent through a tensor and ``.tolist()`` is a data-dependent guard for export and a
+graph break for compile."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from nnport.convert import generate_torch
+from nnport.torch_emit import build_module
+
+from models.builders import get_case
+
+FAST = ["torch_resnet_torchscript", "torch_mobilenet_torchscript", "torch_unet_torchscript",
+        "torch_detect_torchscript", "hf_bert_torchscript", "hf_t5_torchscript"]
+SLOW = ["hf_gpt2_torchscript", "hf_vit_torchscript", "torch_resnet_dynamo",
+        "torch_detect_dynamo", "hf_bert_dynamo", "hf_t5_dynamo"]
+CASES = FAST + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW]
+
+_MODULES: dict = {}
+
+
+def _setup(name):
+    case = get_case(name)
+    for mod in case.needs:
+        pytest.importorskip(mod)
+    if name not in _MODULES:
+        model = case.model()
+        source, state = generate_torch(model)
+        dyn = []
+        for vi in model.graph.input:
+            dims = vi.type.tensor_type.shape.dim
+            dyn.append({i: torch.export.Dim.DYNAMIC for i, d in enumerate(dims)
+                        if d.dim_param or not d.HasField("dim_value")} or None)
+        _MODULES[name] = (build_module(source, state, name=name), tuple(dyn), source)
+    module, dyn, source = _MODULES[name]
+    args = [tuple(torch.from_numpy(v) for v in case.feeds(i).values()) for i in (0, 1)]
+    return module, dyn, args, source
+
+
+def _close(a, b):
+    a = a if isinstance(a, tuple) else (a,)
+    b = b if isinstance(b, tuple) else (b,)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def _eager(module, args):
+    with torch.no_grad():
+        return module(*args)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_no_shape_round_trip_through_tensors(name):
+    source = _setup(name)[3]
+    fwd = source[source.index("    def forward"):]
+    assert ".tolist()" not in fwd and ".item()" not in fwd, fwd
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_torch_export_with_dynamic_dims(name):
+    module, dyn, args, _ = _setup(name)
+    assert any(d for d in dyn), "the case should have dynamic dims"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ep = torch.export.export(module, args[0], dynamic_shapes=dyn, strict=False)
+    # the dims stayed dynamic: the same program runs the second shape and agrees with eager
+    for a in args:
+        _close(ep.module()(*a), _eager(module, a))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_torch_jit_trace(name):
+    module, _, args, _ = _setup(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, args[0], check_trace=False)
+    _close(traced(*args[0]), _eager(module, args[0]))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_torch_jit_script(name):
+    module, _, args, _ = _setup(name)
+    scripted = torch.jit.script(module)
+    for a in args:
+        _close(scripted(*a), _eager(module, a))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["torch_detect_torchscript", "hf_bert_torchscript"])
+def test_torch_compile_fullgraph(name):
+    module, _, args, _ = _setup(name)
+    torch._dynamo.reset()
+    compiled = torch.compile(module, fullgraph=True, dynamic=True)
+    for a in args:
+        _close(compiled(*a), _eager(module, a))
