@@ -67,9 +67,11 @@ def test_no_shape_round_trip_through_tensors(name):
 def test_torch_export_with_dynamic_dims(name):
     module, dyn, args, _ = _setup(name)
     assert any(d for d in dyn), "the case should have dynamic dims"
+    # export specializes dims whose example size is 0 or 1: export at a shape without them
+    example = next(a for a in args if all(t.shape[i] > 1 for t, d in zip(a, dyn) for i in d or ()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep = torch.export.export(module, args[0], dynamic_shapes=dyn, strict=False)
+        ep = torch.export.export(module, example, dynamic_shapes=dyn, strict=False)
     # the dims stayed dynamic: the same program runs the second shape and agrees with eager
     for a in args:
         _close(ep.module()(*a), _eager(module, a))
