@@ -117,12 +117,74 @@ def _range_count(start, limit, delta) -> int:
     return max(math.ceil((limit - start) / delta), 0)
 
 
-def op_output_elements(op_type: str, consts: list, input_dims: list) -> int | None:
+def _scaled(dims, scales) -> int | None:
+    """Elements of floor(dim * scale) per axis (unknown dims count 1: a lower bound)."""
+    if scales is None or (dims is not None and len(dims) != len(scales)):
+        return None
+    try:
+        vals = [float(v) for v in scales]
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) and v >= 0 for v in vals):
+        return None  # not a size question: the runtime refuses these
+    known = dims if dims is not None else [1] * len(vals)
+    total = 1
+    for d, sc in zip(known, vals):
+        d = d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 else 1
+        total *= math.floor(d * sc)
+    return total
+
+
+def op_output_elements(op_type: str, consts: list, input_dims: list,
+                       attrs: dict | None = None) -> int | None:
     """Elements of the output of ``op_type`` given its constant operands (``consts[i]`` is a
-    flat list of numbers or None) and known input dims (``input_dims[i]`` a list or None).
+    flat list of numbers or None), known input dims (``input_dims[i]`` a list or None) and
+    attributes (name -> int, float or list; only the size-giving ones are read).
     None when the op is not one that can blow up from constants or the size is unknown."""
+    attrs = attrs or {}
+
     def const(i):
         return consts[i] if i < len(consts) else None
+
+    def dims(i):
+        return input_dims[i] if i < len(input_dims) else None
+
+    if op_type in ("Resize", "Upsample"):
+        n_in = len(consts)
+        if op_type == "Resize" and n_in >= 4 and const(3):  # sizes
+            sizes = _ints(const(3))
+            return None if sizes is None else numel(sizes)
+        scales = attrs.get("scales")  # Upsample-7
+        if scales is None:
+            k = 1 if op_type == "Upsample" or n_in == 2 else 2  # Resize-10: (X, scales)
+            scales = const(k) or None
+        return _scaled(dims(0), scales)
+    if op_type == "Pad":
+        pads = attrs.get("pads") if "pads" in attrs else const(1)
+        pads = _ints(pads) if pads is not None else None
+        if pads is None or dims(0) is None or len(pads) % 2:
+            return None
+        d = dims(0)
+        axes = _ints(const(3)) if const(3) is not None else list(range(len(d)))
+        if axes is None or len(pads) != 2 * len(axes):
+            return None
+        out = [x if isinstance(x, int) and x >= 0 else 1 for x in d]
+        for j, ax in enumerate(axes):
+            if -len(out) <= ax < len(out):
+                out[ax] = max(out[ax] + pads[j] + pads[j + len(axes)], 0)
+        return numel(out)
+    if op_type == "OneHot":
+        depth = const(1)
+        if not depth or len(depth) != 1:
+            return None
+        try:
+            depth_n = int(float(depth[0]))
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return numel(dims(0) or []) * max(depth_n, 0)
+    if op_type in ("RandomNormal", "RandomUniform") and "shape" in attrs:
+        shape = _ints(attrs["shape"])
+        return None if shape is None else numel(shape)
 
     if op_type == "ConstantOfShape":
         shape = _ints(const(0)) if const(0) is not None else None
@@ -319,7 +381,7 @@ def _check_proto(proto) -> None:
             if node.op_type == "Loop":
                 _check_loop(node, consts)
             n = op_output_elements(node.op_type, [consts.get(i) for i in node.input],
-                                   [dims.get(i) for i in node.input])
+                                   [dims.get(i) for i in node.input], _proto_attrs(node))
             if n is not None:
                 _check_count(n, _label(node))
         # names of this graph are visible in its subgraphs (which come later in ``graphs``)
@@ -348,10 +410,23 @@ def _check_loop(node, consts: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # onnx_ir node check (constant folder)
 
+_SIZE_ATTRS = ("scales", "pads", "shape")  # attributes that give an output size
+
+
+def _proto_attrs(node) -> dict:
+    out = {}
+    for a in node.attribute:
+        if a.name in _SIZE_ATTRS and (a.ints or a.floats):
+            out[a.name] = list(a.ints) if a.ints else list(a.floats)
+    return out
+
+
 def check_node(node) -> None:
     """Refuse folding ``node`` (an ``onnx_ir.Node``) when its constant operands ask for a tensor
     above the limit.  Call at the top of ``passes.fold_constants._should_fold`` and before each
     evaluation in ``fold_simple``: the folder is where a computed shape becomes an allocation."""
+    import onnx_ir as ir
+
     if node.domain not in ("", "ai.onnx"):
         return
     consts: list = []
@@ -374,6 +449,11 @@ def check_node(node) -> None:
             if v is not None and v.shape is not None:
                 shape = [d if isinstance(d, int) else None for d in v.shape]
             dims.append(shape)
-    n = op_output_elements(node.op_type, consts, dims)
+    attrs = {}
+    for name in _SIZE_ATTRS:
+        a = node.attributes.get(name)
+        if a is not None and a.type in (ir.AttributeType.INTS, ir.AttributeType.FLOATS):
+            attrs[name] = list(a.value)
+    n = op_output_elements(node.op_type, consts, dims, attrs)
     if n is not None:
         _check_count(n, _label(node))

@@ -42,6 +42,7 @@ def huge_models() -> dict[str, onnx.ModelProto]:
     then_g = helper.make_graph([helper.make_node("Identity", ["w"], ["t"])], "then", [],
                                [helper.make_tensor_value_info("t", T.FLOAT, None)],
                                [_declared("w", [10**6, 10**6])])
+    x4 = helper.make_tensor_value_info("x", T.FLOAT, [1, 1, 1000, 1000])
     else_g = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [],
                                [helper.make_tensor_value_info("e", T.FLOAT, None)])
     return {
@@ -60,6 +61,21 @@ def huge_models() -> dict[str, onnx.ModelProto]:
                        [f32("x", [[1.0, 2.0]]), _i64("r", [10**6, 5 * 10**5])]),
         "range": _model([helper.make_node("Range", ["a", "b", "c"], ["y"])],
                         [_i64("a", 0), _i64("b", 10**12), _i64("c", 1)]),
+        "resize_scales": _model([helper.make_node("Resize", ["x", "", "sc"], ["y"])],
+                                [f32("sc", [1, 1, 1000, 1000])], inputs=[x4], opset=13),
+        "resize_sizes": _model([helper.make_node("Resize", ["x", "", "", "sz"], ["y"])],
+                               [_i64("sz", [1, 1, 10**6, 10**6])], inputs=[x4], opset=13),
+        "upsample_attr": _model([helper.make_node("Upsample", ["x"], ["y"],
+                                                  scales=[1.0, 1.0, 1000.0, 1000.0])],
+                                inputs=[x4], opset=7),
+        "pad": _model([helper.make_node("Pad", ["x", "p"], ["y"])],
+                      [_i64("p", [0, 0, 999000, 999000])],
+                      inputs=[helper.make_tensor_value_info("x", T.FLOAT, [1000, 1000])]),
+        "one_hot": _model([helper.make_node("OneHot", ["i", "d", "v"], ["y"])],
+                          [_i64("d", [10**6]), f32("v", [0.0, 1.0])],
+                          inputs=[helper.make_tensor_value_info("i", T.INT64, [1000, 1000])]),
+        "random_normal": _model([helper.make_node("RandomNormal", [], ["y"],
+                                                  shape=[10**6, 10**6])]),
         "subgraph_initializer": _model(
             [helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
             inputs=[helper.make_tensor_value_info("c", T.BOOL, []),
@@ -155,7 +171,7 @@ def test_check_node_on_ir_after_folding():
 # fail somewhere deep) cannot take the machine down.
 
 @pytest.mark.parametrize("case", ["initializer", "constant_of_shape", "expand", "tile", "range",
-                                  "subgraph_initializer"])
+                                  "subgraph_initializer", "resize_scales", "pad"])
 def test_entry_points_refuse_huge_tensors(case, tmp_path):
     src = tmp_path / f"{case}.onnx"
     onnx.save(huge_models()[case], src)
@@ -176,3 +192,38 @@ def test_folder_refuses_computed_huge_shape(tmp_path):
     onnx.save(m, src)
     res = run_bounded("convert", src, tmp_path / "out.py")
     assert res["outcome"] == "nnport" and TRILLION in res["msg"], res
+
+
+def test_resize_pad_bounds_are_not_false_alarms():
+    """Plausible sizes pass: a 4x upscale of an image, symbolic batch, padding a few pixels."""
+    x = helper.make_tensor_value_info("x", T.FLOAT, ["N", 3, 512, 512])
+    check_proto(_model([helper.make_node("Resize", ["x", "", "sc"], ["y"])],
+                       [numpy_helper.from_array(np.array([1, 1, 4, 4], np.float32), "sc")],
+                       inputs=[x], opset=13))
+    check_proto(_model([helper.make_node("Pad", ["x", "p"], ["y"])],
+                       [_i64("p", [0, 0, 3, 3, 0, 0, 3, 3])], inputs=[x]))
+    # a symbolic dim counts 1: 1 x 3 x (1000 * 1000)^2 is refused even with the batch unknown
+    with pytest.raises(InputError, match="would make 3,000,000,000,000 elements"):
+        check_proto(_model([helper.make_node("Resize", ["x", "", "sc"], ["y"])],
+                           [numpy_helper.from_array(np.array([1, 1, 1e6 / 512, 1e6 / 512],
+                                                             np.float32), "sc")], inputs=[
+                               helper.make_tensor_value_info("x", T.FLOAT, ["N", 3, 512, 512])],
+                           opset=13))
+
+
+def test_check_node_resize_from_folded_scales():
+    x = ir.Value(name="x", shape=ir.Shape(["N", 1, 1000, 1000]),
+                 type=ir.TensorType(ir.DataType.FLOAT))
+    sc = ir.Value(name="sc", const_value=ir.tensor(np.array([1, 1, 1000, 1000], np.float32)))
+    node = ir.Node("", "Resize", [x, None, sc], num_outputs=1, name="up")
+    with pytest.raises(InputError, match=rf"node 'up' \(Resize\) would make {TRILLION}"):
+        check_node(node)
+
+
+def test_verify_refuses_a_huge_input_shape_before_allocating(tmp_path):
+    m = _model([helper.make_node("Relu", ["x"], ["y"])],
+               inputs=[helper.make_tensor_value_info("x", T.FLOAT, ["a", "b"])])
+    import nnport
+
+    with pytest.raises(InputError, match=rf"input 'x' declares {TRILLION} elements"):
+        nnport.verify(m, m, input_shapes={"x": (10**6, 10**6)})

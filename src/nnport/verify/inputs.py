@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
+from .. import limits
 from ..errors import InputError
 
 
@@ -154,6 +155,7 @@ def random_inputs(specs: list[InputSpec], shapes: dict[str, tuple], seed: int = 
             feeds[s.name] = arr
             continue
         shape = shapes[s.name]
+        limits.check_elements(shape, f"input {s.name!r}")  # before allocating it
         kind = s.dtype.kind
         if s.dtype == object:
             raise InputError(f"input {s.name!r} is not a tensor (sequence/map/optional); "
