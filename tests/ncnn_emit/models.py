@@ -171,3 +171,37 @@ def ncnn_matches(tmp_path, module, args, layers=(), rtol=1e-4, atol=1e-4, opset=
     for layer in layers:
         assert layer in types, (layer, types)
     return text
+
+
+def onnx_matches(tmp_path, nodes, feeds, inits=(), layers=(), rtol=1e-4, atol=1e-4,
+                 opset=17):
+    """A graph of onnx.helper ``nodes`` whose inputs are ``feeds`` (name -> float32 array) and
+    whose outputs are the last node's outputs, converted to ncnn without a runtime and compared
+    with onnxruntime.  Returns the .param text."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    from nnport.convert import convert
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    ins = [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, list(v.shape))
+           for k, v in feeds.items()]
+    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None)
+            for o in nodes[-1].output]
+    g = helper.make_graph(nodes, "g", ins, outs, list(inits))
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), path)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    convert(path, tmp_path / "m.param", verify=False,
+            input_shapes={k: tuple(v.shape) for k, v in feeds.items()})
+    got = NcnnRunner(tmp_path / "m.param").run(feeds)
+    for g_, w in zip(got, want):
+        assert g_.size == w.size, (g_.shape, w.shape)
+        np.testing.assert_allclose(g_.reshape(w.shape), w, rtol=rtol, atol=atol)
+    text = (tmp_path / "m.param").read_text()
+    types = [ln.split()[0] for ln in text.splitlines()[2:] if ln.strip()]
+    for layer in layers:
+        assert layer in types, (layer, types)
+    return text

@@ -212,6 +212,28 @@ class Context:
                       "besides the batch")
         return name
 
+    def temp(self, base: str, shape, value=None) -> ir.Value:
+        """A new ONNX value between layers of one node's mapping, with a known shape (and a
+        constant value, when given), usable wherever an ONNX value is."""
+        v = ir.Value(name=self.g.unique(base))
+        self.probe.shape[v.name] = tuple(int(d) for d in shape)
+        if value is not None:
+            self.probe.value[v.name] = np.asarray(value)
+        return v
+
+    def then(self, y, layers):
+        """Follow the layer that just wrote ``y``'s blob with ``layers`` [(type, params)]: the
+        last of them writes the blob under ``y``'s name."""
+        blob = self.blob_of[y.name]
+        last = self.g.layers[-1]
+        if last.tops != [blob]:
+            self.fail("internal: the layer to follow is not the last one")
+        cur = last.tops[0] = self.g.unique(y.name + "_pre")
+        for i, (typ, p) in enumerate(layers):
+            top = blob if i == len(layers) - 1 else self.g.unique(y.name + "_t")
+            cur = self.add(typ, [cur], [top], p)
+        return blob
+
     def alias(self, v, blob: str, drop: bool | None = None):
         self.blob_of[v.name] = blob
         if drop is not None:

@@ -2,7 +2,8 @@
 
 ncnn params (operators.md): ReLU 0=slope; Clip 0=min 1=max; Sigmoid; TanH; HardSigmoid 0=alpha
 1=beta; HardSwish 0=alpha 1=beta; Swish; GELU 0=fast_gelu; ELU 0=alpha; SELU 0=alpha 1=lambda;
-PReLU 0=num_slope (slope raw); Softplus; Mish; UnaryOp 0=op_type (0 abs 1 neg 2 floor 3 ceil
+PReLU 0=num_slope (slope raw); Softplus; Mish; CELU 0=alpha; Shrink 0=bias 1=lambd; Erf;
+CumulativeSum 0=axis (outermost ncnn dim first); UnaryOp 0=op_type (0 abs 1 neg 2 floor 3 ceil
 4 square 5 sqrt 6 rsqrt 7 exp 8 log 9 sin 10 cos 11 tan 12 asin 13 acos 14 atan 15 reciprocal
 16 tanh 17 log10 18 round 19 trunc).
 """
@@ -106,3 +107,89 @@ def prelu(ctx, node):
         ctx.fail("PRelu slope must be a scalar or per-channel for ncnn")
     ctx.add("PReLU", [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))], {0: int(c)},
             [Weight(s.reshape(-1))])
+
+
+@register("Celu")
+def celu(ctx, node):
+    ctx.unary("CELU", {0: float(attrs_of(node).get("alpha", 1.0))})
+
+
+@register("Shrink")
+def shrink(ctx, node):
+    a = attrs_of(node)
+    ctx.unary("Shrink", {0: float(a.get("bias", 0.0)), 1: float(a.get("lambd", 0.5))})
+
+
+@register("Erf")
+def erf(ctx, node):
+    ctx.unary("Erf")
+
+
+@register("Sign")
+def sign(ctx, node):
+    """Clip(x * 1e38, -1, 1): exactly -1, 0, 1 for every normal float (BinaryOp 0=2 mul
+    1=with_scalar 2=b)."""
+    ctx.unary("BinaryOp", {0: 2, 1: 1, 2: 1e38})
+    ctx.then(node.outputs[0], [("Clip", {0: -1.0, 1: 1.0})])
+
+
+def _mix(ctx, node, ea: list, eb: list, op: int, post: list):
+    """y = post(ea(x) <op> eb(x)): two unary chains of x joined by one BinaryOp."""
+    x, y = node.inputs[0], node.outputs[0]
+    src = ctx.blob(x)
+    ends = []
+    for chain, tag in ((ea, "a"), (eb, "b")):
+        cur = src
+        for typ, p in chain:
+            cur = ctx.add(typ, [cur], [ctx.g.unique(f"{y.name}_{tag}")], p)
+        ends.append(cur)
+    out = ctx.out(y, ctx.drop(x))
+    cur = ctx.add("BinaryOp", ends, [out if not post else ctx.g.unique(y.name + "_ab")],
+                  {0: op})
+    for i, (typ, p) in enumerate(post):
+        cur = ctx.add(typ, [cur], [out if i == len(post) - 1 else ctx.g.unique(y.name + "_t")],
+                      p)
+
+
+_EXP, _LOG, _SQRT, _SQ = ({0: 7}, {0: 8}, {0: 5}, {0: 4})
+_HALF = ("BinaryOp", {0: 2, 1: 1, 2: 0.5})
+
+
+@register("Sinh", "Cosh")
+def sinh_cosh(ctx, node):
+    """(exp(x) -/+ exp(-x)) / 2 (UnaryOp 7=exp 1=neg; BinaryOp 1=sub 0=add)."""
+    _mix(ctx, node, [("UnaryOp", _EXP)], [("UnaryOp", {0: 1}), ("UnaryOp", _EXP)],
+         1 if node.op_type == "Sinh" else 0, [_HALF])
+
+
+@register("Asinh", "Acosh")
+def asinh_acosh(ctx, node):
+    """log(x + sqrt(x^2 +/- 1)) (UnaryOp 4=square 5=sqrt 8=log)."""
+    k = 1.0 if node.op_type == "Asinh" else -1.0
+    _mix(ctx, node, [], [("UnaryOp", _SQ), ("BinaryOp", {0: 0, 1: 1, 2: k}),
+                         ("UnaryOp", _SQRT)], 0, [("UnaryOp", _LOG)])
+
+
+@register("Atanh")
+def atanh(ctx, node):
+    """log((1 + x) / (1 - x)) / 2 (BinaryOp 0=add 7=rsub with a scalar, 3=div)."""
+    _mix(ctx, node, [("BinaryOp", {0: 0, 1: 1, 2: 1.0})], [("BinaryOp", {0: 7, 1: 1, 2: 1.0})],
+         3, [("UnaryOp", _LOG), _HALF])
+
+
+@register("Softsign")
+def softsign(ctx, node):
+    """x / (1 + |x|)."""
+    _mix(ctx, node, [], [("UnaryOp", {0: 0}), ("BinaryOp", {0: 0, 1: 1, 2: 1.0})], 3, [])
+
+
+@register("CumSum")
+def cumsum(ctx, node):
+    x = node.inputs[0]
+    a = attrs_of(node)
+    if a.get("exclusive", 0) or a.get("reverse", 0):
+        ctx.fail("CumSum with exclusive or reverse has no ncnn equivalent")
+    axis = int(np.asarray(ctx.need_const(node.inputs[1], "CumSum axis")).ravel()[0])
+    if ctx.shape(x)[axis] == 1:  # a sum of one element (the batch of 1, say)
+        return identity(ctx, node)
+    ctx.unary("CumulativeSum", {0: ctx.axis(x, axis)})

@@ -292,11 +292,21 @@ def cast(ctx, node):
     import onnx
 
     to = int(attrs_of(node)["to"])
-    if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                  onnx.TensorProto.BFLOAT16):
+    x, y = node.inputs[0], node.outputs[0]
+    T = onnx.TensorProto
+    src_float = x.dtype is None or x.dtype.is_floating_point()
+    if to == T.BOOL and src_float:  # x != 0: step(|x|) (see op_compare)
+        from .op_compare import _STEP
+
+        ctx.unary("UnaryOp", {0: 0})
+        return ctx.then(y, _STEP)
+    if to in (T.INT8, T.INT16, T.INT32, T.INT64, T.UINT8, T.UINT16, T.UINT32, T.UINT64) \
+            and src_float:  # toward zero: UnaryOp 19=trunc
+        return ctx.unary("UnaryOp", {0: 19})
+    if to not in (T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16, T.BOOL, T.INT8, T.INT16, T.INT32,
+                  T.INT64, T.UINT8, T.UINT16, T.UINT32, T.UINT64):
         ctx.fail(f"Cast of an activation to {onnx.TensorProto.DataType.Name(to)} has no ncnn "
                  "equivalent (ncnn computes in float)")
-    x, y = node.inputs[0], node.outputs[0]
     if y.name in ctx.graph_outputs:
         return ctx.unary("Noop")
     ctx.alias(y, ctx.blob(x), ctx.drop(x))
