@@ -24,3 +24,24 @@ def test_conv_on_a_batch_of_several(tmp_path, shape, conv):
 def test_depth_to_space_on_a_batch_of_two(tmp_path):
     ncnn_matches(tmp_path, nn.PixelShuffle(2), (torch.rand(2, 8, 3, 5),),
                  layers=["PixelShuffle"])
+
+
+class DynamicWeights(nn.Module):
+    """Weights as graph inputs: Convolution*/Deconvolution* with dynamic_weight=1."""
+
+    def forward(self, x, w0, w1, b1, wt, q, w1d):
+        import torch.nn.functional as F
+
+        a = F.conv2d(x, w0, None, stride=2, padding=1)
+        a = F.conv2d(a, w1, b1, padding=1, dilation=(2, 1), groups=2)
+        t = F.conv_transpose2d(x, wt, None, stride=2, padding=1, output_padding=1)
+        c = F.conv1d(q, w1d, None, padding=1)
+        return a, t, c
+
+
+def test_weights_computed_at_run_time(tmp_path):
+    torch.manual_seed(0)
+    args = (torch.rand(1, 12, 13, 11), torch.rand(16, 12, 3, 3), torch.rand(16, 8, 5, 5),
+            torch.rand(16), torch.rand(12, 6, 4, 4), torch.rand(2, 6, 9), torch.rand(5, 6, 3))
+    ncnn_matches(tmp_path, DynamicWeights(), args, layers=["Convolution", "Deconvolution"],
+                 rtol=1e-3, atol=1e-3)

@@ -55,19 +55,52 @@ def _geometry(nsp, k, d, st, pads, auto):
 
 
 def _operands(ctx, node, what: str):
-    """(x, weight, bias or None, spatial dims) of a Conv/ConvTranspose, checked for ncnn."""
+    """(x, weight, bias or None, spatial dims) of a Conv/ConvTranspose, checked for ncnn.  A
+    weight computed at run time (``F.conv2d(x, w)`` with ``w`` an input) is returned as None:
+    the layer then reads it, and the bias, from extra bottoms (``dynamic_weight``)."""
     x, w = node.inputs[0], node.inputs[1]
     b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None \
         and node.inputs[2].name else None
-    W = np.asarray(ctx.need_const(w, f"the {what} weight"), np.float32)
-    nsp = W.ndim - 2
+    W = ctx.const(w)
+    W = None if W is None else np.asarray(W, np.float32)
+    nsp = len(ctx.shape(w)) - 2
     if nsp not in (1, 2, 3):
         ctx.fail(f"{nsp}-D {what} is not mapped to ncnn (1-D, 2-D and 3-D are)")
+    if W is None or (b is not None and not ctx.is_const(b)):
+        if nsp == 3:
+            ctx.fail(f"a 3-D {what} whose weight or bias is computed at run time has no ncnn "
+                     "equivalent (dynamic_weight exists for 1-D and 2-D)")
+        return x, None, b, nsp
     bias = None if b is None else np.asarray(ctx.need_const(b, f"the {what} bias"), np.float32)
     return x, W, bias, nsp
 
 
-def _emit(ctx, node, typ, x, p, W, bias):
+def _whole(ctx, v):
+    """The blob of ``v`` with all its dims (a leading 1 is kept: dynamic weights are read
+    as (c=out, [d=in,] h, w) blobs)."""
+    if not ctx.drop(v) and not ctx.is_const(v):
+        return ctx.blob(v)
+    from .op_shape import reshape_params
+
+    if ctx.is_const(v):
+        return ctx.memory_data(np.asarray(ctx.const(v), np.float32), v.name)
+    return ctx.add("Reshape", [ctx.blob(v)], [ctx.g.unique(v.name + "_whole")],
+                   reshape_params(ctx, ctx.shape(v), None))
+
+
+def _emit(ctx, node, typ, x, p, W, bias, dynamic_key=19):
+    if W is None:  # dynamic_weight=1: bottoms x, weight[, bias]
+        ins = [_whole(ctx, node.inputs[1])]
+        if bias is not None:
+            ins.append(_whole(ctx, bias))
+        p = {**p, dynamic_key: 1}
+        p[6] = int(np.prod(ctx.shape(node.inputs[1])))
+
+        def one(src, dst):
+            return ctx.add(typ, [src] + ins, [dst], dict(p))
+
+        return ctx.per_sample(x, node.outputs[0], one)
+
     def one(src, dst):
         weights = [Weight(W, flagged=True)] + ([] if bias is None else [Weight(bias)])
         return ctx.add(typ, [src], [dst], dict(p), weights)
@@ -79,13 +112,14 @@ def _emit(ctx, node, typ, x, p, W, bias):
 def conv(ctx, node):
     a = attrs_of(node)
     x, W, b, nsp = _operands(ctx, node, "convolution")
-    k = list(a.get("kernel_shape") or W.shape[2:])
+    wshape = ctx.shape(node.inputs[1])
+    k = list(a.get("kernel_shape") or wshape[2:])
     s = list(a.get("strides") or [1] * nsp)
     d = list(a.get("dilations") or [1] * nsp)
     group = int(a.get("group", 1))
     auto, pads = _pads(ctx, a, nsp)
-    cout = W.shape[0]
-    p = {0: cout, 5: int(b is not None), 6: int(W.size)}
+    cout = wshape[0]
+    p = {0: cout, 5: int(b is not None), 6: int(np.prod(wshape))}
     p.update(_geometry(nsp, k, d, s, pads, auto))
     typ = "Convolution" + _SUFFIX[nsp]
     if group != 1:
@@ -99,10 +133,11 @@ def conv_transpose(ctx, node):
     a = attrs_of(node)
     x, W, b, nsp = _operands(ctx, node, "ConvTranspose")
     group = int(a.get("group", 1))
-    cin, cout_g = W.shape[:2]
-    ks = W.shape[2:]
-    # ONNX (cin, cout/g, *k) -> ncnn (g, cout/g, cin/g, *k)
-    Wn = np.ascontiguousarray(
+    wshape = ctx.shape(node.inputs[1])
+    cin, cout_g = wshape[:2]
+    ks = wshape[2:]
+    # ONNX (cin, cout/g, *k) -> ncnn (g, cout/g, cin/g, *k); a dynamic weight is read as is
+    Wn = None if W is None else np.ascontiguousarray(
         W.reshape(group, cin // group, cout_g, *ks).swapaxes(1, 2))
     k = list(a.get("kernel_shape") or ks)
     s = list(a.get("strides") or [1] * nsp)
@@ -111,7 +146,7 @@ def conv_transpose(ctx, node):
     if pads is None or a.get("output_shape"):
         ctx.fail("ConvTranspose with auto_pad SAME or output_shape is not mapped to ncnn")
     op = list(a.get("output_padding") or [0] * nsp)
-    p = {0: cout_g * group, 5: int(b is not None), 6: int(W.size), 18: op[-1]}
+    p = {0: cout_g * group, 5: int(b is not None), 6: int(np.prod(wshape)), 18: op[-1]}
     p.update(_geometry(nsp, k, d, s, pads, auto))
     if nsp >= 2:
         p[19] = op[-2]
@@ -121,4 +156,4 @@ def conv_transpose(ctx, node):
     if group != 1:
         typ = "DeconvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
-    _emit(ctx, node, typ, x, p, Wn, b)
+    _emit(ctx, node, typ, x, p, Wn, b, dynamic_key=28)

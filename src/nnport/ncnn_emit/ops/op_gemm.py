@@ -77,6 +77,8 @@ def gemm(ctx, node):
     c = node.inputs[2] if len(node.inputs) > 2 else None
     if at.get("transA", 0):
         ctx.fail("Gemm with transA=1 is not mapped to ncnn")
+    if not ctx.is_const(b):
+        return _gemm_dynamic(ctx, node, at, a, b, c)
     B = np.asarray(ctx.need_const(b, "the Gemm weight"), np.float32)
     Wt = B if at.get("transB", 0) else B.T
     Wt = np.ascontiguousarray(Wt) * float(at.get("alpha", 1.0))
@@ -89,3 +91,27 @@ def gemm(ctx, node):
             ctx.fail("Gemm bias must be per output column for ncnn")
         bias = C.reshape(-1)
     inner_product(ctx, a, Wt, bias, node.outputs[0])
+
+
+def _gemm_dynamic(ctx, node, at, a, b, c):
+    """Gemm whose B is computed at run time: ncnn Gemm (0=alpha 2=transA 3=transB, A and B as
+    bottoms, 2-D blobs whatever their first dim) then the bias C added by a broadcasting
+    BinaryOp."""
+    from .op_binary import binary
+    from .op_conv import _whole
+
+    y = node.outputs[0]
+    alpha = float(at.get("alpha", 1.0))
+    p = {0: alpha, 1: 1.0, 2: int(at.get("transA", 0)), 3: int(at.get("transB", 0))}
+    has_c = c is not None and c.name
+    mid = ctx.temp(y.name + "_ab", ctx.shape(y)) if has_c else y
+    ctx.add("Gemm", [_whole(ctx, a), _whole(ctx, b)], [ctx.out(mid, False)], p)
+    if not has_c:
+        return
+    beta = float(at.get("beta", 1.0))
+    if beta != 1.0:
+        C = ctx.const(c)
+        if C is None:
+            ctx.fail("Gemm with beta != 1 and a bias computed at run time")
+        c = ctx.temp(c.name + "_beta", np.shape(C), np.asarray(C, np.float32) * beta)
+    binary(ctx, 0, mid, c, y)

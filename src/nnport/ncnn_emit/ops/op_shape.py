@@ -15,6 +15,7 @@ import numpy as np
 
 from . import register
 from ..emit import attrs_of
+from ..graph import Weight
 
 KEYS = [0, 1, 11, 2]  # w, h, d, c: innermost first
 
@@ -224,13 +225,111 @@ def _stride(ctx, blob, in_shape, y, strided: dict):
                 reshape_params(ctx, out_shape, None))
 
 
+def _embed(ctx, table, idx, y):
+    """Rows of a constant 2-D table picked by indices computed at run time.  ncnn's Embed reads
+    its indices as int32 bits, but ncnn blobs fed from outside are float, so the rows are
+    picked by a one-hot product instead, exact for indices below 2**24: the ids as a column
+    (T, 1), minus a MemoryData row 0..V-1, |.|, 1 - that, Clip 0..1 (a one-hot (T, V)), then
+    Gemm with the table as constant B (2=transA 3=transB 4/5=constantA/B 8=N 9=K; B stored
+    (N, K) tagged)."""
+    T = np.asarray(table, np.float32)
+    if T.ndim != 2:
+        ctx.fail("Gather with run-time indices is mapped to ncnn for a 2-D constant table")
+    V, D = T.shape
+    ids = ctx.blob(idx)
+    col = ctx.add("Reshape", [ids], [ctx.g.unique(y.name + "_ids")], {0: 1, 1: -1})
+    row = ctx.memory_data(np.arange(V, dtype=np.float32).reshape(1, V), y.name + "_vocab")
+    cur = ctx.add("BinaryOp", [col, row], [ctx.g.unique(y.name + "_diff")], {0: 1})
+    for typ, p in (("UnaryOp", {0: 0}), ("BinaryOp", {0: 7, 1: 1, 2: 1.0}),
+                   ("Clip", {0: 0.0, 1: 1.0})):
+        cur = ctx.add(typ, [cur], [ctx.g.unique(y.name + "_onehot")], p)
+    ydrop = ctx.drop(idx)
+    oshape = ctx.nshape(y) if ydrop else ctx.shape(y)
+    direct = len(oshape) == 2
+    rows = ctx.add("Gemm", [cur], [ctx.out(y, ydrop) if direct
+                                   else ctx.g.unique(y.name + "_rows")],
+                   {2: 0, 3: 1, 4: 0, 5: 1, 6: 0, 8: int(D), 9: int(V)},
+                   [Weight(np.ascontiguousarray(T.T), flagged=True)])
+    if not direct:
+        if len(oshape) > 4:
+            ctx.fail("Gather result of more than 4 dims")
+        ctx.add("Reshape", [rows], [ctx.out(y, ydrop)], reshape_params(ctx, oshape, None))
+
+
+def gather_const(ctx, x, axis: int, ind: np.ndarray, y):
+    """x.take(ind, axis) for constant indices: one Crop (9=starts 10=ends 11=axes) per run of
+    consecutive indices, a Concat (0=axis) of them, and a Reshape where the indices have
+    other than one dim."""
+    r = ctx.rank(x)
+    dim = ctx.shape(x)[axis]
+    flat = [int(i) % dim for i in np.ravel(ind)]
+    if ctx.drop(x) and axis == 0:
+        ctx.fail("Gather of several entries of the batch axis, which ncnn does not have")
+    nax = ctx.axis(x, axis)
+    runs = []
+    for i in flat:
+        if runs and runs[-1][1] == i:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    src = ctx.blob(x)
+    parts = [ctx.add("Crop", [src], [ctx.g.unique(f"{y.name}_r{k}")],
+                     {9: [s], 10: [e], 11: [nax]}) for k, (s, e) in enumerate(runs)]
+    ydrop = ctx.drop(x)
+    same_rank = np.ndim(ind) == 1
+    if same_rank and len(parts) == 1:
+        last = ctx.g.layers[-1]
+        last.tops = [ctx.out(y, ydrop)]
+        return last.tops[0]
+    if len(parts) > 1:
+        cat = ctx.add("Concat", parts, [ctx.out(y, ydrop) if same_rank
+                                        else ctx.g.unique(y.name + "_cat")], {0: nax})
+    else:
+        cat = parts[0]
+    if same_rank:
+        return cat
+    ys = ctx.shape(y)
+    ydrop = ydrop and len(ys) >= 1 and ys[0] == 1
+    if len(ys) - int(ydrop) > 4:
+        ctx.fail("Gather result of more than 4 dims")
+    return ctx.add("Reshape", [cat], [ctx.out(y, ydrop)],
+                   reshape_params(ctx, (ys[1:] if ydrop else ys) or (1,), None))
+
+
+@register("GatherND")
+def gather_nd(ctx, node):
+    """GatherND with constant indices (batch_dims 0): the first k axes are merged and the
+    entries taken by ``gather_const`` on that axis."""
+    x, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    ind = ctx.const(idx)
+    if ind is None or int(attrs_of(node).get("batch_dims", 0)):
+        ctx.fail("GatherND is mapped to ncnn for constant indices and batch_dims=0")
+    ind = np.asarray(ind, np.int64)
+    xs = ctx.shape(x)
+    k = ind.shape[-1]
+    dims = xs[:k]
+    flat = np.ravel_multi_index(tuple(np.moveaxis(ind % np.asarray(dims), -1, 0)), dims)
+    src = x
+    if k != 1:
+        merged = (int(np.prod(dims)),) + tuple(xs[k:])
+        src = ctx.temp(x.name + "_merged", merged)
+        drop = ctx.drop(x) and merged[0] == 1
+        emit_reshape(ctx, x, src, drop=drop)
+    gather_const(ctx, src, 0, flat, y)
+
+
 @register("Gather")
 def gather(ctx, node):
     x, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
     ind = ctx.const(idx)
-    if ind is None or np.asarray(ind).size != 1 or ctx.is_const(x):
-        ctx.fail("Gather is mapped to ncnn only with one constant index")
     axis = int(attrs_of(node).get("axis", 0))
+    if ind is None and ctx.is_const(x) and axis == 0:
+        return _embed(ctx, ctx.const(x), idx, y)
+    if ind is not None and np.asarray(ind).size != 1 and not ctx.is_const(x):
+        return gather_const(ctx, x, axis + ctx.rank(x) if axis < 0 else axis, ind, y)
+    if ind is None or np.asarray(ind).size != 1 or ctx.is_const(x):
+        ctx.fail("Gather is mapped to ncnn with constant indices, or run-time indices into a "
+                 "constant 2-D table (Embed)")
     r = ctx.rank(x)
     axis = axis + r if axis < 0 else axis
     i = int(np.asarray(ind).ravel()[0])
