@@ -45,3 +45,21 @@ def test_weights_computed_at_run_time(tmp_path):
             torch.rand(16), torch.rand(12, 6, 4, 4), torch.rand(2, 6, 9), torch.rand(5, 6, 3))
     ncnn_matches(tmp_path, DynamicWeights(), args, layers=["Convolution", "Deconvolution"],
                  rtol=1e-3, atol=1e-3)
+
+
+class Folds(nn.Module):
+    def forward(self, x, y, q):
+        import torch.nn.functional as F
+
+        return (F.fold(x, output_size=22, kernel_size=3),
+                F.fold(y, output_size=(5, 11), kernel_size=(2, 3), padding=2,
+                       dilation=(1, 2)),
+                F.fold(q, output_size=(9, 8), kernel_size=(2, 4), stride=(2, 1), padding=2))
+
+
+def test_col2im_is_fold(tmp_path):
+    # symmetric pads only: torch's TorchScript exporter writes Col2Im pads as [h, h, w, w]
+    # where ONNX reads [h_begin, w_begin, h_end, w_end]
+    torch.manual_seed(0)
+    ncnn_matches(tmp_path, Folds(), (torch.rand(1, 108, 400), torch.rand(1, 36, 88),
+                                     torch.rand(2, 24, 54)), layers=["Fold"], opset=18)

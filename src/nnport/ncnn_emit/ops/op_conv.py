@@ -157,3 +157,22 @@ def conv_transpose(ctx, node):
         typ = "DeconvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
     _emit(ctx, node, typ, x, p, Wn, b, dynamic_key=28)
+
+
+@register("Col2Im")
+def col2im(ctx, node):
+    """Col2Im (F.fold) -> Fold: 1=kernel_w 11=kernel_h 2=dilation_w 12=dilation_h 3=stride_w
+    13=stride_h 4=pad_left 15=pad_right 14=pad_top 16=pad_bottom 20=output_w 21=output_h; one
+    (C*kh*kw, L) sample in, (C, H, W) out."""
+    x, y = node.inputs[0], node.outputs[0]
+    a = attrs_of(node)
+    size = [int(v) for v in ctx.need_const(node.inputs[1], "Col2Im image_shape")]
+    k = [int(v) for v in ctx.need_const(node.inputs[2], "Col2Im block_shape")]
+    if len(size) != 2:
+        ctx.fail("Col2Im is mapped to ncnn for 2-D images")
+    d = list(a.get("dilations") or [1, 1])
+    s = list(a.get("strides") or [1, 1])
+    pads = list(a.get("pads") or [0, 0, 0, 0])
+    p = {0: int(ctx.shape(y)[1]), 1: k[1], 11: k[0], 2: d[1], 12: d[0], 3: s[1], 13: s[0],
+         4: pads[1], 15: pads[3], 14: pads[0], 16: pads[2], 20: size[1], 21: size[0]}
+    ctx.per_sample(x, y, lambda src, dst: ctx.add("Fold", [src], [dst], p))

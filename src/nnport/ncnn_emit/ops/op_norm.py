@@ -45,19 +45,33 @@ def layernorm(ctx, node):
     axis = axis + r if axis < 0 else axis
     nsh = ctx.nshape(x)
     n_norm = r - axis
-    if n_norm not in (1, 2) or (n_norm == 2 and len(nsh) != 3):
-        ctx.fail(f"LayerNormalization over the last {n_norm} axes of a rank-{r} tensor is not "
-                 "mapped to ncnn (last axis, or last two of a 3-D blob)")
+    if ctx.drop(x) and axis == 0:
+        ctx.fail("LayerNormalization over the batch axis")
     size = int(np.prod(ctx.shape(x)[axis:]))
+    # ncnn's LayerNorm normalizes the last axis, or the last two of a 3-D blob; other cases
+    # merge the normalized axes into one around it (Reshape 0=w 1=h 11=d 2=c)
+    merge = not (n_norm == 1 or (n_norm == 2 and len(nsh) == 3))
     gamma = np.asarray(ctx.need_const(node.inputs[1], "LayerNorm scale"), np.float32)
     beta = (np.asarray(ctx.need_const(node.inputs[2], "LayerNorm bias"), np.float32)
             if len(node.inputs) > 2 and node.inputs[2] is not None else np.zeros(size, np.float32))
-    gamma = np.broadcast_to(gamma, ctx.shape(x)[axis:]).ravel()
-    beta = np.broadcast_to(beta, ctx.shape(x)[axis:]).ravel()
+    gamma = gamma.ravel() if gamma.size == size else \
+        np.broadcast_to(gamma, ctx.shape(x)[axis:]).ravel()
+    beta = beta.ravel() if beta.size == size else \
+        np.broadcast_to(beta, ctx.shape(x)[axis:]).ravel()
     if any(o is not None and o.name for o in node.outputs[1:]):
         ctx.fail("LayerNormalization mean/inv_std outputs have no ncnn equivalent")
-    ctx.add("LayerNorm", [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))],
-            {0: size, 1: float(a.get("epsilon", 1e-5)), 2: 1}, [Weight(gamma), Weight(beta)])
+    p = {0: size, 1: float(a.get("epsilon", 1e-5)), 2: 1}
+    w = [Weight(np.ascontiguousarray(gamma)), Weight(np.ascontiguousarray(beta))]
+    y = node.outputs[0]
+    if not merge:
+        return ctx.add("LayerNorm", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], p, w)
+    from .op_shape import reshape_params
+
+    outer = list(nsh[:len(nsh) - n_norm])
+    src = ctx.add("Reshape", [ctx.blob(x)], [ctx.g.unique(y.name + "_merged")],
+                  reshape_params(ctx, outer + [size], None))
+    mid = ctx.add("LayerNorm", [src], [ctx.g.unique(y.name + "_norm")], p, w)
+    ctx.add("Reshape", [mid], [ctx.out(y, ctx.drop(x))], reshape_params(ctx, nsh, None))
 
 
 def _per_channel(ctx, x, y, type_, params, weights):
