@@ -134,6 +134,27 @@ def split(ctx, node):
             {0: sizes, 1: ctx.axis(x, axis)})
 
 
+def _flip(ctx, x, y, starts, ends, axes, steps):
+    """x[::-1] on whole axes -> Flip 0=axes (ncnn axes, outermost first)."""
+    r, shp = ctx.rank(x), ctx.shape(x)
+    flip = []
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        ax = ax + r if ax < 0 else ax
+        dim = shp[ax]
+        if st == 1 and s in (0, -dim) and e >= dim:
+            continue
+        start = s + dim if s < 0 else s
+        if st != -1 or start < dim - 1 or e >= -dim:
+            ctx.fail("Slice with a negative step is mapped to ncnn only as a whole-axis flip "
+                     "(x[::-1])")
+        if dim == 1:
+            continue
+        flip.append(ctx.axis(x, ax))
+    if not flip:
+        return ctx.alias(y, ctx.blob(x), ctx.drop(x))
+    ctx.add("Flip", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], {0: sorted(flip)})
+
+
 def _crop(ctx, x, starts, ends, axes, y, drop):
     return ctx.add("Crop", [ctx.blob(x)], [ctx.out(y, drop)],
                    {9: starts, 10: ends, 11: axes})
@@ -149,9 +170,9 @@ def slice_(ctx, node):
             if len(node.inputs) > 3 and node.inputs[3] is not None else list(range(len(starts))))
     steps = ([int(v) for v in ctx.need_const(node.inputs[4], "Slice steps")]
              if len(node.inputs) > 4 and node.inputs[4] is not None else [1] * len(starts))
-    if any(s < 1 for s in steps):
-        ctx.fail("Slice with a negative step is not mapped to ncnn")
     shp = ctx.shape(x)
+    if any(s < 1 for s in steps):
+        return _flip(ctx, x, y, starts, ends, axes, steps)
     dyn = ctx.probe.shape_varies.get(x.name)
     ns, ne, na, strided = [], [], [], {}
     for s, e, ax, st in zip(starts, ends, axes, steps):
