@@ -23,3 +23,14 @@ def test_resize_on_other_layouts(tmp_path):
     torch.manual_seed(0)
     ncnn_matches(tmp_path, Resizes(), (torch.rand(1, 3, 4, 5), torch.rand(2, 3, 4, 5),
                                        torch.rand(1, 4, 6)), layers=["Interp"])
+
+
+class OddScale(nn.Module):
+    def forward(self, w):
+        return F.interpolate(w, scale_factor=(1.499, 1.499), mode="nearest")
+
+
+def test_resize_follows_a_given_scale(tmp_path):
+    """Output index i reads input floor(i / 1.499), not floor(i * 12 / 17)."""
+    torch.manual_seed(0)
+    ncnn_matches(tmp_path, OddScale(), (torch.rand(1, 8, 12, 12),), layers=["Interp"])

@@ -3,6 +3,8 @@
 follows the input size, so the .param stays shape-agnostic."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import register
 from ..emit import attrs_of
 
@@ -35,6 +37,20 @@ def resize(ctx, node):
         ctx.fail("bicubic Resize with cubic_coeff_a other than -0.75")
     p = {0: typ, 6: align}
     hv = ctx.probe.shape_varies.get(x.name)
+    scales = None
+    if node.op_type == "Resize" and len(node.inputs) > 2 and node.inputs[2] is not None \
+            and node.inputs[2].name:
+        sc = ctx.const(node.inputs[2])
+        if sc is not None and np.size(sc) == ctx.rank(x):
+            scales = [float(v) for v in np.ravel(sc)]
+    if scales is not None:
+        # coordinates follow the given scale (1.499 maps output 16 to input 16/1.499, not
+        # 16*12/17): ncnn takes the scales and computes floor(in * scale) itself
+        if ctx.rank(x) == 3:
+            p[1], p[2] = 1.0, scales[2]
+        else:
+            p[1], p[2] = scales[2], scales[3]
+        return ctx.per_channel(x, y, lambda src, dst: ctx.add("Interp", [src], [dst], p))
     if ctx.rank(x) == 3:  # (N, C, W): ncnn's Interp resizes the w of an (h, w) blob
         p[1] = 1.0
         if hv is not None and hv[2:].any():
