@@ -115,3 +115,48 @@ def _gemm_dynamic(ctx, node, at, a, b, c):
             ctx.fail("Gemm with beta != 1 and a bias computed at run time")
         c = ctx.temp(c.name + "_beta", np.shape(C), np.asarray(C, np.float32) * beta)
     binary(ctx, 0, mid, c, y)
+
+
+@register("Einsum")
+def einsum(ctx, node):
+    """Einsum -> Einsum 0=equation (the ASCII codes of the equation; ncnn reads output
+    subscripts i-l and summed ones m-x, so they are renamed).  A dropped batch axis of
+    1 takes its subscript out of that operand's term; a subscript then left in the output and
+    in no input (a batch of 1 carried through) is taken out of the output, which is then the
+    dropped-batch layout."""
+    eq = attrs_of(node)["equation"]
+    eq = (eq.decode() if isinstance(eq, bytes) else eq).replace(" ", "")
+    if "..." in eq:
+        ctx.fail("Einsum with an ellipsis is not mapped to ncnn")
+    lhs, _, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if "->" not in eq:  # implicit output: the subscripts seen once, in alphabetical order
+        rhs = "".join(sorted(c for c in set(lhs) if c.isalpha() and lhs.count(c) == 1))
+    ins = [v for v in node.inputs]
+    if len(terms) != len(ins):
+        ctx.fail("Einsum equation does not match its inputs")
+    new_terms = []
+    for t, v in zip(terms, ins):
+        if ctx.is_const(v) or len(t) != ctx.rank(v):
+            ctx.fail("Einsum is mapped to ncnn for inputs computed at run time")
+        new_terms.append(t[1:] if ctx.drop(v) else t)
+    seen = set("".join(new_terms))
+    y = node.outputs[0]
+    ydrop = False
+    if rhs and rhs[0] not in seen:
+        rhs, ydrop = rhs[1:], True
+    if any(c not in seen for c in rhs) or any(not t for t in new_terms) or len(rhs) > 4:
+        ctx.fail("Einsum whose terms do not fit ncnn's 4 dims without the batch axis")
+    if not rhs:
+        ctx.fail("Einsum to a scalar is not mapped to ncnn")
+    # ncnn names the output subscripts i, j, k, l in order and the summed ones m to x
+    rename = {c: "ijkl"[n] for n, c in enumerate(rhs)}
+    for c in "".join(new_terms):
+        if c not in rename:
+            rename[c] = chr(ord("m") + len(rename) - len(rhs))
+    if len(rename) - len(rhs) > 12:
+        ctx.fail("Einsum with more than 12 summed subscripts")
+    text = ",".join("".join(rename[c] for c in t) for t in new_terms) + "->" + \
+        "".join(rename[c] for c in rhs)
+    ctx.add("Einsum", [ctx.blob(v) for v in ins], [ctx.out(y, ydrop)],
+            {0: [ord(c) for c in text]})
