@@ -5,9 +5,11 @@
 
 Each command runs in a fresh child process (``nnport.cli`` in-process, then the child reads its
 own ``/proc/self/status``).  The baseline is a child that only imports torch.  Target (issue
-20): VmPeak <= baseline + 2 x file size; the ``(VmPeak-base)/file`` column is that ratio (it also
-holds fixed costs that do not grow with the model: onnxruntime's and ncnn's libraries and
-threads, so it is only meaningful for files of a few hundred MB and up).
+20): VmPeak <= baseline + 2 x file size; the ``(VmPeak-base)/file`` column is that ratio.  It
+also holds costs that do not grow with the model (onnxruntime's and ncnn's libraries, thread
+stacks and malloc arenas: 0.2-0.6 GB), so ``growth/file`` gives the part that does: the same
+path on a 4-block model of the same width is subtracted, and the difference divided by the
+difference in file size (address space per byte of model).
 
 Default model: a generated chain of ``--blocks`` MatMul -> Mul(per-channel) -> Relu blocks of
 ``--width`` (2 x blocks weights in one .onnx file; 1000 x 256 gives 262 MB), the shape of model
@@ -142,27 +144,36 @@ def main() -> None:
         base = run_child(["baseline"])
         print(f"baseline (import torch): VmPeak {base['VmPeak'] / 1e9:.2f} GB, "
               f"RSS {base['VmHWM'] / 1e9:.2f} GB; {os.cpu_count()} cores")
+        small = str(blocks_model(Path(d) / "blocks4.onnx", 4, args.width))
+        small_size = file_bytes(small)
+        out = Path(d) / "out"
+
+        def measure(m: str, name: str) -> dict:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            if name.startswith("verify"):  # needs the converted files
+                tgt = "model.param" if "param" in name else "model.py"
+                run_child(["convert", m, str(out / tgt), "--no-verify", "--quiet"])
+            return run_child([a.replace("{inp}", first_input(m)) for a in PATHS[name](m, str(out))])
+
+        fixed = {name: measure(small, name) for name in paths}
         for m in models:
             size = file_bytes(m)
-            inp = first_input(m)
-            out = Path(d) / "out"
             print(f"\nmodel {m}: {size / 1e6:.1f} MB")
-            print(f"{'path':<28} {'VmPeak GB':>10} {'peak RSS GB':>12} {'(VmPeak-base)/file':>19}")
+            print(f"{'path':<26} {'VmPeak GB':>9} {'peak RSS GB':>11} {'(VmPeak-base)/file':>18} "
+                  f"{'growth/file':>11}")
             for name in paths:
-                shutil.rmtree(out, ignore_errors=True)
-                out.mkdir()
-                if name.startswith("verify"):  # needs the converted files
-                    tgt = "model.param" if "param" in name else "model.py"
-                    run_child(["convert", m, str(out / tgt), "--no-verify", "--quiet"])
-                argv = [a.replace("{inp}", inp) for a in PATHS[name](m, str(out))]
-                r = run_child(argv)
+                r = measure(m, name)
                 if "VmPeak" not in r or r.get("rc"):
-                    print(f"{name:<28} failed: rc {r.get('rc')} {r.get('err', '')}")
+                    print(f"{name:<26} failed: rc {r.get('rc')} {r.get('err', '')}")
                     continue
                 ratio = (r["VmPeak"] - base["VmPeak"]) / size
-                print(f"{name:<28} {r['VmPeak'] / 1e9:>10.2f} {r['VmHWM'] / 1e9:>12.2f} "
-                      f"{ratio:>19.2f}")
-
+                f = fixed[name]
+                growth = (f"{(r['VmPeak'] - f['VmPeak']) / (size - small_size):>11.2f}"
+                          if "VmPeak" in f and not f.get("rc") and size > small_size else
+                          f"{'-':>11}")
+                print(f"{name:<26} {r['VmPeak'] / 1e9:>9.2f} {r['VmHWM'] / 1e9:>11.2f} "
+                      f"{ratio:>18.2f} {growth}")
 
 if __name__ == "__main__":
     main()

@@ -203,6 +203,8 @@ def _session(model: ir.Model, names: list[str]):
     so = ort.SessionOptions()
     so.log_severity_level = 4
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # no repacked copy of every constant GEMM operand (the session runs once or twice)
+    so.add_session_config_entry("session.disable_prepacking", "1")
     if len(folders) == 1:
         so.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                     str(next(iter(folders))))
