@@ -18,8 +18,6 @@ def unsupported(model: ir.Model) -> list[dict]:
             continue  # shape arithmetic: folded into params
         if node.domain in ("", "ai.onnx") and node.op_type in OPS:
             continue
-        if node.op_type in ("Erf",) and node.domain in ("", "ai.onnx"):
-            continue  # only inside the GELU pattern; checked when converting
         bad.append({"domain": node.domain, "op_type": node.op_type,
                     "opset": opsets.get(node.domain, opsets.get("", 0)),
                     "node": node.name or f"({node.op_type} -> {node.outputs[0].name})"})
