@@ -484,3 +484,38 @@ def space_to_depth(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     ctx.per_sample(x, y, lambda src, dst: ctx.add(
         "Reorg", [src], [dst], {0: int(attrs_of(node)["blocksize"]), 1: 1}))
+
+
+@register("ScatterND")
+def scatter_nd(ctx, node):
+    """ScatterND of a run of consecutive rows of axis 0 (constant indices of shape (n, 1), as
+    slice_scatter exports): the rows of data before the run, the updates, and the rows after
+    it, joined by Concat 0=axis (Crop 9=starts 10=ends 11=axes for the data rows)."""
+    from .op_conv import _whole
+
+    data, idx, upd = node.inputs
+    y = node.outputs[0]
+    ind = ctx.const(idx)
+    red = attrs_of(node).get("reduction", "none")
+    red = red.decode() if isinstance(red, bytes) else red
+    dim = ctx.shape(data)[0]
+    rows = None if ind is None else np.asarray(ind).reshape(-1) % dim
+    if ind is None or red != "none" or np.ndim(ind) != 2 or np.shape(ind)[1] != 1 or \
+            np.any(np.diff(rows) != 1):
+        ctx.fail("ScatterND is mapped to ncnn for a run of consecutive rows of axis 0 given by "
+                 "constant indices")
+    s, e = int(rows[0]), int(rows[-1]) + 1
+    if s == 0 and e == dim:
+        return ctx.alias(y, ctx.blob(upd), ctx.drop(upd)) if y.name not in ctx.graph_outputs \
+            else ctx.unary("Noop", x=upd)
+    nax = ctx.axis(data, 0)
+    src = ctx.blob(data)
+    parts = []
+    if s > 0:
+        parts.append(ctx.add("Crop", [src], [ctx.g.unique(y.name + "_head")],
+                             {9: [0], 10: [s], 11: [nax]}))
+    parts.append(_whole(ctx, upd) if not ctx.drop(data) else ctx.blob(upd))
+    if e < dim:
+        parts.append(ctx.add("Crop", [src], [ctx.g.unique(y.name + "_tail")],
+                             {9: [e], 10: [dim], 11: [nax]}))
+    ctx.add("Concat", parts, [ctx.out(y, ctx.drop(data))], {0: nax})
