@@ -102,3 +102,53 @@ def test_torch_compile_fullgraph(name):
     compiled = torch.compile(module, fullgraph=True, dynamic=True)
     for a in args:
         _close(compiled(*a), _eager(module, a))
+
+
+def _data_dependent_model():
+    import numpy as np
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+
+    N = helper.make_node
+    nodes = [N("Greater", ["x", "zero"], ["m"]), N("NonZero", ["m"], ["nz"]),
+             N("Transpose", ["nz"], ["idx"], perm=[1, 0]), N("GatherND", ["x", "idx"], ["vals"]),
+             N("TopK", ["x2", "k"], ["tv", "ti"], axis=-1)]
+    g = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, ["n", 4]),
+         helper.make_tensor_value_info("x2", T.FLOAT, [2, "m"]),
+         helper.make_tensor_value_info("k", T.INT64, [1])],
+        [helper.make_tensor_value_info("vals", T.FLOAT, None),
+         helper.make_tensor_value_info("tv", T.FLOAT, None),
+         helper.make_tensor_value_info("ti", T.INT64, None)],
+        [numpy_helper.from_array(np.array(0, np.float32), "zero")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_data_dependent_sizes_export_with_checks():
+    """NonZero and a TopK whose k is an input: unbacked sizes, with torch._check hints on k."""
+    import numpy as np
+
+    from util import ort_run
+
+    model = _data_dependent_model()
+    source, state = generate_torch(model)
+    assert "torch._check(" in source
+    module = build_module(source, state)
+    rng = np.random.default_rng(0)
+    feeds = [{"x": rng.standard_normal((5, 4)).astype(np.float32),
+              "x2": rng.standard_normal((2, 9)).astype(np.float32), "k": np.array([3])},
+             {"x": rng.standard_normal((7, 4)).astype(np.float32),
+              "x2": rng.standard_normal((2, 6)).astype(np.float32), "k": np.array([5])}]
+    args = [tuple(torch.from_numpy(v) for v in f.values()) for f in feeds]
+    D = torch.export.Dim.DYNAMIC
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ep = torch.export.export(module, args[0], dynamic_shapes=({0: D}, {1: D}, None),
+                                 strict=False)
+    scripted = torch.jit.script(module)
+    for f, a in zip(feeds, args):
+        ref = ort_run(model, f)
+        for got in (ep.module()(*a), scripted(*a), _eager(module, a)):
+            for r, g in zip(ref, got):
+                np.testing.assert_allclose(g.numpy(), r, rtol=1e-6)

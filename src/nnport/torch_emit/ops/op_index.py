@@ -134,9 +134,20 @@ def compress(ctx: Ctx, input: Arg, condition: Arg, *, axis: int | None = None):
 @register("TopK", (1, 10, 11, 24))
 def topk(ctx: Ctx, X: Arg, K: Arg | None = None, *, axis: int = -1, k: int | None = None,
          largest: int = 1, sorted: int = 1):
+    hint = False
     if K is not None:
         kc = ctx.const(K)
-        kv = str(int(np.asarray(kc).reshape(-1)[0])) if kc is not None else f"int({K})"
+        kv = str(int(np.asarray(kc).reshape(-1)[0])) if kc is not None else None
+        if kv is None:
+            from ..symbolic import sym_of
+
+            s = sym_of(ctx, K)
+            s = s[0] if isinstance(s, list) and len(s) == 1 else s
+            if isinstance(s, str):  # k computed from shapes: a Python int expression
+                kv = str(s)
+            else:  # a value: read once (below), and tell torch.export / compile its range
+                kv = ctx.tmp("k")
+                hint = True
     elif k is not None:
         kv = str(int(k))
     else:
@@ -145,6 +156,15 @@ def topk(ctx: Ctx, X: Arg, K: Arg | None = None, *, axis: int = -1, k: int | Non
     v, i = ctx.tmp("values"), ctx.tmp("indices")
     desc = ", descending=True" if largest else ""
     ctx.line(f"{v}, {i} = torch.sort({X}, dim={axis}{desc}, stable=True)")
+    if hint:
+        # k is data: an unbacked int for torch.export / torch.compile, with its range checked
+        ctx.line("if torch.jit.is_scripting():")
+        ctx.line(f"    {kv} = int({K})")
+        ctx.line("else:")
+        ctx.line(f"    {kv} = {K}.item()")
+        ctx.line("    if not torch.jit.is_tracing():")
+        ctx.line(f"        torch._check({kv} >= 0)")
+        ctx.line(f"        torch._check({kv} <= {v}.shape[{axis}])")
     return [f"{v}.narrow({axis}, 0, {kv})", f"{i}.narrow({axis}, 0, {kv})"]
 
 
