@@ -47,8 +47,18 @@ def binary(ctx, op, a, b, y):
     return ctx.add("BinaryOp", [ba, bb], [ctx.out(y, ctx.drop(ref))], {0: op})
 
 
+# x ** k for these constant k as one UnaryOp (0=op_type: 4 square 5 sqrt 6 rsqrt
+# 15 reciprocal): ncnn's vectorized pow is exp(k * log(x)), NaN for every negative x even
+# where the power is defined (x ** 2 of RMSNorm)
+_POWERS = {2.0: 4, 0.5: 5, -0.5: 6, -1.0: 15}
+
+
 @register(*OPS)
 def binary_op(ctx, node):
+    if node.op_type == "Pow":
+        k = ctx.const(node.inputs[1])
+        if k is not None and np.size(k) == 1 and float(np.ravel(k)[0]) in _POWERS:
+            return ctx.unary("UnaryOp", {0: _POWERS[float(np.ravel(k)[0])]})
     binary(ctx, OPS[node.op_type], node.inputs[0], node.inputs[1], node.outputs[0])
 
 
