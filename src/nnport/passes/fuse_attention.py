@@ -179,6 +179,7 @@ def fuse_attention(model: ir.Model) -> int:
                         attributes=[ir.AttrFloat32("scale", float(np.float32(scale))),
                                     ir.AttrInt64("k_transposed", k_transposed)],
                         name=(node.name or "attention") + "_sdpa")
+        fused.metadata_props.update(node.metadata_props)  # its module scope (torch_emit/tree.py)
         replace_output(graph, out_mm, fused)
         count += 1
     return finish(model, count)

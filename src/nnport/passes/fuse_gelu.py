@@ -91,6 +91,7 @@ def fuse_gelu(model: ir.Model) -> int:
             continue
         x, last = m
         fused = ir.Node(DOMAIN, "Gelu", [x], name=(node.name or "gelu") + "_gelu")
+        fused.metadata_props.update(node.metadata_props)  # its module scope (torch_emit/tree.py)
         replace_output(graph, last, fused)
         count += 1
     return finish(model, count)

@@ -52,6 +52,7 @@ def fuse_linear(model: ir.Model) -> int:
         x, w, b, add = m
         fused = ir.Node(DOMAIN, "Linear", [x, w] + ([b] if b is not None else []),
                         name=node.name or "linear")
+        fused.metadata_props.update(node.metadata_props)  # its module scope (torch_emit/tree.py)
         replace_output(graph, add, fused)
         count += 1
     return finish(model, count)

@@ -85,6 +85,7 @@ def fuse_unbind(model: ir.Model) -> int:
         axis, squeezes = m
         fused = ir.Node(DOMAIN, "Unbind", [node.inputs[0]], num_outputs=len(squeezes),
                         attributes=[ir.AttrInt64("axis", axis)], name=node.name or "unbind")
+        fused.metadata_props.update(node.metadata_props)  # its module scope (torch_emit/tree.py)
         graph.insert_before(node, fused)
         for sq, new in zip(squeezes, fused.outputs):
             old = sq.outputs[0]

@@ -41,17 +41,18 @@ def fuse(model: ir.Model) -> ir.Model:
     return model
 
 
-def generate(model: ir.Model, source_name: str = "model.onnx",
-             record: bool = False) -> tuple[str, dict[str, Any]]:
+def generate(model: ir.Model, source_name: str = "model.onnx", record: bool = False,
+             flat: bool = False) -> tuple[str, dict[str, Any]]:
     """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model.
-    ``record=True`` makes forward() report every node output to ``module.recorder``."""
+    ``record=True`` makes forward() report every node output to ``module.recorder``.
+    ``flat=True``: one ``Model`` class, as before the module tree (tree.py) was recovered."""
     missing = preflight(model)
     if missing:
         raise UnsupportedOpsError("torch", missing)
     # also when recording (verify --locate): the module must hold the same weights under the
     # same names as the written model.py; a fused node records the output it replaces
     fuse(model)
-    return CodeGen(model, source_name=source_name, record=record).generate()
+    return CodeGen(model, source_name=source_name, record=record, flat=flat).generate()
 
 
 def tensor_of(value: Any, maps: dict | None = None):

@@ -185,6 +185,24 @@ class _Module:
     tensors: dict[str, Any]
 
 
+@dataclass(eq=False)
+class _Body:
+    """One class's code, before identical ones are merged (see CodeGen._assemble)."""
+
+    idx: int
+    scope: Any  # tree.Scope, or None for a flat Model
+    in_names: list[str]
+    init_lines: list[str]
+    forward_src: str
+    line_nodes: list[str | None]  # node of each forward line
+    state: dict[str, Any]
+    cls: str = ""
+
+    @property
+    def ctor(self) -> str:
+        return f"__cls{self.idx}__"
+
+
 @dataclass
 class Line:
     indent: int
@@ -261,11 +279,11 @@ class Ctx:
 
     def weight(self, array: Any, hint: str, parameter: bool | None = None) -> str:
         """Register a tensor as a buffer/parameter of the Model; returns ``self.<name>``."""
-        return self.gen.add_weight(array, hint, parameter)
+        return self.gen.add_weight(array, hint, parameter, node=self.node)
 
     def module(self, hint: str, ctor: str, tensors: dict[str, Any]) -> str:
         """Register a submodule (e.g. ``nn.Conv2d(...)``) with its state; returns ``self.x``."""
-        return self.gen.add_module(hint, ctor, tensors)
+        return self.gen.add_module(hint, ctor, tensors, node=self.node)
 
     def module_hint(self, weight: Arg | None = None) -> str:
         """A readable name for a submodule: the weight's name without ``.weight`` (exporters
@@ -353,8 +371,19 @@ def preflight(model: ir.Model, registry: Registry = REGISTRY) -> list[dict]:
 
 class CodeGen:
     def __init__(self, model: ir.Model, *, source_name: str = "model.onnx",
-                 registry: Registry = REGISTRY, record: bool = False):
+                 registry: Registry = REGISTRY, record: bool = False, flat: bool = False):
         self.model = model
+        # flat=False: one nn.Module class per module scope the exporter recorded (tree.py)
+        self.flat = flat
+        self.scope_path: tuple[str, ...] = ()  # module path of the class being written
+        self.lists: dict[str, dict[int, tuple[str, dict]]] = {}  # ModuleList attr -> slots
+        self.holders: list[str] = []  # dotted paths of plain nn.Module() holders
+        self.tree_notes: list[str] = []
+        self.untrusted: list[str] = []  # generated state keys of tensors the exporter changed
+        self._tree = False
+        self._bodies: list[_Body] = []
+        self.classes: list[str] = []  # the classes written besides Model
+        self.line_of: dict[str, int] = {}  # node name -> line (1-based) of the written file
         # record=True: after every node, forward() calls self.record(node_name, onnx_output_name,
         # value), which passes them to ``self.recorder`` when set (used by verify --locate).
         self.record = record
@@ -377,6 +406,7 @@ class CodeGen:
         self.lines: list[Line] = []
         self.indent = 2
         self._const_cache: dict[int, np.ndarray] = {}
+        self._inits: dict[str, ir.Value] | None = None
 
     # ----- values ------------------------------------------------------------------------
     def const_array(self, value: ir.Value) -> np.ndarray | None:
@@ -432,22 +462,139 @@ class CodeGen:
         dev = f", device={device}" if device else ""
         return f"torch.tensor({body}, dtype={torch_dtype_src(dtype)}{dev})"
 
-    def add_weight(self, array: Any, hint: str, parameter: bool | None = None) -> str:
-        attr = self.attrs.new(hint, "w")
+    def add_weight(self, array: Any, hint: str, parameter: bool | None = None,
+                   node: ir.Node | None = None) -> str:
         if isinstance(array, np.ndarray):
             dt = ir.DataType.from_numpy(array.dtype)
             shape = tuple(array.shape)
         else:
             dt = array.dtype
             shape = tuple(array.shape.numpy())
+        attr = self._place(hint, {"": array}, node, "w", single=True)
         self.weights[attr] = _Weight(attr, array, dt, shape,
                                      dt in _PARAM_TYPES if parameter is None else parameter)
         return f"self.{attr}"
 
-    def add_module(self, hint: str, ctor: str, tensors: dict[str, Any]) -> str:
-        attr = self.attrs.new(hint, "m")
-        self.modules[attr] = _Module(attr, ctor, {k: v for k, v in tensors.items() if v is not None})
-        return f"self.{attr}"
+    def add_module(self, hint: str, ctor: str, tensors: dict[str, Any],
+                   node: ir.Node | None = None) -> str:
+        tensors = {k: v for k, v in tensors.items() if v is not None}
+        slot = self._place(hint, tensors, node, "m")
+        if isinstance(slot, tuple):
+            name, idx = slot
+            self.lists[name][idx] = (ctor, tensors)
+            return f"self.{name}[{idx}]"
+        self.modules[slot] = _Module(slot, ctor, tensors)
+        return f"self.{slot}"
+
+    # ----- where a module or tensor goes in the tree -----------------------------------------
+    def _is_tensor(self, v: Any, name: str) -> bool:
+        """Whether an emitter's tensor is the ONNX file's tensor ``name`` (same shape and data;
+        a ``Transposed`` one: its base).  Emitters pass what they read, views and copies."""
+        if self._inits is None:
+            self._inits = dict(self.model.graph.initializers)
+        value = self._inits.get(name)
+        if value is None or value.const_value is None:
+            return False
+        if isinstance(v, Transposed):
+            v = v.base
+        if v is value.const_value or v is value:
+            return True
+        if isinstance(v, ir.Value):
+            return False
+        if not isinstance(v, np.ndarray):
+            return getattr(v, "name", None) == name
+        ref = self.const_array(value)
+        return ref is not None and ref.shape == v.shape and ref.dtype == v.dtype and (
+            ref is v or np.array_equal(ref, v))
+
+    def _slot(self, rel: tuple[str, ...], single: bool):
+        """``rel`` as an attribute, a ModuleList slot (``name.3``) or a holder path
+        (``embedding.weight``: ``self.embedding = nn.Module()`` holds it), or None."""
+        if len(rel) == 1 and _is_ident(rel[0]) and rel[0] not in self.attrs.taken:
+            self.attrs.taken.add(rel[0])
+            return rel[0]
+        if not single and len(rel) == 2 and _is_ident(rel[0]) and rel[1].isdigit():
+            slots = self.lists.get(rel[0])
+            if slots is None and rel[0] not in self.attrs.taken:
+                self.attrs.taken.add(rel[0])
+                slots = self.lists[rel[0]] = {}
+            if slots is not None and int(rel[1]) not in slots:
+                return rel[0], int(rel[1])
+            return None
+        if len(rel) >= 2 and all(_is_ident(a) for a in rel):
+            # plain nn.Module holders for the path's parents
+            for i in range(1, len(rel)):
+                head = ".".join(rel[:i])
+                if head in self.holders:
+                    continue
+                if head in self.attrs.taken or head in self.lists:
+                    return None
+                self.attrs.taken.add(head)
+                self.holders.append(head)
+            name = ".".join(rel)
+            if name in self.attrs.taken or name in self.holders:
+                return None
+            self.attrs.taken.add(name)
+            return name
+        return None
+
+    def _linear_t(self, v: Any, tensors: dict, full) -> bool:
+        """An nn.Linear weight that the exporter stored transposed for a MatMul under a name
+        of its own (dynamo ``val_13``, TorchScript ``onnx::MatMul_123``): it is the original
+        weight when the bias beside it is the original's."""
+        if not isinstance(v, Transposed) or "bias" not in tensors:
+            return False
+        name = getattr(v.base, "name", None) or ""
+        return bool(_EXPORTER_T.fullmatch(name)) and self._is_tensor(tensors["bias"],
+                                                                     full("bias"))
+
+    def _relative(self, dotted: str | None) -> tuple[str, ...] | None:
+        """``dotted`` (a parameter path) relative to the class being written, or None."""
+        if not dotted:
+            return None
+        atoms = tuple(dotted.split("."))
+        n = len(self.scope_path)
+        if atoms[:n] != self.scope_path or len(atoms) <= n:
+            return None
+        return atoms[n:]
+
+    def _place(self, hint: str, tensors: dict[str, Any], node: ir.Node | None, default: str,
+               single: bool = False):
+        """The attribute (or ``(list, index)`` ModuleList slot) for a module or tensor named
+        ``hint``.  In tree mode, a name that is the exporter's parameter path of every tensor
+        (``layer1.0.conv1`` with ``layer1.0.conv1.weight``) becomes the path relative to the
+        class being written, so state-dict keys equal the original model's.  A tensor the
+        exporter changed (BatchNorm fused into a Conv, constant folding) never takes an
+        original key: its module is named ``<name>_folded``."""
+        if self.flat:
+            return self.attrs.new(hint, default)
+        rel = self._relative(hint)
+        leaf = _leaf_path(node, self.scope_path)
+        full = lambda k: ".".join((hint,) + ((k,) if k else ()))
+        # the tensors are the file's tensors named after ``hint`` (the original parameters)
+        orig = bool(hint) and not _rewritten(node) and all(
+            self._is_tensor(v, full(k)) or (k == "weight" and self._linear_t(v, tensors, full))
+            for k, v in tensors.items())
+        trusted = orig and rel is not None
+        if orig and leaf and leaf != rel and not single:
+            # the original tensors of another module with equal values (the exporter shares
+            # equal initializers; tied weights): the module this node was recorded in has
+            # the same values under its own name
+            rel, trusted = leaf, True
+        elif not trusted and leaf:
+            rel = leaf
+        if rel is not None and trusted:
+            target = self._slot(rel, single)
+            if target is not None:
+                return target
+        if rel is not None:
+            name = "_".join(rel)
+            if trusted:
+                return self.attrs.new(name, default)
+            attr = self.attrs.new(name + "_folded", default)
+            self.untrusted.append(".".join(self.scope_path + (attr,)))
+            return attr
+        return self.attrs.new(hint, default)
 
     def add_helper(self, name: str) -> str:
         if name not in self.helpers:
@@ -509,7 +656,10 @@ class CodeGen:
         out_names = []
         for i, out in enumerate(node.outputs):
             hint = out.name or f"{node.op_type.lower()}_{i}"
-            out_names.append(self.locals.new(_short_hint(hint, node), "v"))
+            if self._tree:
+                out_names.append(self.locals.new(self._value_hint(out), "v"))
+            else:
+                out_names.append(self.locals.new(_short_hint(hint, node), "v"))
         ctx = Ctx(self, node, opset, out_names)
         from .symbolic import try_symbolic
 
@@ -548,12 +698,21 @@ class CodeGen:
         if self.record:
             for out, name in zip(node.outputs, names):
                 if out.name and name != "None":
-                    self.emit(f"self.record({node.name!r}, {out.name!r}, {name})", node)
+                    fn = "_record" if self._tree else "self.record"
+                    self.emit(f"{fn}({node.name!r}, {out.name!r}, {name})", node)
 
     # ----- the file ----------------------------------------------------------------------
     def generate(self) -> tuple[str, dict[str, Any]]:
         """Return (source, state) where state maps state_dict keys to ir/numpy tensors."""
         graph = self.model.graph
+        root = None
+        if not self.flat:
+            from .tree import build
+
+            root, why = build(graph)
+            if root is None:
+                self.tree_notes.append(f"Flat code: {why}.")
+        self._tree = root is not None
         in_names = []
         for v in graph.inputs:
             name = self.locals.new(v.name or "input", "x")
@@ -561,12 +720,14 @@ class CodeGen:
             self.bind(v, name)
             if v.dtype in COMPUTE_AS:
                 self.emit(f"{name} = {name}.to({torch_dtype_src(v.dtype)})")
-        from .. import progress
-
-        n_nodes = len(graph)
-        for i, node in enumerate(graph):
-            self.emit_node(node)
-            progress.update("generating PyTorch code", i + 1, n_nodes)
+        self._n_nodes = sum(1 for _ in graph)
+        self._done = 0
+        self._bodies: list[_Body] = []
+        if root is None:
+            for node in graph:
+                self._emit_one(node)
+        else:
+            self._emit_items(root)
         outs = [self.expr_of(v, None) for v in graph.outputs]
         outs = [f"{e}.to(torch.{torch_dtype_name(v.dtype)})" if v.dtype in COMPUTE_AS else e
                 for e, v in zip(outs, graph.outputs)]
@@ -574,7 +735,164 @@ class CodeGen:
             self.emit(f"return {outs[0]}")
         else:
             self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+        body = self._finish_body(in_names, root)
+        return self._assemble(body)
+
+    def _emit_one(self, node: ir.Node) -> None:
+        from .. import progress
+
+        self.emit_node(node)
+        self._done += 1
+        progress.update("generating PyTorch code", self._done, self._n_nodes)
+
+    # ----- module tree -------------------------------------------------------------------
+    _SCOPED = ("attrs", "locals", "weights", "modules", "lines", "const_attr", "pending",
+               "exprs", "indent", "lists", "scope_path", "holders")
+
+    def _enter(self, path: tuple[str, ...]) -> dict:
+        saved = {k: getattr(self, k) for k in self._SCOPED}
+        saved["_untrusted"] = len(self.untrusted)
+        saved["_bodies"] = len(self._bodies)
+        self.attrs, self.locals = Namer(), Namer()
+        self.weights, self.modules, self.lists, self.holders = {}, {}, {}, []
+        self.lines, self.const_attr, self.pending, self.exprs = [], {}, {}, {}
+        self.indent, self.scope_path = 2, path
+        return saved
+
+    def _leave(self, saved: dict, discard: bool = False) -> None:
+        if discard:
+            del self.untrusted[saved["_untrusted"]:]
+            del self._bodies[saved["_bodies"]:]
+        for k in self._SCOPED:
+            setattr(self, k, saved[k])
+
+    def _emit_items(self, scope) -> None:
+        for item in scope.items:
+            if isinstance(item, ir.Node):
+                self._emit_one(item)
+            else:
+                self._emit_child(item)
+
+    def _is_sym(self, value: ir.Value) -> bool:
+        return bool(self.syms.get(id(value))) or id(value) in self.bools
+
+    def _emit_child(self, child) -> None:
+        """A child scope: a call of its own class where its boundary is clean, else its nodes
+        written here (merged upward)."""
+        from .tree import boundary, is_container
+
+        if is_container(child):
+            if child.children and not any(isinstance(i, ir.Node) for i in child.items):
+                if not self._emit_sequential(child):
+                    for c in child.children:
+                        self._emit_child(c)
+            else:
+                self._emit_items(child)
+            return
+        ins, outs = boundary(child, self.model.graph)
+        body = None
+        if outs and not any(self._is_sym(v) for v in ins):
+            body = self._emit_class(child, ins, outs)
+        if body is None:
+            self._emit_items(child)
+            return
+        target = self._child_slot(child.path[len(self.scope_path):], body.ctor, body.state)
+        self._emit_call(target, ins, outs, child)
+
+    def _emit_class(self, scope, ins, outs):
+        saved = self._enter(scope.path)
+        params = []
+        for i, v in enumerate(ins):
+            # the graph's own inputs keep their names; others are x, x1, ... (not named after
+            # their producer, which differs from one instance of a block to the next)
+            hint = (v.name or "x") if v.is_graph_input() else (f"x{i}" if i else "x")
+            name = self.locals.new(hint, "x")
+            params.append(name)
+            self.bind(v, name)
+        self._emit_items(scope)
+        if any(self._is_sym(v) for v in outs):
+            self._leave(saved, discard=True)
+            return None
+        rets = [self.expr_of(v, None) for v in outs]
+        self.emit(f"return {rets[0]}" if len(rets) == 1 else f"return {', '.join(rets)}")
+        body = self._finish_body(params, scope)
+        self._leave(saved)
+        return body
+
+    def _emit_sequential(self, cont) -> bool:
+        """A numbered container whose members feed one another: ``nn.Sequential``."""
+        from .tree import boundary
+
+        ins, outs = boundary(cont, self.model.graph)
+        if len(ins) != 1 or len(outs) != 1 or self._is_sym(ins[0]):
+            return False
+        prev = ins[0]
+        plan = []
+        for c in cont.children:
+            cin, cout = boundary(c, self.model.graph)
+            if cin != [prev] or len(cout) != 1:
+                return False
+            plan.append((c, cin, cout))
+            prev = cout[0]
+        if prev is not outs[0]:
+            return False
+        mark = len(self._bodies), len(self.untrusted)
+        bodies = []
+        for c, cin, cout in plan:
+            body = self._emit_class(c, cin, cout)
+            if body is None:
+                del self._bodies[mark[0]:]
+                del self.untrusted[mark[1]:]
+                return False
+            bodies.append(body)
+        ctor = "nn.Sequential(" + ", ".join(b.ctor for b in bodies) + ")"
+        state = {f"{i}.{k}": v for i, b in enumerate(bodies) for k, v in b.state.items()}
+        target = self._child_slot(cont.path[len(self.scope_path):], ctor, state)
+        self._emit_call(target, ins, outs, cont)
+        return True
+
+    def _child_slot(self, rel: tuple[str, ...], ctor: str, state: dict) -> str:
+        target = self._slot(rel, single=False)
+        if isinstance(target, tuple):
+            self.lists[target[0]][target[1]] = (ctor, state)
+            return f"self.{target[0]}[{target[1]}]"
+        if target is None:
+            target = self.attrs.new("_".join(rel), "m")
+            self.untrusted.append(".".join(self.scope_path + (target,)))
+        self.modules[target] = _Module(target, ctor, state)
+        return f"self.{target}"
+
+    def _emit_call(self, target: str, ins, outs, scope) -> None:
+        args = ", ".join(self.expr_of(v, None) for v in ins)
+        names = [self.locals.new(self._value_hint(v), "v") for v in outs]
+        self.emit(f"{', '.join(names)} = {target}({args})")
+        for v, name in zip(outs, names):
+            self.bind(v, name)
+
+    def _value_hint(self, value: ir.Value) -> str:
+        """A local name that does not depend on which instance of a block is written (so that
+        identical blocks give identical code): the module the value comes from, relative to
+        the class being written, else the op that made it."""
+        node = value.producer()
+        leaf = _leaf_path(node, self.scope_path) if node is not None else None
+        if leaf:
+            atoms = [a for a in leaf if not a.isdigit()] or list(leaf)
+            return _TS_REPEAT.sub("", atoms[-1])
+        name = value.name or ""
+        if self.scope_path and node is not None and value.is_graph_output():
+            name = node.op_type.lower()  # the graph's output name is one instance's only
+        if name.startswith("/"):
+            last = name.rstrip("/").rsplit("/", 1)[-1]
+            last = re.sub(r"_output_\d+$", "", last)
+            return _TS_REPEAT.sub("", last).lower() or "v"
+        if node is not None and value.is_graph_input() is False and name:
+            return _TS_REPEAT.sub("", name) or "v"
+        return name or "x"
+
+    def _finish_body(self, in_names: list[str], scope) -> "_Body":
+        """The current class's code: forward source, __init__ lines and state."""
         forward_src = "\n".join("    " * ln.indent + ln.text for ln in self.lines)
+        line_nodes = [ln.node for ln in self.lines]
         # tracked shape values that code uses as tensors become torch.tensor([...]) there
         for _ in range(64):
             new = re.sub(r"__s\d+__", lambda m: self._materialize(self.sym_ph[m.group(0)]),
@@ -588,7 +906,11 @@ class CodeGen:
             if ph not in names:
                 value = self.pending[ph]
                 tensor = value.const_value
-                attr = self.attrs.new(value.name or "const", "c")
+                if self.flat or not self._tree:
+                    attr = self.attrs.new(value.name or "const", "c")
+                else:
+                    attr = self._place(value.name or "const", {"": tensor},
+                                       _first_user(value), "c", single=True)
                 names[ph] = attr
                 self.weights[attr] = _Weight(attr, tensor, tensor.dtype,
                                              tuple(tensor.shape.numpy()),
@@ -596,13 +918,25 @@ class CodeGen:
         if names:
             forward_src = re.sub(r"self\.(__c\d+__)", lambda m: "self." + names[m.group(1)],
                                  forward_src)
-        forward_src = _free_dead_locals(forward_src)
-        used = set(re.findall(r"self\.([A-Za-z_][A-Za-z0-9_]*)", forward_src))
-        init_lines, state = [], {}
+        forward_src, line_nodes = _free_dead_locals(forward_src, line_nodes)
+        used = set()
+        for ref in re.findall(r"self\.([A-Za-z_][A-Za-z0-9_.]*[A-Za-z0-9_])", forward_src):
+            parts = ref.split(".")
+            used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        init_lines, state = [f"self.{h} = nn.Module()" for h in self.holders], {}
         for attr, mod in self.modules.items():
             init_lines.append(f"self.{attr} = {mod.ctor}")
             for k, v in mod.tensors.items():
                 state[f"{attr}.{k}"] = v
+        for attr, slots in self.lists.items():
+            if not slots:
+                continue
+            items = [slots[i][0] if i in slots else "nn.Identity()"
+                     for i in range(max(slots) + 1)]
+            init_lines.append(f"self.{attr} = nn.ModuleList([{', '.join(items)}])")
+            for i, (_, tensors) in slots.items():
+                for k, v in tensors.items():
+                    state[f"{attr}.{i}.{k}"] = v
         for attr, w in self.weights.items():
             if attr not in used:
                 continue
@@ -615,15 +949,69 @@ class CodeGen:
             if w.parameter:
                 init_lines.append(f"self.{attr} = nn.Parameter({empty})")
             else:
-                init_lines.append(f"self.register_buffer({attr!r}, {empty})")
+                owner, _, leaf = f"self.{attr}".rpartition(".")
+                init_lines.append(f"{owner}.register_buffer({leaf!r}, {empty})")
             state[attr] = w.value
+        body = _Body(len(self._bodies), scope, in_names, init_lines, forward_src, line_nodes,
+                     state)
+        self._bodies.append(body)
+        return body
+
+    def _assemble(self, root: "_Body") -> tuple[str, dict[str, Any]]:
+        """One class per distinct body (identical blocks share one), children first."""
+        classes: dict[tuple, str] = {}
+        cls_names = Namer(_RESERVED | set(self.helpers) | {"Model", "load", "nn", "F"})
+        order: list[tuple[str, _Body]] = []
+        resolved: dict[int, str] = {}
+
+        def text_of(b: _Body) -> tuple[str, str]:
+            sub = lambda s: re.sub(r"__cls(\d+)__", lambda m: resolved[int(m.group(1))], s)
+            return "\n".join(sub(ln) for ln in b.init_lines), b.forward_src
+
+        for b in self._bodies:  # children are finished before their parents
+            if b is root:
+                continue
+            key = (tuple(b.in_names),) + text_of(b)
+            name = classes.get(key)
+            if name is None:
+                name = cls_names.new(_class_hint(b.scope), "Block")
+                name = name[0].upper() + name[1:]
+                cls_names.taken.add(name)
+                classes[key] = name
+                order.append((name, b))
+            b.cls = name
+            resolved[b.idx] = f"{name}()"
+        state = {}
+        for k, v in root.state.items():
+            state[k] = v
+        init_text, forward_src = text_of(root)
         header = _header(self.model, self.source_name)
+        notes = self._tree_header()
+        if notes:
+            header += notes
         helpers_src = "\n\n".join(self.helpers[name].rstrip() for name in self.helpers)
-        sig = ", ".join(["self"] + in_names)
         parts = [header, _IMPORTS_HELPERS if helpers_src else _IMPORTS]
         if helpers_src:
             parts.append(helpers_src + "\n")
-        body = "\n".join("        " + ln for ln in init_lines)
+        tree_record = self.record and self._tree
+        if tree_record:
+            parts.append(_RECORD_FN)
+        lines_out: list = []  # (class name, body) in file order
+        for name, b in order:
+            init_t, fwd = text_of(b)
+            cls = [f"class {name}(nn.Module):"]
+            if b.scope is not None and b.scope.cls:
+                cls.append(f'    """{_class_doc(b.scope)}"""')
+                cls.append("")
+            cls += ["    def __init__(self):", "        super().__init__()"]
+            if init_t:
+                cls.append("\n".join("        " + ln for ln in init_t.split("\n")))
+            sig = ", ".join(["self"] + b.in_names)
+            cls += ["", f"    def forward({sig}):", fwd]
+            parts.append("\n".join(cls) + "\n")
+            lines_out.append((name, b))
+        sig = ", ".join(["self"] + root.in_names)
+        body = "\n".join("        " + ln for ln in init_text.split("\n")) if init_text else ""
         cls = [
             "class Model(nn.Module):",
             f'    """{_doc(self.model, self.source_name)}"""',
@@ -633,35 +1021,155 @@ class CodeGen:
         ]
         if body:
             cls.append(body)
-        if self.record:
+        if self.record and not tree_record:
             cls += ["        self.recorder = None", "",
                     "    def record(self, node, name, value):",
                     "        if self.recorder is not None:",
                     "            self.recorder(node, name, value)"]
+        if tree_record:
+            cls += ["", "    @property", "    def recorder(self):", "        return _RECORDER[0]",
+                    "", "    @recorder.setter", "    def recorder(self, fn):",
+                    "        _RECORDER[0] = fn"]
         cls += ["", f"    def forward({sig}):", forward_src]
         parts.append("\n".join(cls) + "\n")
+        lines_out.append(("Model", root))
         parts.append(_LOAD)
         source = parts[0] + "\n" + "\n\n\n".join(p.strip("\n") for p in parts[1:]) + "\n"
+        self.line_of = _line_map(source, lines_out, self._bodies)
+        self.classes = [name for name, _ in order]
         return source, state
 
+    def _tree_header(self) -> str:
+        notes = list(self.tree_notes)
+        if self._tree:
+            notes.append("Module tree as recorded by the exporter: state-dict keys are the "
+                         "original parameter paths.")
+            if self.untrusted:
+                shown = ", ".join(sorted(set(self.untrusted))[:8])
+                more = len(set(self.untrusted)) - 8
+                notes.append(f"Generated names (tensors the exporter transformed, or modules "
+                             f"outside a clean block): {shown}" + (f" and {more} more"
+                                                                  if more > 0 else "") + ".")
+        return "".join(f"# {_comment_safe(n)}\n" for n in notes)
 
-def _free_dead_locals(forward_src: str) -> str:
+
+_TS_REPEAT = re.compile(r"_\d+$")
+_EXPORTER_T = re.compile(r"val_\d+|onnx::MatMul_\d+")
+
+
+def _first_user(value: ir.Value) -> ir.Node | None:
+    for use in value.uses():
+        node = use.node if hasattr(use, "node") else use[0]
+        if _rewritten(node):
+            return node
+    return None
+
+
+def _class_hint(scope) -> str:
+    """A class name: the recorded class, else the module's name in CamelCase (a member of a
+    numbered list is named after the list, singular: ``blocks.3`` -> ``Block``)."""
+    if scope is None:
+        return "Block"
+    if scope.cls:
+        name = scope.cls.rsplit(".", 1)[-1]
+        name = _IDENT_RE.sub("", name)
+        if name and not name[0].isdigit():
+            return name
+    atoms = list(scope.path)
+    while atoms and atoms[-1].isdigit():
+        atoms.pop()
+        if atoms and atoms[-1].endswith("s") and len(atoms[-1]) > 3:
+            atoms[-1] = atoms[-1][:-1]
+        break
+    word = _TS_REPEAT.sub("", atoms[-1]) if atoms else "block"
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^0-9a-zA-Z]+", word) if p) \
+        or "Block"
+
+
+def _class_doc(scope) -> str:
+    # only sanitized, identifier-like text from the model goes into a docstring
+    cls = ".".join(sanitize(p, "m") for p in str(scope.cls).split("."))
+    path = ".".join(sanitize(p, "m") if not p.isdigit() else p for p in scope.path)
+    return f"{cls} (first written for {path or 'the root'})."
+
+
+def _line_map(source: str, classes: list, bodies: list) -> dict[str, int]:
+    """node name -> 1-based line of ``source`` whose code computes it (a block written once
+    for many instances maps every instance's nodes to the class's lines)."""
+    lines = source.split("\n")
+    starts = {}
+    for i, line in enumerate(lines):
+        m = re.match(r"class (\w+)\(nn\.Module\):", line)
+        if m:
+            starts[m.group(1)] = i
+    out: dict[str, int] = {}
+    for b in bodies:
+        name = b.cls or "Model"
+        start = starts.get(name)
+        if start is None:
+            continue
+        # forward's first line
+        try:
+            fwd = next(i for i in range(start, len(lines))
+                       if lines[i].lstrip().startswith("def forward(")) + 1
+        except StopIteration:
+            continue
+        for j, node in enumerate(b.line_nodes):
+            if node is not None and node not in out:
+                out[node] = fwd + j + 1
+    return out
+
+
+
+
+def _rewritten(node: ir.Node | None) -> bool:
+    """The exporter's optimizer fused other ops' tensors into this node's (BatchNorm into Conv)."""
+    if node is None:
+        return False
+    return "Fuse" in node.metadata_props.get("pkg.onnxscript.rewriter.rule_name", "")
+
+
+def _leaf_path(node: ir.Node | None, scope_path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The module path a node was recorded in, relative to the class being written."""
+    if node is None:
+        return None
+    from .tree import node_scope
+
+    rec = node_scope(node)
+    if rec is None:
+        return None
+    path = rec[0]
+    n = len(scope_path)
+    if path[:n] != scope_path or len(path) <= n:
+        return None
+    return path[n:]
+
+
+def _is_ident(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED \
+        and not name.startswith("__")
+
+
+def _free_dead_locals(forward_src: str, nodes: list | None = None) -> tuple[str, list]:
     """Add ``del a, b`` after the top-level statement of ``forward`` that uses a local for the
     last time, as a hand-written forward that rebinds ``x`` frees it: otherwise every
     intermediate tensor lives until forward returns (more memory, and fresh pages to fault in
     for every activation of every call).  Only names that a top-level assignment binds are
-    deleted, after their last mention anywhere (nested blocks included)."""
+    deleted, after their last mention anywhere (nested blocks included).  ``nodes`` (the node of
+    each line) is returned with the inserted lines' entries (None) added."""
     import ast
 
     lines = forward_src.split("\n")
+    if nodes is None or len(nodes) != len(lines):
+        nodes = [None] * len(lines)
     try:
         tree = ast.parse("class _C:\n    def _f(self):\n" + forward_src)
     except SyntaxError:
-        return forward_src  # not ours to judge here; compile() reports it
+        return forward_src, nodes  # not ours to judge here; compile() reports it
     body = tree.body[0].body[0].body
     if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
            for stmt in body for n in ast.walk(stmt)):
-        return forward_src  # a closure could read a local after its last mention
+        return forward_src, nodes  # a closure could read a local after its last mention
     bound: set[str] = set()
     last: dict[str, int] = {}
     for i, stmt in enumerate(body):
@@ -677,14 +1185,16 @@ def _free_dead_locals(forward_src: str) -> str:
         if name in bound and i < len(body) - 1 and not isinstance(body[i], ast.Return):
             dead.setdefault(i, []).append(name)
     if not dead:
-        return forward_src
+        return forward_src, nodes
     after = {body[i].end_lineno - 3: names for i, names in dead.items()}  # 0-based line
-    out = []
+    out, out_nodes = [], []
     for j, line in enumerate(lines):
         out.append(line)
+        out_nodes.append(nodes[j])
         if j in after:
             out.append("        del " + ", ".join(sorted(after[j], key=lambda n: last[n])))
-    return "\n".join(out)
+            out_nodes.append(None)
+    return "\n".join(out), out_nodes
 
 
 def _short_hint(name: str, node: ir.Node) -> str:
@@ -741,6 +1251,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 """
+
+_RECORD_FN = '''_RECORDER = [None]
+
+
+def _record(node, name, value):
+    if _RECORDER[0] is not None:
+        _RECORDER[0](node, name, value)
+'''
 
 _LOAD = '''def load(weights=None):
     """Build the model and load its weights (by default the .safetensors file beside this one)."""

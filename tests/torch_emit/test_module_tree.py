@@ -1,0 +1,171 @@
+"""Module tree recovery: models built with plain torch (and transformers from a config) are
+exported with both exporters; the generated code has their classes, blocks written once, and
+the original state-dict keys for every tensor the ONNX file kept."""
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nnport.convert import prepare  # noqa: E402
+from nnport.torch_emit import build_module, generate  # noqa: E402
+
+from tree_models import build  # noqa: E402
+
+_CACHE: dict = {}
+
+
+def _export(name: str, exporter: str):
+    key = (name, exporter)
+    if key not in _CACHE:
+        model, example = build(name)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                dyn = tuple({0: torch.export.Dim.DYNAMIC} for _ in example)
+                prog = torch.onnx.export(model, example, dynamo=True, verbose=False,
+                                         dynamic_shapes=dyn if name != "lstm" else None)
+                proto = prog.model_proto
+            else:
+                buf = io.BytesIO()
+                names = [f"in{i}" for i in range(len(example))]
+                torch.onnx.export(model, example, buf, dynamo=False, input_names=names,
+                                  dynamic_axes={n: {0: "batch"} for n in names}, opset_version=17)
+                proto = onnx.load_from_string(buf.getvalue())
+        _CACHE[key] = (model, example, proto)
+    return _CACHE[key]
+
+
+def _generate(proto, **kw):
+    source, state = generate(prepare(proto), **kw)
+    return source, build_module(source, state, name="tree_test")
+
+
+def _outputs(module, example):
+    with torch.no_grad():
+        out = module(*example)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _kept(model, proto) -> dict:
+    """Original state-dict entries the ONNX file holds unchanged, under their own name."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    kept = {}
+    for k, v in model.state_dict().items():
+        t = inits.get(k)
+        if t is not None and v.is_floating_point():
+            arr = onnx.numpy_helper.to_array(t)
+            if arr.shape == tuple(v.shape) and np.array_equal(arr, v.numpy()):
+                kept[k] = v
+    return kept
+
+
+CASES = [(m, e) for m in ("resnet", "vit", "yolo", "lstm", "bert") for e in ("dynamo", "ts")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter", CASES)
+def test_tree_matches_original(name, exporter):
+    model, example, proto = _export(name, exporter)
+    source, module = _generate(proto)
+    ref = _outputs(model, example)
+    out = _outputs(module, example)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    # every tensor the ONNX file kept unchanged is under its original key
+    kept = _kept(model, proto)
+    keys = set(module.state_dict())
+    assert set(kept) <= keys, sorted(set(kept) - keys)[:10]
+    # loading the original's state dict puts each of them in its place: scramble them, load
+    with torch.no_grad():
+        for k in kept:
+            module.state_dict()[k].copy_(torch.randn_like(module.state_dict()[k]))
+    if kept:
+        assert not torch.allclose(_outputs(module, example), ref, rtol=1e-4, atol=1e-4)
+    result = module.load_state_dict(model.state_dict(), strict=False)
+    assert not (set(kept) & set(result.missing_keys))
+    torch.testing.assert_close(_outputs(module, example), ref, rtol=1e-4, atol=1e-4)
+
+
+def _classes(source: str) -> list[str]:
+    return re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["dynamo", "ts"])
+def test_resnet_reads_like_torchvision(exporter):
+    model, example, proto = _export("resnet", exporter)
+    source, module = _generate(proto)
+    classes = _classes(source)
+    blocks = [c for c in classes if c.startswith("Bottleneck" if exporter == "dynamo" else
+                                                  "Layer")]
+    assert blocks and len(blocks) < 6, classes  # 6 blocks, identical ones written once
+    assert re.search(r"self\.layer1 = nn\.Sequential\(", source)
+    assert isinstance(module.layer2, torch.nn.Sequential) and len(module.layer2) == 3
+    assert type(module.layer1[1]) is type(module.layer1[2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["dynamo", "ts"])
+def test_vit_has_one_block_class(exporter):
+    model, example, proto = _export("vit", exporter)
+    source, module = _generate(proto)
+    classes = _classes(source)
+    assert classes.count("Block") == 1 and not any(re.fullmatch(r"Block_\d+", c) for c in classes)
+    assert len({type(b) for b in module.blocks}) == 1 and len(module.blocks) == 4
+    assert {k for k in module.state_dict() if k.startswith("blocks.0.")} >= {
+        "blocks.0.norm1.weight", "blocks.0.norm1.bias"}
+
+
+@pytest.mark.slow
+def test_flat_keeps_one_class():
+    model, example, proto = _export("resnet", "ts")
+    source, module = _generate(proto, flat=True)
+    assert _classes(source) == ["Model"]
+    torch.testing.assert_close(_outputs(module, example), _outputs(model, example),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_no_scopes_falls_back_to_flat_and_says_so():
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["t"], name="a"),
+                           helper.make_node("Neg", ["t"], ["y"], name="b")], "g", [x], [y])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    source, module = _generate(proto)
+    assert _classes(source) == ["Model"]
+    assert "# Flat code: the graph records no module scopes." in source
+
+
+def test_scoped_names_without_torch():
+    """TorchScript-style scoped node names alone (a hand-made graph) give classes and keys."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes, inits, prev = [], [], "x"
+    for i in range(3):
+        w = f"blocks.{i}.fc.weight"
+        inits.append(numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), w))
+        nodes += [helper.make_node("Gemm", [prev, w], [f"/blocks.{i}/fc/Gemm_output_0"],
+                                   name=f"/blocks.{i}/fc/Gemm", transB=1),
+                  helper.make_node("Relu", [f"/blocks.{i}/fc/Gemm_output_0"],
+                                   [f"/blocks.{i}/act/Relu_output_0"], name=f"/blocks.{i}/act/Relu"),
+                  helper.make_node("Add", [f"/blocks.{i}/act/Relu_output_0", prev],
+                                   [f"/blocks.{i}/Add_output_0"], name=f"/blocks.{i}/Add")]
+        prev = f"/blocks.{i}/Add_output_0"
+    nodes.append(helper.make_node("Identity", [prev], ["y"], name="/Identity"))
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    source, module = _generate(proto)
+    assert _classes(source) == ["Block", "Model"], source
+    assert sorted(module.state_dict()) == [f"blocks.{i}.fc.weight" for i in range(3)]
+    assert isinstance(module.blocks, torch.nn.Sequential)
