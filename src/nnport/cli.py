@@ -56,6 +56,8 @@ def cmd_convert(args) -> int:
     for plugin in _plugins():
         if hasattr(plugin, "convert_options"):
             kw.update(plugin.convert_options(args))
+    if getattr(args, "flat", False):
+        kw["flat"] = True
     result = convert(args.src, args.dst, verify=not args.no_verify, **kw)
     if not args.json:
         print("wrote " + ", ".join(str(p) for p in result.outputs))
@@ -131,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                    ".param (ncnn .param + .bin), .onnx, .pt (TorchScript)")
     c.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     c.add_argument("--json", action="store_true", help="machine-readable report")
+    c.add_argument("--flat", action="store_true",
+                   help=".py: one Model class with flat attributes instead of the module tree "
+                        "the exporter recorded")
     add_verify_options(c)
     c.set_defaults(fn=cmd_convert)
 

@@ -47,16 +47,17 @@ def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     return normalize(load_model(src, lazy=True), infer=infer_shapes)
 
 
-def generate_torch(src: ModelSource) -> tuple[str, dict]:
+def generate_torch(src: ModelSource, flat: bool = False) -> tuple[str, dict]:
+    """``flat=True``: one ``Model`` class, not the module tree the exporter recorded."""
     from .torch_emit import generate
 
-    return generate(prepare(src), source_name=_source_name(src))
+    return generate(prepare(src), source_name=_source_name(src), flat=flat)
 
 
-def to_torch(src: ModelSource):
+def to_torch(src: ModelSource, flat: bool = False):
     from .torch_emit import build_module
 
-    source, state = generate_torch(src)
+    source, state = generate_torch(src, flat=flat)
     return build_module(source, state, name=_source_name(src))
 
 
@@ -111,13 +112,16 @@ def convert(src, dst: str | os.PathLike, **options) -> ConvertResult:
 @register_target(".py")
 def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool = True,
                      input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
-                     rtol: float | None = None, atol: float | None = None) -> ConvertResult:
-    """ONNX -> model.py + model.safetensors, verified against onnxruntime."""
+                     rtol: float | None = None, atol: float | None = None,
+                     flat: bool = False) -> ConvertResult:
+    """ONNX -> model.py + model.safetensors, verified against onnxruntime.  The code has the
+    module tree the exporter recorded (classes, original state-dict keys); ``flat=True``
+    writes one ``Model`` class instead."""
     dst = Path(dst)
     check_output_path(dst)
     from .torch_emit import build_module, write
 
-    source, state = generate_torch(src)
+    source, state = generate_torch(src, flat=flat)
     report = None
     if verify:
         from .verify import verify as run_verify

@@ -54,12 +54,14 @@ def _outputs(module, example):
 
 
 def _kept(model, proto) -> dict:
-    """Original state-dict entries the ONNX file holds unchanged, under their own name."""
+    """Original state-dict entries the ONNX file holds unchanged, under their own name, and
+    that conversion keeps as tensors (a table gathered at constant indices is folded)."""
     inits = {t.name: t for t in proto.graph.initializer}
+    used = set(prepare(proto).graph.initializers)
     kept = {}
     for k, v in model.state_dict().items():
         t = inits.get(k)
-        if t is not None and v.is_floating_point():
+        if t is not None and k in used and v.is_floating_point():
             arr = onnx.numpy_helper.to_array(t)
             if arr.shape == tuple(v.shape) and np.array_equal(arr, v.numpy()):
                 kept[k] = v
@@ -169,3 +171,49 @@ def test_scoped_names_without_torch():
     assert _classes(source) == ["Block", "Model"], source
     assert sorted(module.state_dict()) == [f"blocks.{i}.fc.weight" for i in range(3)]
     assert isinstance(module.blocks, torch.nn.Sequential)
+
+
+@pytest.mark.slow
+def test_locate_points_into_the_block_class(tmp_path):
+    """verify --locate on tree code: the corrupted weight of block 2 is found, and its line is
+    the one the assembler recorded (in the class written once for every block)."""
+    from safetensors.numpy import load_file, save_file
+
+    import nnport
+    from nnport.verify.locate import locate
+
+    model, example, proto = _export("vit", "ts")
+    src = tmp_path / "vit.onnx"
+    onnx.save(proto, src)
+    py = tmp_path / "out" / "vit.py"
+    py.parent.mkdir()
+    assert nnport.convert(src, py, verify=False).outputs
+    st = py.with_suffix(".safetensors")
+    w = load_file(st)
+    w["blocks.2.mlp.fc1.weight"][::3, 1::2] += 0.5  # (LayerNorm output sums to 0)
+    save_file(w, st)
+    res = locate(src, py, chunk_size=16)
+    assert res.found and "blocks.2" in res.node, res.lines()
+    lines = py.read_text().splitlines()
+    assert res.source["file"] == str(py)
+    assert "self.fc1(" in lines[res.source["line"] - 1]
+    cls = next(ln for ln in reversed(lines[: res.source["line"]]) if ln.startswith("class "))
+    assert cls.startswith("class Mlp(")
+
+
+def test_cli_flat_flag(tmp_path):
+    from util import run_cli as run
+
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="/blk/act/Relu")],
+                          "g", [x], [y])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    rc, out, err = run("convert", src, tmp_path / "m.py", "--flat")
+    assert rc == 0, err
+    assert "Module tree" not in (tmp_path / "m.py").read_text()
+    rc, out, err = run("convert", src, tmp_path / "m.param", "--flat")
+    assert rc == 2 and "--flat" in err

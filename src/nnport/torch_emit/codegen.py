@@ -566,7 +566,7 @@ class CodeGen:
         class being written, so state-dict keys equal the original model's.  A tensor the
         exporter changed (BatchNorm fused into a Conv, constant folding) never takes an
         original key: its module is named ``<name>_folded``."""
-        if self.flat:
+        if not self._tree:
             return self.attrs.new(hint, default)
         rel = self._relative(hint)
         leaf = _leaf_path(node, self.scope_path)
@@ -1038,6 +1038,15 @@ class CodeGen:
         self.line_of = _line_map(source, lines_out, self._bodies)
         self.classes = [name for name, _ in order]
         return source, state
+
+    def node_texts(self, node_name: str) -> list[str]:
+        """The (stripped) lines written for a node, in every class."""
+        out = []
+        for b in self._bodies:
+            for text, node in zip(b.forward_src.split("\n"), b.line_nodes):
+                if node == node_name and text.strip():
+                    out.append(text.strip())
+        return out
 
     def _tree_header(self) -> str:
         notes = list(self.tree_notes)

@@ -153,7 +153,14 @@ class _TorchTap:
         if not self.path.is_file():
             raise InputError(f"{b_py}: no such file")
         model = prepare(a)
-        source, state = generate(model, source_name=_source_name(a), record=True)
+        # the layout b was written with: the module tree (default) or flat (--flat)
+        try:
+            head = self.path.read_text(encoding="utf-8", errors="replace")[:4000]
+        except OSError:
+            head = ""
+        self.flat = "# Module tree as recorded by the exporter" not in head
+        source, state = generate(model, source_name=_source_name(a), record=True,
+                                 flat=self.flat)
         # after generate(): the tensors inside fused nodes (MatMul+Add -> Linear, attention)
         # are not computed on this side
         self.tensor_names = {o.name for n in model.graph for o in n.outputs if o.name}
@@ -215,15 +222,20 @@ class _TorchTap:
         from ..torch_emit.codegen import CodeGen
 
         node_name = self.node_of.get(tensor, node_name)
-        gen = CodeGen(fuse(prepare(self.a)), source_name=_source_name(self.a), record=False)
-        gen.generate()
-        texts = [ln.text.strip() for ln in gen.lines if ln.node == node_name and ln.text.strip()]
-        if not texts:
-            return None
+        gen = CodeGen(fuse(prepare(self.a)), source_name=_source_name(self.a), record=False,
+                      flat=self.flat)
+        source, _ = gen.generate()
         try:
             file_lines = self.path.read_text(encoding="utf-8").splitlines()
         except OSError:
             file_lines = []
+        # the code generator's own line -> node map, where b is the code it writes
+        line = gen.line_of.get(node_name)
+        if line and source.splitlines() == file_lines:
+            return {"file": str(self.path), "line": line, "text": file_lines[line - 1]}
+        texts = [t for t in gen.node_texts(node_name) if t]
+        if not texts:
+            return None
         for want in texts:
             for i, line in enumerate(file_lines, 1):
                 if line.strip() == want:
