@@ -37,6 +37,9 @@ def replace_output(graph: ir.Graph, last: ir.Node, fused: ir.Node) -> None:
     """Insert ``fused`` before ``last`` and let it take over ``last``'s output (uses, graph
     outputs, name, shape and type); the nodes left without users are removed afterwards."""
     out = last.outputs[0]
+    if not fused.metadata_props:
+        # the exporter's record of the module it came from (torch_emit/tree.py)
+        fused.metadata_props.update(last.metadata_props)
     graph.insert_before(last, fused)
     new = fused.outputs[0]
     new.shape, new.type = out.shape, out.type
