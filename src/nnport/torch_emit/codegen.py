@@ -581,8 +581,8 @@ class CodeGen:
             # equal initializers; tied weights): the module this node was recorded in has
             # the same values under its own name
             rel, trusted = leaf, True
-        elif not trusted and leaf:
-            rel = leaf
+        elif not trusted and leaf and (rel is None or len(rel) != 1):
+            rel = leaf  # else the name the tensors carry (dynamo: conv1 for a BN-fused conv)
         if rel is not None and trusted:
             target = self._slot(rel, single)
             if target is not None:
@@ -959,28 +959,50 @@ class CodeGen:
 
     def _assemble(self, root: "_Body") -> tuple[str, dict[str, Any]]:
         """One class per distinct body (identical blocks share one), children first."""
-        classes: dict[tuple, str] = {}
         cls_names = Namer(_RESERVED | set(self.helpers) | {"Model", "load", "nn", "F"})
-        order: list[tuple[str, _Body]] = []
-        resolved: dict[int, str] = {}
+        order: list[tuple] = []  # (class name, first body, __init__ text, parameters)
+        resolved: dict[int, str] = {}  # body -> constructor call
 
         def text_of(b: _Body) -> tuple[str, str]:
             sub = lambda s: re.sub(r"__cls(\d+)__", lambda m: resolved[int(m.group(1))], s)
             return "\n".join(sub(ln) for ln in b.init_lines), b.forward_src
 
+        # Blocks whose code differs only in the integers of __init__ (channel counts, strides
+        # written out) are one class with those integers as constructor arguments.  Group
+        # keys abstract the integers and the children's arguments; groups are written
+        # deepest first (a group's key only names its children's groups).
+        kids = {b.idx: [int(m) for m in re.findall(r"__cls(\d+)__", "\n".join(b.init_lines))]
+                for b in self._bodies}
+        height: dict[int, int] = {}
+        gid: dict[int, int] = {}
+        groups: dict[tuple, int] = {}
+        members: list[list[_Body]] = []
         for b in self._bodies:  # children are finished before their parents
+            height[b.idx] = 1 + max((height[k] for k in kids[b.idx]), default=0)
             if b is root:
                 continue
-            key = (tuple(b.in_names),) + text_of(b)
-            name = classes.get(key)
-            if name is None:
-                name = cls_names.new(_class_hint(b.scope), "Block")
-                name = name[0].upper() + name[1:]
-                cls_names.taken.add(name)
-                classes[key] = name
-                order.append((name, b))
-            b.cls = name
-            resolved[b.idx] = f"{name}()"
+            text = re.sub(r"__cls(\d+)__", lambda m: f"__G{gid[int(m.group(1))]}__",
+                          "\n".join(b.init_lines))
+            key = (tuple(b.in_names), b.forward_src, _INT.sub("#", text))
+            g = groups.setdefault(key, len(members))
+            if g == len(members):
+                members.append([])
+            members[g].append(b)
+            gid[b.idx] = g
+        for g in sorted(range(len(members)),
+                        key=lambda g: (max(height[b.idx] for b in members[g]), g)):
+            mem = members[g]
+            texts = [text_of(b)[0] for b in mem]
+            distinct = list(dict.fromkeys(texts))
+            name = cls_names.new(_class_hint(mem[0].scope), "Block")
+            name = name[0].upper() + name[1:]
+            cls_names.taken.add(name)
+            init_t, params, args = _parameterize(distinct)
+            for b, t in zip(mem, texts):
+                b.cls = name
+                resolved[b.idx] = f"{name}({args[distinct.index(t)]})"
+            order.append((name, mem, init_t, params))
+        order.sort(key=lambda o: o[1][0].idx)
         state = {}
         for k, v in root.state.items():
             state[k] = v
@@ -997,21 +1019,22 @@ class CodeGen:
         if tree_record:
             parts.append(_RECORD_FN)
         lines_out: list = []  # (class name, body) in file order
-        for name, b in order:
-            init_t, fwd = text_of(b)
+        for name, mem, init_t, params in order:
+            b = mem[0]
+            fwd = b.forward_src
             cls = [f"class {name}(nn.Module):"]
-            if b.scope is not None and b.scope.cls:
-                cls.append(f'    """{_class_doc(b.scope)}"""')
-                cls.append("")
-            cls += ["    def __init__(self):", "        super().__init__()"]
+            cls.append(f'    """{_class_doc(mem)}"""')
+            cls.append("")
+            cls += [f"    def __init__({', '.join(['self'] + params)}):",
+                    "        super().__init__()"]
             if init_t:
-                cls.append("\n".join("        " + ln for ln in init_t.split("\n")))
+                cls.append("\n".join(_wrap("        " + ln) for ln in init_t.split("\n")))
             sig = ", ".join(["self"] + b.in_names)
             cls += ["", f"    def forward({sig}):", fwd]
             parts.append("\n".join(cls) + "\n")
             lines_out.append((name, b))
         sig = ", ".join(["self"] + root.in_names)
-        body = "\n".join("        " + ln for ln in init_text.split("\n")) if init_text else ""
+        body = "\n".join(_wrap("        " + ln) for ln in init_text.split("\n")) if init_text else ""
         cls = [
             "class Model(nn.Module):",
             f'    """{_doc(self.model, self.source_name)}"""',
@@ -1036,7 +1059,7 @@ class CodeGen:
         parts.append(_LOAD)
         source = parts[0] + "\n" + "\n\n\n".join(p.strip("\n") for p in parts[1:]) + "\n"
         self.line_of = _line_map(source, lines_out, self._bodies)
-        self.classes = [name for name, _ in order]
+        self.classes = [o[0] for o in order]
         return source, state
 
     def node_texts(self, node_name: str) -> list[str]:
@@ -1095,11 +1118,124 @@ def _class_hint(scope) -> str:
         or "Block"
 
 
-def _class_doc(scope) -> str:
+def _class_doc(members: list) -> str:
     # only sanitized, identifier-like text from the model goes into a docstring
-    cls = ".".join(sanitize(p, "m") for p in str(scope.cls).split("."))
-    path = ".".join(sanitize(p, "m") if not p.isdigit() else p for p in scope.path)
-    return f"{cls} (first written for {path or 'the root'})."
+    scope = members[0].scope
+    paths = [".".join(sanitize(p, "m") if not p.isdigit() else p for p in b.scope.path)
+             for b in members if b.scope is not None]
+    where = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+    if scope is not None and scope.cls:
+        cls = ".".join(sanitize(p, "m") for p in str(scope.cls).split("."))
+        return f"{cls}: {where}."
+    return f"Module {where}."
+
+
+_INT = re.compile(r"(?<![\w.])\d+(?![\w.])")
+_KNOWN_ARGS = {
+    "Conv": ["in_channels", "out_channels"], "ConvTranspose": ["in_channels", "out_channels"],
+    "Linear": ["in_features", "out_features"], "BatchNorm": ["num_features"],
+    "InstanceNorm": ["num_features"], "LayerNorm": ["normalized_shape"],
+    "RMSNorm": ["normalized_shape"], "GroupNorm": ["num_groups", "num_channels"],
+    "Embedding": ["num_embeddings", "embedding_dim"], "LSTM": ["input_size", "hidden_size"],
+    "GRU": ["input_size", "hidden_size"], "RNN": ["input_size", "hidden_size"],
+}
+
+
+def _wrap(line: str, width: int = 100) -> str:
+    """``self.x = nn.Sequential(A(...), B(...))`` one member a line when it is too long."""
+    m = re.match(r"(\s*self\.[\w.]+ = nn\.(?:Sequential\(|ModuleList\(\[))(.*)(\)|\]\))$", line)
+    if len(line) <= width or m is None:
+        return line
+    indent = len(line) - len(line.lstrip())
+    parts, depth, cur = [], 0, ""
+    for c in m.group(2):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if c == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += c
+    parts.append(cur.strip())
+    pad = " " * (indent + 4)
+    return m.group(1) + "\n" + "".join(f"{pad}{p},\n" for p in parts) + " " * indent + m.group(3)
+
+
+def _parameterize(texts: list[str]) -> tuple[str, list[str], list[str]]:
+    """(__init__ text, parameter names, constructor arguments of each text) for __init__
+    texts that differ only in integer literals: each differing literal becomes a parameter
+    (one per distinct column of values), named after where it first appears."""
+    if len(texts) == 1:
+        return texts[0], [], [""]
+    spans = [[(m.start(), m.end(), int(m.group())) for m in _INT.finditer(t)] for t in texts]
+    n = len(spans[0])
+    cols = [j for j in range(n) if len({sp[j][2] for sp in spans}) > 1]
+    names = Namer(_RESERVED | {"self"})
+    by_sig: dict[tuple, str] = {}
+    col_name: dict[int, str] = {}
+    for j in cols:
+        sig = tuple(sp[j][2] for sp in spans)
+        if sig not in by_sig:
+            by_sig[sig] = names.new(_arg_name(texts[0], spans[0][j][0]), "n")
+        col_name[j] = by_sig[sig]
+    out, last = [], 0
+    for j in cols:
+        start, end, _ = spans[0][j]
+        out.append(texts[0][last:start])
+        out.append(col_name[j])
+        last = end
+    out.append(texts[0][last:])
+    params = list(dict.fromkeys(col_name[j] for j in cols))
+    args = []
+    for sp in spans:
+        vals = {}
+        for j in cols:
+            vals.setdefault(col_name[j], sp[j][2])
+        args.append(", ".join(f"{p}={vals[p]}" for p in params))
+    return "".join(out), params, args
+
+
+def _arg_name(text: str, pos: int) -> str:
+    """A name for the integer at ``pos`` of an __init__ line: the attribute and the argument
+    it is passed as (``conv1_out_channels``, ``conv2_stride``, ``pos_embed_dim1``)."""
+    start = text.rfind("\n", 0, pos) + 1
+    line = text[start:pos]
+    m = re.match(r"\s*self\.([\w.]+)\s*=|\s*self\.(?:[\w.]+\.)?register_buffer\('(\w+)'", line)
+    attr = (m.group(1) or m.group(2)).replace(".", "_") if m else "arg"
+    attr = attr.replace("_folded", "")
+    stack: list[list] = []  # [callee, positional index, keyword, open char]
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c in "([":
+            callee = re.search(r"([\w.]*)$", line[:i]).group(1)
+            stack.append([callee, 0, None, c])
+        elif c in ")]" and stack:
+            stack.pop()
+        elif c == "," and stack:
+            stack[-1][1] += 1
+            stack[-1][2] = None
+        elif c == "=" and stack and line[i + 1:i + 2] != "=":
+            kw = re.search(r"(\w+)\s*$", line[:i])
+            if kw:
+                stack[-1][2] = kw.group(1)
+        i += 1
+    label = "arg"
+    for callee, idx, kw, ch in reversed(stack):
+        if kw:
+            label = kw
+            break
+        if ch == "[":
+            label = f"dim{idx}"
+            break
+        if callee:
+            base = re.sub(r"\d*d$", "", callee.rsplit(".", 1)[-1])
+            known = _KNOWN_ARGS.get(base, [])
+            label = known[idx] if idx < len(known) else f"arg{idx}"
+            break
+    return f"{attr}_{label}"
 
 
 def _line_map(source: str, classes: list, bodies: list) -> dict[str, int]:
