@@ -189,8 +189,23 @@ class BertTagger(nn.Module):
         return self.bert(input_ids=input_ids).last_hidden_state
 
 
+def _jitter(model: nn.Module) -> nn.Module:
+    """Every parameter a little different (trained weights are; equal initializers such as
+    LayerNorm's ones would otherwise be shared by the exporter under one name)."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    return model
+
+
 def build(name: str):
     """(model in eval mode, example inputs)."""
+    model, example = _build(name)
+    return _jitter(model), example
+
+
+def _build(name: str):
     torch.manual_seed(0)
     if name == "resnet":
         return _randomize_bn(ResNetLike()).eval(), (torch.randn(1, 3, 32, 32),)

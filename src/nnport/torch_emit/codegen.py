@@ -1290,9 +1290,17 @@ def _leaf_path(node: ir.Node | None, scope_path: tuple[str, ...]) -> tuple[str, 
     return path[n:]
 
 
+# attribute names a generated module cannot take from the model (nn.Module's own, ours)
+_MODULE_ATTRS = {"forward", "training", "record", "recorder", "parameters", "buffers",
+                 "modules", "children", "state_dict", "load_state_dict", "register_buffer",
+                 "register_parameter", "to", "cuda", "cpu", "eval", "train", "apply", "float",
+                 "half", "double", "type", "zero_grad", "named_modules", "named_parameters"}
+
+
 def _is_ident(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED \
-        and not name.startswith("__")
+    """A name the original model could have given an attribute (``self.self`` included)."""
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__") \
+        and name not in _MODULE_ATTRS
 
 
 def _free_dead_locals(forward_src: str, nodes: list | None = None) -> tuple[str, list]:
