@@ -920,7 +920,7 @@ class CodeGen:
                                  forward_src)
         forward_src, line_nodes = _free_dead_locals(forward_src, line_nodes)
         used = set()
-        for ref in re.findall(r"self\.([A-Za-z_][A-Za-z0-9_.]*[A-Za-z0-9_])", forward_src):
+        for ref in re.findall(r"self\.([A-Za-z_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?)", forward_src):
             parts = ref.split(".")
             used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
         init_lines, state = [f"self.{h} = nn.Module()" for h in self.holders], {}
