@@ -118,6 +118,15 @@ def test_fp16_flag_and_verify_command(tmp_path):
     assert " in_put " in (tmp_path / "m.param").read_text()
     r = _cli("verify", src, tmp_path / "m.param", "--rtol", "1e-2", "--atol", "1e-2")
     assert r.returncode == 0, r.stdout + r.stderr
+    # README's `verify model.onnx out/model.param` after `--fp16`: float16 weights are seen
+    # in the .bin and get convert --fp16's tolerance (was a MISMATCH at the fp32 default)
+    r = _cli("verify", src, tmp_path / "m.param", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert '"rtol": 0.01' in r.stdout
+    r = _cli("convert", src, tmp_path / "m.param")  # float32 weights: the strict default again
+    assert r.returncode == 0, r.stderr
+    r = _cli("verify", src, tmp_path / "m.param", "--json")
+    assert '"rtol": 0.0001' in r.stdout, r.stdout
 
 
 def test_pytorch_sources_convert_through_onnx(tmp_path):

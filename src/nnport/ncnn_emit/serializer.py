@@ -21,6 +21,17 @@ MAGIC = 7767517
 FP16_TAG = 0x01306B47
 
 
+def has_fp16_weights(bin_path) -> bool:
+    """Whether a .bin holds weights stored as float16 (``--fp16``): the fp16 tag begins a
+    weight blob at a 4-byte boundary.  As a float32 the tag is 3.2e-38, which no trained or
+    random weight is."""
+    try:
+        data = np.memmap(bin_path, dtype="<u4", mode="r")
+    except (OSError, ValueError):
+        return False
+    return bool(data.size) and bool(np.any(data == FP16_TAG))
+
+
 def _scalar(v) -> str:
     if isinstance(v, (bool, np.bool_)):
         return str(int(v))

@@ -127,9 +127,19 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
                                            None, 0, 0, f"{len(outs_a)} outputs vs {len(outs_b)}"))
         return report
     steps = onnx_quant_steps(a, b) if quant_step and rtol is None and atol is None else {}
+    if rtol is None and atol is None and _fp16_ncnn(b):
+        rtol, atol = 1e-2, 1e-2  # as `convert --fp16` verifies: float16 weights
     for name, x, y in zip(names, outs_a, outs_b):
         report.outputs.append(compare_arrays(name, x, y, rtol, atol, step=steps.get(name)))
     return report
+
+
+def _fp16_ncnn(src) -> bool:
+    if not isinstance(src, (str, os.PathLike)) or not str(src).endswith(".param"):
+        return False
+    from ..ncnn_emit.serializer import has_fp16_weights
+
+    return has_fp16_weights(os.path.splitext(str(src))[0] + ".bin")
 
 
 def onnx_quant_steps(a, b) -> dict:
