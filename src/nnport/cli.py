@@ -94,6 +94,20 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_show(args) -> int:
+    from .show import show
+    from .verify.inputs import parse_shape_arg
+
+    shapes = dict(parse_shape_arg(s) for s in args.input_shape)
+
+    def announce(line):
+        print(line, flush=True)
+
+    show(args.src, host=args.host, port=args.port, browse=not args.no_browser,
+         input_shapes=shapes, announce=announce)
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -162,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
             plugin.add_convert_options(c)
         if hasattr(plugin, "add_commands"):
             plugin.add_commands(sub)
+
+    w = sub.add_parser("show", help="view the graph in the browser (offline, Netron's viewer; "
+                       "pip install 'nnport[show]')")
+    w.add_argument("src", help="model: .onnx, ncnn .param (with its .bin), or a generated .py")
+    w.add_argument("--port", type=int, default=0, help="port to serve on (default: a free one)")
+    w.add_argument("--host", default="localhost", help="address to serve on (default localhost)")
+    w.add_argument("--no-browser", action="store_true",
+                   help="only serve; print the address to open")
+    w.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="example input shape to export a generated .py with (repeatable)")
+    w.set_defaults(fn=cmd_show)
 
     d = sub.add_parser("demo", help="build a small model, convert it and verify it")
     d.add_argument("folder", nargs="?", default="nnport-demo", help="where to write (created)")
