@@ -11,10 +11,17 @@ Two case families:
 - ``model``: a structurally valid model of 1-3 random common ops with random attributes,
   shapes and dtypes (``random_model()``).
 
+A third family, ``torch``: the Python source of a random small ``nn.Module`` (``random_torch()``),
+exported to ONNX (``export``, by either exporter).
+
 Each case runs in a worker process (crashes and hangs are detected: the worker is replaced) with
 one action: ``inspect`` (most cases), ``generate`` (ONNX -> source, compiled), ``convert``
-(``nnport.convert(..., model.py, verify=False)``) or ``verify`` (convert with verification,
-then ``nnport.verify(onnx, py)`` on the written files).  Every distinct failure (exception type
+(``nnport.convert(..., model.py, verify=False)``), ``verify`` (convert with verification,
+then ``nnport.verify(onnx, py)`` on the written files), ``ncnn`` / ``verify_ncnn`` (the same
+to ``model.param``, with concrete shapes for symbolic dims half the time), ``simplify``,
+``extract`` and ``edit`` (random tensor names, hostile ones too, random shapes and opsets) or
+``export`` (torch cases only).  Random models draw from the ``com.microsoft`` and ``ai.onnx.ml``
+domains too.  Every distinct failure (exception type
 and innermost nnport frame) is printed once and saved with a reproducer under ``--out``.
 The tests in tests/hardening import this file.
 """
@@ -40,7 +47,8 @@ import onnx
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-ACTIONS = ("inspect", "generate", "convert", "verify")
+ACTIONS = ("inspect", "generate", "convert", "verify", "ncnn", "verify_ncnn", "simplify",
+           "extract", "edit", "export")
 
 # --------------------------------------------------------------------------------------------
 # Seed models (small, valid)
@@ -331,6 +339,25 @@ OPS = [
     ("Dropout", 1, _no_attrs, []), ("Einsum", 2, lambda r, k: {"equation": r.choice(
         ["ij,jk->ik", "bij,bjk->bik", "i,i->", "ii->i", "...ij->...ji", "ab,cd"])}, []),
 ]
+MS, ML = "com.microsoft", "ai.onnx.ml"
+# (op, number of data inputs, attribute maker, constant-input makers, domain)
+DOMAIN_OPS = [
+    ("Gelu", 1, _no_attrs, [], MS), ("FastGelu", 2, _no_attrs, [], MS),
+    ("BiasGelu", 2, _no_attrs, [], MS),
+    ("QuickGelu", 1, lambda r, k: {"alpha": r.choice([1.702, 1.0, -3.0])}, [], MS),
+    ("BiasAdd", 3, _no_attrs, [], MS),
+    ("FusedMatMul", 2, lambda r, k: {"alpha": r.choice([1.0, 0.5]), "transA": r.randint(0, 1),
+                                     "transB": r.randint(0, 1)}, [], MS),
+    ("SkipLayerNormalization", 4, lambda r, k: {"epsilon": r.choice([1e-5, 1e-12])}, [], MS),
+    ("Scaler", 1, lambda r, k: {"offset": [r.uniform(-1, 1) for _ in range(r.randint(1, 3))],
+                                "scale": [r.uniform(-2, 2) for _ in range(r.randint(1, 3))]},
+     [], ML),
+    ("Normalizer", 1, lambda r, k: {"norm": r.choice(["MAX", "L1", "L2", "L3"])}, [], ML),
+    ("Binarizer", 1, lambda r, k: {"threshold": r.choice([0.0, 0.5, -1.0])}, [], ML),
+    ("LinearRegressor", 1, lambda r, k: {"coefficients": [r.uniform(-1, 1) for _ in range(
+        r.choice([1, 2, 3, 4, 6, 8]))], "targets": r.randint(1, 2)}, [], ML),
+]
+OPS = [(*o, "") for o in OPS] + DOMAIN_OPS
 OP_NAMES = [o[0] for o in OPS]
 
 
@@ -364,8 +391,12 @@ def random_model(rng: random.Random) -> bytes:
 
     rank0 = rng.randint(0, 4)
     dtype0 = rng.choice(_FLOATS) if rng.random() < 0.85 else rng.choice(_ANY)
+    domains = set()
     for _ in range(rng.randint(1, 3)):
-        op, n_data, attr_fn, const_fns = rng.choice(OPS)
+        op, n_data, attr_fn, const_fns, domain = rng.choice(OPS) if rng.random() < 0.9 else \
+            rng.choice(DOMAIN_OPS)
+        if domain:
+            domains.add(domain)
         rank = rank0
         names = []
         for _i in range(n_data):
@@ -388,7 +419,7 @@ def random_model(rng: random.Random) -> bytes:
         attrs = {k: v for k, v in attr_fn(rng, rank).items() if not (isinstance(v, list) and not v)}
         n_out = {"Split": rng.randint(1, 3), "TopK": 2, "BatchNormalization": 1}.get(op, 1)
         outs = [fresh("o") for _ in range(n_out)]
-        nodes.append(helper.make_node(op, names, outs, name=fresh("n"), **attrs))
+        nodes.append(helper.make_node(op, names, outs, name=fresh("n"), domain=domain, **attrs))
         for o in outs:
             values.append((o, rank, dtype0))
     produced = {o for n in nodes for o in n.output}
@@ -397,7 +428,8 @@ def random_model(rng: random.Random) -> bytes:
     graph = helper.make_graph(nodes, "fuzz", inputs,
                               [helper.make_value_info(o, onnx.TypeProto()) for o in sorted(final)],
                               inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)] + [
+        helper.make_opsetid(d, 1 if d == MS else rng.choice([1, 2, 3, 5])) for d in sorted(domains)])
     try:  # declare output types where onnx can infer them (so onnxruntime accepts the model)
         inferred = onnx.shape_inference.infer_shapes(model)
         known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
@@ -412,21 +444,78 @@ def random_model(rng: random.Random) -> bytes:
     return model.SerializeToString()
 
 
+# --------------------------------------------------------------------------------------------
+# Random PyTorch sources (for ``export``)
+
+_LAYERS = [
+    "torch.nn.Conv2d({c}, {c2}, {k}, padding={p}, stride={s})", "torch.nn.ReLU()",
+    "torch.nn.BatchNorm2d({c})", "torch.nn.MaxPool2d({k}, stride=1, padding={p})",
+    "torch.nn.AvgPool2d({k}, stride=1, padding={p})", "torch.nn.Sigmoid()", "torch.nn.GELU()",
+    "torch.nn.Hardswish()", "torch.nn.Upsample(scale_factor={s})", "torch.nn.Dropout(0.5)",
+    "torch.nn.Identity()", "torch.nn.Flatten()", "torch.nn.LayerNorm({c})",
+    "torch.nn.Softmax(dim={d})", "torch.nn.LeakyReLU({a})", "torch.nn.PixelShuffle({s})",
+]
+_FORWARDS = [
+    "return self.body(x)", "return self.body(x) + x", "return self.body(x).mean(dim={d})",
+    "return torch.cat([self.body(x), x], dim={d})", "return self.body(x).flatten(1)",
+    "return self.body(x)[:, :{k}]", "y = self.body(x)\n        return y * torch.sigmoid(y)",
+    "return self.body(x).reshape(x.shape[0], -1)",
+    "return self.body(x) if x.sum() > 0 else -x",  # data-dependent control flow
+]
+
+
+def random_torch(rng: random.Random) -> bytes:
+    """The source of ``make()`` returning a random small module for input ``x`` of shape
+    (N, C, H, W), with the example shape in ``SHAPE`` (layers and shapes often disagree)."""
+    c = rng.randint(1, 4)
+    layers = []
+    cur = c
+    for _ in range(rng.randint(1, 4)):
+        tmpl = rng.choice(_LAYERS)
+        c2 = rng.randint(1, 4) if rng.random() < 0.8 else cur
+        layers.append(tmpl.format(c=cur, c2=c2, k=rng.randint(1, 3), p=rng.randint(0, 1),
+                                  s=rng.randint(1, 2), d=rng.randint(-1, 3),
+                                  a=rng.choice([0.01, 0.2, -1.0])))
+        if tmpl.startswith("torch.nn.Conv2d"):
+            cur = c2
+    fwd = rng.choice(_FORWARDS).format(d=rng.randint(-1, 3), k=rng.randint(1, 3))
+    shape = [rng.randint(1, 2), c if rng.random() < 0.9 else c + 1, rng.randint(1, 6),
+             rng.randint(1, 6)]
+    src = (f"import torch\n\nSHAPE = {shape}\n\n\nclass Net(torch.nn.Module):\n"
+           f"    def __init__(self):\n        super().__init__()\n"
+           f"        self.body = torch.nn.Sequential({', '.join(layers)})\n\n"
+           f"    def forward(self, x):\n        {fwd}\n\n\n"
+           f"def make():\n    torch.manual_seed(0)\n    return Net()\n")
+    return src.encode()
+
+
 def make_case(rng: random.Random, seeds: list[bytes], *, kind: str | None = None,
               verify_fraction: float = 0.05, convert_fraction: float = 0.15,
-              generate_fraction: float = 0.3) -> dict:
-    kind = kind or ("bytes" if rng.random() < 0.5 else "model")
+              generate_fraction: float = 0.3, ncnn_fraction: float = 0.08,
+              tools_fraction: float = 0.12, export_fraction: float = 0.004) -> dict:
+    """One case.  Fractions of actions for ONNX cases: verify, convert (to .py), generate, ncnn
+    (three convert for one verify), tools (simplify/extract/edit alike), the rest inspect;
+    ``export_fraction`` of all cases are ``torch`` cases (export)."""
+    if kind is None:
+        r = rng.random()
+        kind = "torch" if r < export_fraction else ("bytes" if r < 0.5 + export_fraction / 2
+                                                    else "model")
+    if kind == "torch":
+        return {"kind": kind, "data": random_torch(rng), "action": "export",
+                "param": rng.randrange(2**32)}
     data = mutate(rng, rng.choice(seeds), seeds) if kind == "bytes" else random_model(rng)
     r = rng.random()
-    if r < verify_fraction:
-        action = "verify"
-    elif r < verify_fraction + convert_fraction:
-        action = "convert"
-    elif r < verify_fraction + convert_fraction + generate_fraction:
-        action = "generate"
-    else:
-        action = "inspect"
-    return {"kind": kind, "data": data, "action": action}
+    edges = [("verify", verify_fraction), ("convert", convert_fraction),
+             ("generate", generate_fraction), ("ncnn", ncnn_fraction * 0.75),
+             ("verify_ncnn", ncnn_fraction * 0.25), ("simplify", tools_fraction / 3),
+             ("extract", tools_fraction / 3), ("edit", tools_fraction / 3)]
+    action = "inspect"
+    for name, frac in edges:
+        if r < frac:
+            action = name
+            break
+        r -= frac
+    return {"kind": kind, "data": data, "action": action, "param": rng.randrange(2**32)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,6 +527,91 @@ def _signature(exc: BaseException) -> str:
     where = own[-1] if own else (frames[-1] if frames else None)
     loc = f"{Path(where.filename).name}:{where.lineno}" if where else "?"
     return f"{type(exc).__name__} at {loc}"
+
+
+_HOSTILE_NAMES = ["", " ", "a b", "../x", "x\ny", "\u00e9\u4e2d", "1abc", "def", "x" * 300]
+
+
+def _names(data: bytes) -> tuple[list[str], list[str]]:
+    """(graph inputs, every tensor name) of a model, or ([], []) when it does not parse."""
+    try:
+        m = onnx.load_from_string(data)
+        ins = [i.name for i in m.graph.input]
+        names = ins + [o for n in m.graph.node for o in n.output] + \
+            [t.name for t in m.graph.initializer]
+        return ins, [n for n in names if n]
+    except Exception:
+        return [], []
+
+
+def _concrete_shapes(data: bytes, r: random.Random) -> dict:
+    """Concrete sizes for the symbolic dims of the inputs (ncnn needs them)."""
+    try:
+        m = onnx.load_from_string(data)
+    except Exception:
+        return {}
+    out = {}
+    for i in m.graph.input:
+        if not i.type.HasField("tensor_type") or not i.type.tensor_type.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else r.randint(1, 3)
+                for d in i.type.tensor_type.shape.dim]
+        if any(not d.HasField("dim_value") for d in i.type.tensor_type.shape.dim):
+            out[i.name] = tuple(dims)
+    return out
+
+
+def _pick(r: random.Random, names: list[str], k: int) -> list[str]:
+    return [r.choice(names) if names and r.random() < 0.9 else r.choice(_HOSTILE_NAMES)
+            for _ in range(k)]
+
+
+def _run_more(case: dict, src: Path, work: Path) -> str:
+    """The actions beyond ONNX -> PyTorch: ncnn, the tools, export."""
+    import nnport
+
+    r = random.Random(case.get("param", 0))
+    action, data = case["action"], case["data"]
+    if action in ("ncnn", "verify_ncnn"):
+        shapes = _concrete_shapes(data, r) if r.random() < 0.5 else {}
+        res = nnport.convert(str(src), work / "model.param", verify=action == "verify_ncnn",
+                             input_shapes=shapes)
+        return "ok" if res.report is None or res.report.ok else "mismatch"
+    ins, names = _names(data)
+    out = work / "out.onnx"
+    if action == "simplify":
+        shapes = {n: tuple(r.choice([None, 1, 2, 3]) for _ in range(r.randint(0, 4)))
+                  for n in ins if r.random() < 0.3}
+        nnport.simplify(str(src), out, input_shapes={k: v for k, v in shapes.items()
+                                                     if None not in v} or None)
+    elif action == "extract":
+        nnport.extract(str(src), out, inputs=_pick(r, names, r.randint(0, 2)),
+                       outputs=_pick(r, names, r.randint(1, 2)))
+    elif action == "edit":
+        kw = {}
+        if r.random() < 0.5:
+            kw["rename"] = [f"{o}={n}" for o, n in zip(_pick(r, names, r.randint(1, 2)),
+                                                        _pick(r, ["new1", "new2"], 2))]
+        if r.random() < 0.4 and ins:
+            kw["input_shapes"] = {r.choice(ins): tuple(r.choice([None, 1, 2, 3, 0])
+                                                       for _ in range(r.randint(0, 4)))}
+        if r.random() < 0.3:
+            kw["opset"] = r.choice([7, 9, 11, 13, 17, 18, 21, 23, 99, 0])
+        if r.random() < 0.4:
+            kw["outputs"] = _pick(r, names, r.randint(1, 2))
+        from nnport.tools import edit
+
+        edit(str(src), out, **kw)
+    elif action == "export":
+        import ast
+
+        shape = ast.literal_eval(data.decode().split("SHAPE = ", 1)[1].split("\n", 1)[0])
+        nnport.export(f"{src}:make", out, input_shapes={"x": tuple(shape)},
+                      exporter=r.choice(["torchscript", "torchscript", "dynamo"]),
+                      dynamic={"x": {0: "batch"}} if r.random() < 0.3 else None)
+    else:
+        raise ValueError(f"unknown action {action!r}")
+    return "ok"
 
 
 class _Alarm(BaseException):
@@ -458,7 +632,7 @@ def run_case(case: dict, workdir: str, timeout: int = 60) -> dict:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink()
-    src = work / "case.onnx"
+    src = work / ("case.py" if case["kind"] == "torch" else "case.onnx")
     src.write_bytes(case["data"])
     dst = work / "model.py"
 
@@ -483,10 +657,12 @@ def run_case(case: dict, workdir: str, timeout: int = 60) -> dict:
             compile(source, "model.py", "exec")
         elif action == "convert":
             nnport.convert(str(src), dst, verify=False)
-        else:
+        elif action == "verify":
             res = nnport.convert(str(src), dst, verify=True)
             rep = nnport.verify(str(src), dst)
             outcome = "ok" if (res.ok and rep.ok) else "mismatch"
+        else:
+            outcome = _run_more(case, src, work)
         return {"outcome": outcome, "detail": ""}
     except _Alarm:
         return {"outcome": "failure:timeout", "detail": f"no result within {timeout} s"}
@@ -625,19 +801,20 @@ class Worker:
 def save_reproducer(out: Path, case: dict, result: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     sig = hashlib.sha1(result["outcome"].encode()).hexdigest()[:10]
-    model = out / f"{sig}.onnx"
+    model = out / f"{sig}.{'py' if case['kind'] == 'torch' else 'onnx'}"
     model.write_bytes(case["data"])
     (out / f"{sig}.txt").write_text(
         f"outcome: {result['outcome']}\naction: {case['action']}\nkind: {case['kind']}\n"
         f"reproduce: .venv/bin/python benchmarks/fuzz.py --replay {model} "
-        f"--action {case['action']}\n\n{result['detail']}\n")
+        f"--action {case['action']} --param {case.get('param', 0)}\n\n{result['detail']}\n")
     return model
 
 
 def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fuzz-findings",
          kind: str | None = None, verify_fraction: float = 0.05, convert_fraction: float = 0.15,
-         generate_fraction: float = 0.3, timeout: int = 60, mem_limit: int = 8 << 30,
-         progress: bool = False) -> dict:
+         generate_fraction: float = 0.3, ncnn_fraction: float = 0.08,
+         tools_fraction: float = 0.12, export_fraction: float = 0.004, timeout: int = 60,
+         mem_limit: int = 8 << 30, progress: bool = False) -> dict:
     """Run ``n_cases`` cases on ``workers`` processes; returns {"counts", "failures", ...}.
     Case i is generated from ``random.Random(f"{seed}:{i}")``, so any case can be regenerated."""
     seeds = seed_models()
@@ -655,7 +832,9 @@ def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fu
             return
         rng = random.Random(f"{seed}:{next_i}")
         case = make_case(rng, seeds, kind=kind, verify_fraction=verify_fraction,
-                         convert_fraction=convert_fraction, generate_fraction=generate_fraction)
+                         convert_fraction=convert_fraction, generate_fraction=generate_fraction,
+                         ncnn_fraction=ncnn_fraction, tools_fraction=tools_fraction,
+                         export_fraction=export_fraction)
         case["index"] = next_i
         next_i += 1
         w.submit(case)
@@ -706,15 +885,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="fuzz-findings", help="folder for reproducers")
-    ap.add_argument("--kind", choices=["bytes", "model"], default=None)
+    ap.add_argument("--kind", choices=["bytes", "model", "torch"], default=None)
     ap.add_argument("--verify-fraction", type=float, default=0.05)
     ap.add_argument("--convert-fraction", type=float, default=0.15)
     ap.add_argument("--generate-fraction", type=float, default=0.3)
+    ap.add_argument("--ncnn-fraction", type=float, default=0.08)
+    ap.add_argument("--tools-fraction", type=float, default=0.12,
+                    help="simplify, extract and edit, a third each")
+    ap.add_argument("--export-fraction", type=float, default=0.004,
+                    help="cases that export a random PyTorch module")
     ap.add_argument("--timeout", type=int, default=60, help="seconds per case")
     ap.add_argument("--mem-limit-gb", type=float, default=8.0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--replay", help="run one saved model in this process")
     ap.add_argument("--action", choices=ACTIONS, default="convert")
+    ap.add_argument("--param", type=int, default=0,
+                    help="with --replay: the case's random choices (names, shapes) seed")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # worker mode (socket fd)
     args = ap.parse_args(argv)
     if args.serve is not None:
@@ -725,8 +911,9 @@ def main(argv=None) -> int:
     if args.replay:
         work = tempfile.mkdtemp(prefix="nnport-replay-")
         try:
-            res = run_case({"kind": "replay", "data": Path(args.replay).read_bytes(),
-                            "action": args.action}, work, args.timeout)
+            kind = "torch" if args.replay.endswith(".py") else "replay"
+            res = run_case({"kind": kind, "data": Path(args.replay).read_bytes(),
+                            "action": args.action, "param": args.param}, work, args.timeout)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(res["outcome"])
@@ -734,7 +921,9 @@ def main(argv=None) -> int:
         return 1 if res["outcome"].startswith("failure:") else 0
     res = fuzz(args.cases, seed=args.seed, workers=args.workers, out=args.out, kind=args.kind,
                verify_fraction=args.verify_fraction, convert_fraction=args.convert_fraction,
-               generate_fraction=args.generate_fraction, timeout=args.timeout,
+               generate_fraction=args.generate_fraction, ncnn_fraction=args.ncnn_fraction,
+               tools_fraction=args.tools_fraction, export_fraction=args.export_fraction,
+               timeout=args.timeout,
                mem_limit=int(args.mem_limit_gb * (1 << 30)), progress=not args.json)
     if args.json:
         print(json.dumps(res, indent=1))

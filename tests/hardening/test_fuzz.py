@@ -62,6 +62,52 @@ def test_random_models(worker, rng):
     assert _allowed(res["outcome"]), f"{res['outcome']}\n{res['detail']}"
 
 
+_MORE = ("ncnn", "verify_ncnn", "simplify", "extract", "edit")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(st.randoms(use_true_random=False))
+def test_ncnn_and_tools(worker, rng):
+    """The ncnn target and simplify/extract/edit, on both case families (contrib and ml ops
+    among the random models)."""
+    kind = rng.choice(["bytes", "model"])
+    data = fz.mutate(rng, rng.choice(SEEDS), SEEDS) if kind == "bytes" else fz.random_model(rng)
+    case = {"kind": kind, "data": data, "action": rng.choice(_MORE),
+            "param": rng.randrange(2**32)}
+    res = worker.run(case)
+    assert _allowed(res["outcome"]), f"{res['outcome']}\n{res['detail']}"
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(st.randoms(use_true_random=False))
+def test_export_random_pytorch_modules(worker, rng):
+    case = {"kind": "torch", "data": fz.random_torch(rng), "action": "export",
+            "param": rng.randrange(2**32)}
+    res = worker.run(case)
+    assert _allowed(res["outcome"]), f"{res['outcome']}\n{res['detail']}"
+
+
+def test_every_action_is_drawn():
+    """The default mix reaches every action and all three case families."""
+    import collections
+
+    seen = collections.Counter()
+    for i in range(3000):
+        case = fz.make_case(random.Random(f"7:{i}"), SEEDS)
+        seen[case["action"]] += 1
+        seen[case["kind"]] += 1
+    for name in (*fz.ACTIONS, "bytes", "model", "torch"):
+        assert seen[name] > 0, (name, seen)
+    domains = collections.Counter()
+    for i in range(300):
+        m = onnx.load_from_string(fz.random_model(random.Random(i)))
+        domains.update(n.domain for n in m.graph.node)
+    assert domains["com.microsoft"] > 0 and domains["ai.onnx.ml"] > 0, domains
+
+
 def test_batch_on_two_workers(tmp_path):
     """The benchmark driver itself: 1,500 seeded cases on 2 workers, reproducers saved."""
     res = fz.fuzz(1500, seed=12345, workers=2, out=str(tmp_path / "findings"),

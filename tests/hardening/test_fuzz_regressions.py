@@ -80,3 +80,26 @@ def test_squeeze_with_an_empty_axes_list_squeezes_every_one():
         np.zeros(0, np.int64), "axes")])
     rep = nnport.verify(model, nnport.to_torch(model))
     assert rep.ok, rep.lines()
+
+
+def test_extract_from_a_tensor_that_is_also_a_graph_output(tmp_path):
+    """Fuzz (extract): a new input that the model also returned raised onnx_ir's ValueError
+    ('is an output of graph') instead of extracting."""
+    from nnport.tools import extract
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["mid"], name="relu"),
+         helper.make_node("Neg", ["mid"], ["y"], name="neg")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("mid", TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    out = extract(model, tmp_path / "cut.onnx", inputs=["mid"], outputs=["y", "mid"])
+    assert [i.name for i in out.graph.input] == ["mid"]
+    assert [o.name for o in out.graph.output] == ["y", "mid"]
+    x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(tmp_path / "cut.onnx")).run(None, {"mid": x})
+    np.testing.assert_array_equal(got[0], -x)
+    np.testing.assert_array_equal(got[1], x)

@@ -75,15 +75,13 @@ def extract(src: ModelSource, dst: str | os.PathLike | None = None, *, inputs, o
             raise InputError(f"--inputs {n!r}: its type is not known (shape inference could "
                              "not find it); cannot make it a model input")
         fresh = ir.Value(name=None, type=v.type, shape=v.shape)
-        was_output = v.is_graph_output()
-        v.replace_all_uses_with(fresh)
+        # a tensor that is also a graph output: the graph output becomes the new input too
+        v.replace_all_uses_with(fresh, replace_graph_outputs=True)
         if v.const_value is not None and n in graph.initializers:
             graph.initializers.pop(n)
         v.name = f"{n}__extract_replaced"
         fresh.name = n
         new_inputs.append(fresh)
-        if was_output:
-            graph.outputs[:] = [fresh if o is v else o for o in graph.outputs]
     new_outputs = []
     for n in outs:
         v = next((x for x in new_inputs if x.name == n), None) or values[n]
