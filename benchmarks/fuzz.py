@@ -814,7 +814,8 @@ def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fu
          kind: str | None = None, verify_fraction: float = 0.05, convert_fraction: float = 0.15,
          generate_fraction: float = 0.3, ncnn_fraction: float = 0.08,
          tools_fraction: float = 0.12, export_fraction: float = 0.004, timeout: int = 60,
-         mem_limit: int = 8 << 30, progress: bool = False) -> dict:
+         mem_limit: int = 8 << 30, progress: bool = False,
+         max_seconds: float | None = None) -> dict:
     """Run ``n_cases`` cases on ``workers`` processes; returns {"counts", "failures", ...}.
     Case i is generated from ``random.Random(f"{seed}:{i}")``, so any case can be regenerated."""
     seeds = seed_models()
@@ -830,6 +831,8 @@ def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fu
         nonlocal next_i
         if next_i >= n_cases:
             return
+        if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+            return  # out of time: the cases run so far are the result
         rng = random.Random(f"{seed}:{next_i}")
         case = make_case(rng, seeds, kind=kind, verify_fraction=verify_fraction,
                          convert_fraction=convert_fraction, generate_fraction=generate_fraction,
@@ -874,7 +877,8 @@ def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fu
     finally:
         for w in pool:
             w.close()
-    return {"cases": n_cases, "seconds": time.monotonic() - t0, "counts": dict(counts),
+    return {"cases": sum(counts.values()), "requested": n_cases,
+            "seconds": time.monotonic() - t0, "counts": dict(counts),
             "by_action": {"/".join(k): v for k, v in sorted(by_action.items())},
             "failures": failures}
 
@@ -896,6 +900,8 @@ def main(argv=None) -> int:
                     help="cases that export a random PyTorch module")
     ap.add_argument("--timeout", type=int, default=60, help="seconds per case")
     ap.add_argument("--mem-limit-gb", type=float, default=8.0)
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="stop starting new cases after this long (the counts say how many ran)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--replay", help="run one saved model in this process")
     ap.add_argument("--action", choices=ACTIONS, default="convert")
@@ -924,7 +930,8 @@ def main(argv=None) -> int:
                generate_fraction=args.generate_fraction, ncnn_fraction=args.ncnn_fraction,
                tools_fraction=args.tools_fraction, export_fraction=args.export_fraction,
                timeout=args.timeout,
-               mem_limit=int(args.mem_limit_gb * (1 << 30)), progress=not args.json)
+               mem_limit=int(args.mem_limit_gb * (1 << 30)), progress=not args.json,
+               max_seconds=args.max_seconds)
     if args.json:
         print(json.dumps(res, indent=1))
         return 1 if res["failures"] else 0
