@@ -103,3 +103,56 @@ def test_extract_from_a_tensor_that_is_also_a_graph_output(tmp_path):
     got = ort.InferenceSession(str(tmp_path / "cut.onnx")).run(None, {"mid": x})
     np.testing.assert_array_equal(got[0], -x)
     np.testing.assert_array_equal(got[1], x)
+
+
+def _ncnn_case(nodes, inputs, outputs, inits, opset=17):
+    g = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+_vi = helper.make_tensor_value_info
+_F = TensorProto.FLOAT
+
+
+def _arr(name, a):
+    return numpy_helper.from_array(np.asarray(a), name)
+
+
+@pytest.mark.parametrize("case", ["reduce_scalar", "tile_no_repeats", "pool_no_kernel",
+                                  "bn_2d_params"])
+def test_malformed_nodes_to_ncnn_are_one_line_errors(case, tmp_path):
+    """Fuzz (ncnn target): emitters met nodes the spec forbids (a ReduceSum over axes of a
+    scalar, a Tile without repeats, an AveragePool without kernel_shape, BatchNormalization
+    with 2-D parameters) and raised ZeroDivisionError/IndexError/KeyError/ValueError.  Now one
+    ConversionError naming the node (as torch_emit does); nothing written."""
+    rng = np.random.default_rng(0)
+    if case == "reduce_scalar":
+        m = _ncnn_case([helper.make_node("ReduceSum", ["s", "ax"], ["y"], name="the_node",
+                                         keepdims=1)],
+                       [], [_vi("y", TensorProto.DOUBLE, [])],
+                       [_arr("s", np.array(-1.96)), _arr("ax", np.array([0, 1], np.int64))])
+    elif case == "tile_no_repeats":
+        m = _ncnn_case([helper.make_node("Mul", ["x", "x"], ["a"]),
+                        helper.make_node("Tile", ["w", ""], ["y"], name="the_node")],
+                       [_vi("x", _F, [1, 4, 4])], [_vi("a", _F, [1, 4, 4]), _vi("y", _F, None)],
+                       [_arr("w", rng.standard_normal((1, 3, 2)).astype(np.float32))])
+    elif case == "pool_no_kernel":
+        m = _ncnn_case([helper.make_node("LeakyRelu", ["w"], ["a"]),
+                        helper.make_node("AveragePool", ["a"], ["y"], name="the_node",
+                                         auto_pad="SAME_UPPER", pads=[0, 1])],
+                       [], [_vi("y", _F, None)],
+                       [_arr("w", rng.standard_normal((2, 1, 4)).astype(np.float32))])
+    else:
+        w = rng.standard_normal((3, 3)).astype(np.float32)
+        p = np.array([[0.02], [1.5]], np.float32)
+        m = _ncnn_case([helper.make_node("BatchNormalization", ["w", "w", "p", "p", "p"], ["y"],
+                                         name="the_node", epsilon=0.0),
+                        helper.make_node("Flatten", ["w"], ["f"])],
+                       [], [_vi("y", _F, None), _vi("f", _F, [3, 3])], [_arr("w", w),
+                                                                         _arr("p", p)])
+    with pytest.raises(nnport.NnportError) as err:
+        nnport.convert(m, tmp_path / "m.param", verify=False)
+    assert "\n" not in str(err.value)
+    if isinstance(err.value, nnport.ConversionError):
+        assert "the_node" in str(err.value), err.value
+    assert not list(tmp_path.iterdir())

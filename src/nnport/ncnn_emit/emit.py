@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..errors import ConversionError, InputError
+from ..errors import ConversionError, InputError, NnportError
 from .graph import Graph, Weight
 from .legalize.probe import Probe
 
@@ -277,13 +277,16 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
         if all(o.name in probe.value for o in node.outputs if o.name):
             continue  # shape arithmetic and constants: folded into params
         ctx.node = node
-        if id(node) in claimed:
-            claimed[id(node)](ctx, node)
-            continue
-        fn = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        fn = claimed.get(id(node)) or (OPS.get(node.op_type) if node.domain in ("", "ai.onnx")
+                                       else None)
         if fn is None:
             ctx.fail("no ncnn mapping")
-        fn(ctx, node)
+        try:
+            fn(ctx, node)
+        except NnportError:
+            raise
+        except Exception as exc:  # a malformed node an emitter did not expect (as torch_emit)
+            ctx.fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
     ctx.node = None
     for v in model.graph.outputs:
         if v.name not in ctx.blob_of:
