@@ -156,3 +156,32 @@ def test_malformed_nodes_to_ncnn_are_one_line_errors(case, tmp_path):
     if isinstance(err.value, nnport.ConversionError):
         assert "the_node" in str(err.value), err.value
     assert not list(tmp_path.iterdir())
+
+
+def test_split_on_an_axis_out_of_range_is_a_one_line_error():
+    """Fuzz (generate): Split of a scalar on axis -6 made the unbind fusion index past the
+    shape (IndexError in passes/fuse_unbind.py); the pass now leaves it to the emitter."""
+    m = _ncnn_case([helper.make_node("Split", ["s"], ["a", "b"], name="the_split", axis=-6)],
+                   [], [_vi("a", _F, None), _vi("b", _F, None)],
+                   [_arr("s", np.array(-1.23, np.float32))])
+    with pytest.raises(nnport.NnportError, match="the_split"):
+        generate_torch(m)
+
+
+@pytest.mark.xfail(strict=True, reason="segfault inside ncnn's extractor: Expand to an empty "
+                   "shape makes a graph output that is a graph input (ncnn target; reported)")
+def test_ncnn_output_that_is_an_input_does_not_crash(tmp_path):
+    """Fuzz (verify_ncnn): Min(in1, in2) and Expand(in2, []) (= in2) as outputs; the .param
+    loads, and ncnn's extract() crashes the process with SIGSEGV."""
+    import subprocess
+    import sys
+
+    m = _ncnn_case([helper.make_node("Min", ["x", "y"], ["m"]),
+                    helper.make_node("Expand", ["y", "e"], ["z"])],
+                   [_vi("x", _F, [2, 2]), _vi("y", _F, [2, 2])],
+                   [_vi("m", _F, [2, 2]), _vi("z", _F, [2, 2])],
+                   [_arr("e", np.zeros(0, np.int64))])
+    onnx.save(m, tmp_path / "m.onnx")
+    r = subprocess.run([sys.executable, "-m", "nnport.cli", "convert", str(tmp_path / "m.onnx"),
+                        str(tmp_path / "m.param")], capture_output=True, text=True, timeout=300)
+    assert r.returncode in (0, 1, 2), (r.returncode, r.stderr[-500:])

@@ -22,6 +22,8 @@ def _axis(value: ir.Value, axis: int) -> int | None:
         if rank is None:
             return None
         axis += rank
+    if axis < 0 or (rank is not None and axis >= rank):
+        return None  # out of range (the emitter says so): not a pattern
     return axis
 
 
