@@ -1076,12 +1076,16 @@ class CodeGen:
         if self._tree:
             notes.append("Module tree as recorded by the exporter: state-dict keys are the "
                          "original parameter paths.")
-            if self.untrusted:
-                shown = ", ".join(sorted(set(self.untrusted))[:8])
-                more = len(set(self.untrusted)) - 8
-                notes.append(f"Generated names (tensors the exporter transformed, or modules "
-                             f"outside a clean block): {shown}" + (f" and {more} more"
-                                                                  if more > 0 else "") + ".")
+            names = sorted(set(self.untrusted))
+            if names:
+                notes.append(f"Except {len(names)}, named ..._folded: tensors the exporter "
+                             "or converter transformed (BatchNorm folded into a conv,")
+                notes.append("constant folding), which load_state_dict(original, strict=False) "
+                             "leaves as converted:")
+                for i in range(0, min(len(names), 12), 4):
+                    notes.append("  " + ", ".join(names[i:i + 4]) + (
+                        "," if i + 4 < min(len(names), 12) else
+                        f" and {len(names) - 12} more." if len(names) > 12 else "."))
         return "".join(f"# {_comment_safe(n)}\n" for n in notes)
 
 
