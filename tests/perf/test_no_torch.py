@@ -196,3 +196,25 @@ def test_writer_unsupported_type_names_the_weight(tmp_path):
     with pytest.raises(ConversionError, match="'odd'.*float8_e4m3fnuz"):
         st_writer.write_safetensors({"odd": np.zeros(2, ml_dtypes.float8_e4m3fnuz)},
                                     tmp_path / "x.safetensors")
+
+
+def test_convert_to_ncnn_without_verification_never_imports_torch(tmp_path):
+    """The ncnn target asks whether its source is a PyTorch model; for an ONNX file that
+    question must not import torch (seconds of every conversion, more than the conversion)."""
+    src = tmp_path / "conv.onnx"
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["y"])], "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    out = tmp_path / "out" / "model.param"
+    # torch importable here (an ImportError would hide the import): it must not be imported
+    script = ("import sys; from nnport.cli import main; rc = main(sys.argv[1:]); "
+              "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", script, "convert", str(src), str(out),
+                        "--no-verify", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and out.with_suffix(".bin").is_file()

@@ -32,15 +32,17 @@ def build_graph(src, input_shapes: dict | None = None):
 def _torch_source(src) -> bool:
     """A PyTorch model (module object, ``file.py:factory``, ``package.module:attr``, TorchScript
     .pt/.pth, ExportedProgram .pt2) rather than an ONNX source."""
+    from ..torch_export import _is_onnx_source
+
+    if _is_onnx_source(src):  # before importing torch: an ONNX file must not pay for it
+        return False
     try:
         import torch
-
-        from ..torch_export import _is_onnx_source
     except ImportError:
         return False
     if isinstance(src, torch.nn.Module) or type(src).__name__ == "ExportedProgram":
         return True
-    if not isinstance(src, (str, os.PathLike)) or _is_onnx_source(src):
+    if not isinstance(src, (str, os.PathLike)):
         return False
     text = os.fspath(src)
     return Path(text).suffix.lower() in (".pt", ".pth", ".pt2") or (
