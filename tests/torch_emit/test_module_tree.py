@@ -222,3 +222,52 @@ def test_cli_flat_flag(tmp_path):
     assert "Module tree" not in (tmp_path / "m.py").read_text()
     rc, out, err = run("convert", src, tmp_path / "m.param", "--flat")
     assert rc == 2 and "--flat" in err
+
+
+class _Scaled(torch.nn.Module):
+    """Not a Linear: its transposed matrix is folded next to a tensor of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(8, 16))
+        self.scale = torch.nn.Parameter(torch.rand(8) + 0.5)
+
+    def forward(self, x):
+        return (x @ self.w.t()) * self.scale
+
+
+class _Attn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q_proj = torch.nn.Linear(16, 16, bias=False)
+        self.k_proj = torch.nn.Linear(16, 16, bias=False)
+        self.other = _Scaled()
+
+    def forward(self, x):
+        return self.q_proj(x) * self.k_proj(x).sum(-1, keepdim=True), self.other(x)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "ts"])
+def test_bias_free_linear_keeps_its_key(exporter):
+    torch.manual_seed(0)
+    model = _Attn().eval()
+    x = torch.randn(2, 3, 16)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            proto = torch.onnx.export(model, (x,), dynamo=True, verbose=False).model_proto
+        else:
+            buf = io.BytesIO()
+            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
+            proto = onnx.load_from_string(buf.getvalue())
+    source, module = _generate(proto)
+    keys = set(module.state_dict())
+    # the projections' exporter-named transposed weights are the original nn.Linear weights
+    assert {"q_proj.weight", "k_proj.weight"} <= keys, sorted(keys)
+    assert "other.w" not in keys and "other.weight" not in keys, sorted(keys)
+    with torch.no_grad():
+        for k in ("q_proj.weight", "k_proj.weight"):
+            module.state_dict()[k].zero_()
+        module.load_state_dict(model.state_dict(), strict=False)
+        for got, ref in zip(module(x), model(x)):
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

@@ -538,15 +538,44 @@ class CodeGen:
             return name
         return None
 
-    def _linear_t(self, v: Any, tensors: dict, full) -> bool:
+    def _linear_t(self, v: Any, tensors: dict, full, node: ir.Node | None) -> bool:
         """An nn.Linear weight that the exporter stored transposed for a MatMul under a name
         of its own (dynamo ``val_13``, TorchScript ``onnx::MatMul_123``): it is the original
         weight when the bias beside it is the original's."""
-        if not isinstance(v, Transposed) or "bias" not in tensors:
+        if not isinstance(v, Transposed):
             return False
         name = getattr(v.base, "name", None) or ""
-        return bool(_EXPORTER_T.fullmatch(name)) and self._is_tensor(tensors["bias"],
-                                                                     full("bias"))
+        if not _EXPORTER_T.fullmatch(name):
+            return False
+        if "bias" in tensors:
+            return self._is_tensor(tensors["bias"], full("bias"))
+        return self._bias_free_linear(name, full(""), node)
+
+    def _bias_free_linear(self, name: str, hint: str, node: ir.Node | None) -> bool:
+        """A bias-free nn.Linear (every q/k/v projection): the exporter's transposed weight
+        ``name`` is used by this one MatMul, recorded inside a module of class Linear (dynamo
+        records classes) or inside module ``hint`` (TorchScript names nodes by scope), and the
+        file has no other tensor of that module that would say it was something else."""
+        from .tree import node_scope
+
+        if node is None or node.op_type not in ("MatMul", "Linear") or not hint:
+            return False
+        if self._inits is None:
+            self._inits = dict(self.model.graph.initializers)
+        value = self._inits.get(name)
+        if value is None or len(value.uses()) != 1:
+            return False
+        rec = node_scope(node)
+        if rec is None or not rec[0]:
+            return False
+        atoms, classes = rec
+        if classes:  # dynamo records each module's class
+            if not (classes.get(atoms) or "").rsplit(".", 1)[-1].endswith("Linear"):
+                return False
+        elif atoms != tuple(hint.split(".")):  # TorchScript: the node's scope is the name
+            return False
+        prefix = ".".join(atoms) + "."
+        return not any(k.startswith(prefix) for k in self._inits)
 
     def _relative(self, dotted: str | None) -> tuple[str, ...] | None:
         """``dotted`` (a parameter path) relative to the class being written, or None."""
@@ -573,7 +602,7 @@ class CodeGen:
         full = lambda k: ".".join((hint,) + ((k,) if k else ()))
         # the tensors are the file's tensors named after ``hint`` (the original parameters)
         orig = bool(hint) and not _rewritten(node) and all(
-            self._is_tensor(v, full(k)) or (k == "weight" and self._linear_t(v, tensors, full))
+            self._is_tensor(v, full(k)) or (k == "weight" and self._linear_t(v, tensors, full, node))
             for k, v in tensors.items())
         trusted = orig and rel is not None
         if orig and leaf and leaf != rel and not single:
