@@ -71,10 +71,6 @@ SKIPS: dict[str, str] = {
 # conformance issue).  They run as strict xfails: when one starts passing, the test fails until
 # it is removed from this list, so the list can only shrink honestly.
 NOT_YET: dict[str, str] = {
-    'test_adagrad': 'ai.onnx.preview.training domain not implemented yet',
-    'test_adagrad_multiple': 'ai.onnx.preview.training domain not implemented yet',
-    'test_adam': 'ai.onnx.preview.training domain not implemented yet',
-    'test_adam_multiple': 'ai.onnx.preview.training domain not implemented yet',
     'test_attention_3d_causal_bf16': '1-ulp differences: the reference sums the softmax in bf16/fp16 step by step, torch accumulates in float32',
     'test_attention_3d_causal_bf16_expanded': '1-ulp differences: the reference sums the softmax in bf16/fp16 step by step, torch accumulates in float32',
     'test_attention_4d_attn_mask_causal_bf16_expanded': '1-ulp differences: the reference sums the softmax in bf16/fp16 step by step, torch accumulates in float32',
@@ -96,14 +92,4 @@ NOT_YET: dict[str, str] = {
     'test_flexattention_scaled': 'ai.onnx.preview FlexAttention not implemented yet',
     'test_flexattention_score_mod': 'ai.onnx.preview FlexAttention not implemented yet',
     'test_flexattention_soft_cap': 'ai.onnx.preview FlexAttention not implemented yet',
-    'test_momentum': 'ai.onnx.preview.training domain not implemented yet',
-    'test_momentum_multiple': 'ai.onnx.preview.training domain not implemented yet',
-    'test_nesterov_momentum': 'ai.onnx.preview.training domain not implemented yet',
-    'test_tfidfvectorizer_tf_batch_onlybigrams_skip0': 'TfIdfVectorizer not implemented yet',
-    'test_tfidfvectorizer_tf_batch_onlybigrams_skip5': 'TfIdfVectorizer not implemented yet',
-    'test_tfidfvectorizer_tf_batch_uniandbigrams_skip5': 'TfIdfVectorizer not implemented yet',
-    'test_tfidfvectorizer_tf_only_bigrams_skip0': 'TfIdfVectorizer not implemented yet',
-    'test_tfidfvectorizer_tf_onlybigrams_levelempty': 'TfIdfVectorizer not implemented yet',
-    'test_tfidfvectorizer_tf_onlybigrams_skip5': 'TfIdfVectorizer not implemented yet',
-    'test_tfidfvectorizer_tf_uniandbigrams_skip5': 'TfIdfVectorizer not implemented yet',
 }

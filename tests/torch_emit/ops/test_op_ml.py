@@ -244,3 +244,34 @@ def test_zipmap_model_keeps_shape_inference():
     clf = next(n for n in model.graph if n.op_type == "LinearClassifier")
     assert clf.outputs[1].shape is not None
     assert next(n for n in model.graph if n.op_type == "ZipMap").domain == "ai.onnx.ml"
+
+
+@pytest.mark.parametrize("mode", ["TF", "IDF", "TFIDF"])
+@pytest.mark.parametrize("shape,dtype", [((12,), TensorProto.INT32), ((3, 10), TensorProto.INT64)])
+def test_tfidf_vectorizer_modes_against_ort(mode, shape, dtype):
+    # unigrams, bigrams and trigrams, skips up to 2, columns out of order, a column unused
+    pool = [2, 3, 5, 4,  2, 3,  3, 5,  5, 4,  2, 3, 5]
+    node = helper.make_node(
+        "TfIdfVectorizer", ["x"], ["y"], mode=mode, min_gram_length=1, max_gram_length=3,
+        max_skip_count=2, ngram_counts=[0, 4, 10], ngram_indexes=[7, 0, 3, 1, 2, 5, 6, 4],
+        pool_int64s=pool, weights=[0.5, 1.5, 2.0, 0.25, 3.0, 1.0, 0.75, 4.0])
+    out_shape = [9] if len(shape) == 1 else [shape[0], 9]
+    graph = helper.make_graph([node], "tfidf", [helper.make_tensor_value_info("x", dtype, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).integers(1, 7, shape).astype(
+        np.int32 if dtype == TensorProto.INT32 else np.int64)
+    ref, got = ort_run(model, {"x": x})[0], torch_run(model, {"x": x})[0]
+    assert ref.any()
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_tfidf_vectorizer_strings_refused():
+    node = helper.make_node("TfIdfVectorizer", ["x"], ["y"], mode="TF", min_gram_length=1,
+                            max_gram_length=1, max_skip_count=0, ngram_counts=[0],
+                            ngram_indexes=[0], pool_strings=["a"])
+    graph = helper.make_graph([node], "tfidf", [helper.make_tensor_value_info("x", TensorProto.STRING, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ConversionError, match="TfIdfVectorizer.*string"):
+        nnport.to_torch(model)

@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 
 _MODULES = ("h_basic", "h_rnn", "h_pads", "h_cnn", "h_math", "h_tensor", "h_resize", "h_quant",
-            "h_detect", "h_contrib", "h_ml")
+            "h_detect", "h_contrib", "h_ml", "h_train")
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,7 +7,7 @@ from typing import List, Optional
 import torch
 
 __all__ = ["_ml_post", "_ml_binary_scores", "_tree_traverse", "_tree_gemm", "_tree_cond",
-           "_tree_aggregate", "_svm_kernel", "_svm_probabilities"]
+           "_tree_aggregate", "_svm_kernel", "_svm_probabilities", "_tfidf"]
 
 
 def _ml_post(scores: torch.Tensor, post: str) -> torch.Tensor:
@@ -177,3 +177,24 @@ def _svm_probabilities(decision: torch.Tensor, prob_a: torch.Tensor, prob_b: tor
 
 _tree_traverse._nnport_deps = ["_tree_cond"]
 _tree_gemm._nnport_deps = ["_tree_cond"]
+
+
+def _tfidf(x: torch.Tensor, pools: List[torch.Tensor], indexes: List[torch.Tensor],
+           max_skip: int, size: int) -> torch.Tensor:
+    """TfIdfVectorizer's counts: for each pool of n-grams ((P, n) tokens; ``indexes`` their
+    output columns) and each skip distance 1..max_skip+1 (unigrams once), count the windows
+    of ``x``'s last axis equal to each n-gram.  Returns float32 (..., size)."""
+    out = torch.zeros(x.shape[:-1] + (size,), dtype=torch.float32, device=x.device)
+    length = x.shape[-1]
+    for pool, idx in zip(pools, indexes):
+        n = pool.shape[1]
+        for dist in range(1, (max_skip + 2) if n > 1 else 2):
+            span = dist * (n - 1)
+            if span >= length:
+                break
+            pos = (torch.arange(length - span, device=x.device)[:, None]
+                   + dist * torch.arange(n, device=x.device)[None, :])
+            win = x[..., pos].to(torch.int64)  # (..., starts, n)
+            hit = (win.unsqueeze(-2) == pool).all(dim=-1)  # (..., starts, P)
+            out.index_add_(-1, idx, hit.sum(dim=-2).to(torch.float32))
+    return out

@@ -1,5 +1,6 @@
 """ai.onnx.ml preprocessing: Scaler, Normalizer, Binarizer, Imputer, OneHotEncoder,
-LabelEncoder, ArrayFeatureExtractor, FeatureVectorizer, CategoryMapper, ZipMap.
+LabelEncoder, ArrayFeatureExtractor, FeatureVectorizer, CategoryMapper, ZipMap; and
+TfIdfVectorizer (ai.onnx, but the same kind of feature extraction: n-gram counts of token ids).
 
 Numeric variants only: torch tensors hold no strings, so string keys/categories (CategoryMapper
 always maps strings) are refused with a message naming the node.  ZipMap returns what
@@ -165,3 +166,42 @@ def zip_map(ctx: Ctx, X: Arg, *, classlabels_int64s=None, classlabels_strings=No
         ctx.fail("ZipMap needs classlabels_int64s or classlabels_strings")
     lab = ctx.lit(list(labels))
     return f"[dict(zip({lab}, row)) for row in {X}.tolist()]"
+
+
+@register("TfIdfVectorizer", 9)
+def tfidf_vectorizer(ctx: Ctx, X: Arg, *, mode: str, min_gram_length: int, max_gram_length: int,
+                     max_skip_count: int, ngram_counts, ngram_indexes, pool_int64s=None,
+                     pool_strings=None, weights=None):
+    """(ai.onnx, feature extraction on token ids): n-gram counts, optionally IDF-weighted."""
+    if pool_strings:
+        _no_strings(ctx, "TfIdfVectorizer with pool_strings")
+    if mode not in ("TF", "IDF", "TFIDF"):
+        ctx.fail(f"mode {mode!r} is not one of TF, IDF, TFIDF")
+    if not 1 <= min_gram_length <= max_gram_length or max_skip_count < 0:
+        ctx.fail(f"gram lengths {min_gram_length}..{max_gram_length} with max_skip_count "
+                 f"{max_skip_count} are not a valid range")
+    pool = np.asarray(pool_int64s or [], np.int64)
+    starts = [int(c) for c in ngram_counts] + [pool.size]
+    cols = np.asarray(ngram_indexes, np.int64)
+    size = int(cols.max()) + 1 if cols.size else 0
+    pools, indexes, gram = [], [], 0
+    for level in range(len(starts) - 1):
+        n = level + 1
+        items = pool[starts[level]:starts[level + 1]]
+        if items.size % n:
+            ctx.fail(f"pool level {n} holds {items.size} ids, not a whole number of {n}-grams")
+        count = items.size // n
+        if count and min_gram_length <= n <= max_gram_length:
+            if gram + count > cols.size:
+                ctx.fail(f"ngram_indexes has {cols.size} entries for more n-grams")
+            pools.append(ctx.weight(items.reshape(count, n), f"pool_{n}gram"))
+            indexes.append(ctx.weight(cols[gram:gram + count], f"column_{n}gram"))
+        gram += count
+    out = f"{ctx.helper('_tfidf')}({X}, [{', '.join(pools)}], [{', '.join(indexes)}], " \
+          f"max_skip={int(max_skip_count)}, size={size})"
+    if mode == "TF":
+        return out
+    w = np.zeros(size, np.float32)
+    w[cols] = np.asarray(weights, np.float32) if weights else 1.0
+    scale = ctx.weight(w, "idf_weights")
+    return f"({out} > 0).to(torch.float32) * {scale}" if mode == "IDF" else f"{out} * {scale}"
