@@ -29,8 +29,16 @@ def infer_shapes(model: ir.Model) -> ir.Model:
             failures.append(" ".join(str(exc or record.getMessage()).split()))
             return False  # never printed
 
-    keep = _Keep()
+    class _Untyped(logging.Filter):
+        # serializing for onnx's inference skips a subgraph value nobody typed; inference
+        # types it (or leaves it unknown), nothing for the user to act on
+        def filter(self, record):
+            return not str(record.msg).startswith("The value type for shape")
+
+    keep, untyped = _Keep(), _Untyped()
+    serde_logger = logging.getLogger(ir.serde.__name__)
     logger.addFilter(keep)
+    serde_logger.addFilter(untyped)
     # ai.onnx.ml's map-typed outputs (ZipMap...) cannot come back into onnx_ir: onnx does not
     # see those nodes (an unknown domain) while it infers, and their outputs stay untyped
     hidden = [(n, n.domain) for n, _ in iter_nodes(model.graph)
@@ -45,6 +53,7 @@ def infer_shapes(model: ir.Model) -> ir.Model:
         failures.append(" ".join(str(exc).split()))
     finally:
         logger.removeFilter(keep)
+        serde_logger.removeFilter(untyped)
         for n, dom in hidden:
             n.domain = dom
         if hidden:

@@ -124,3 +124,23 @@ def test_scan8_batch_and_sequence_lens():
              "s0": rng.standard_normal((2, 2)).astype(np.float32),
              "x": rng.standard_normal((2, 3, 2)).astype(np.float32)}
     assert_matches_ort(model, feeds)
+
+
+def test_zero_iteration_loop_with_untyped_scan_output(tmp_path, capsys):
+    """Range's function body as a Loop whose scan output carries no type: zero iterations give
+    what onnxruntime gives (shape (0,)), not a torch.stack error; and the CLI prints nothing of
+    the untyped value's serialization (onnx_ir logs it)."""
+    import onnx
+
+    from conformance.cases import all_cases
+    from nnport.cli import main
+
+    model = all_cases()["test_range_float_type_positive_delta_expanded"].model
+    empty = {"start": np.array(5, np.float32), "limit": np.array(1, np.float32),
+             "delta": np.array(1, np.float32)}
+    assert_matches_ort(model, empty)
+    path = tmp_path / "range.onnx"
+    onnx.save(model, path)
+    rc = main(["convert", str(path), str(tmp_path / "out" / "model.py")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "value type" not in err, err

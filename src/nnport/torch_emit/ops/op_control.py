@@ -90,11 +90,14 @@ def loop(ctx: Ctx, M: Arg = None, cond: Arg = None, *v_initial: Arg, body):
 
 
 def _stack_or_empty(ctx: Ctx, lst: str, out) -> str:
-    """Stack a loop's scan output; with a static per-iteration shape, zero iterations give an
-    empty tensor of the right shape instead of an error."""
+    """Stack a loop's scan output; zero iterations give an empty tensor instead of an error:
+    of the static per-iteration shape where it is known, else of shape ``(0,)`` (what
+    onnxruntime returns when it cannot tell the shape either)."""
     shape = None if out.shape is None else out.shape.dims
-    if shape is None or not all(isinstance(d, int) for d in shape) or out.dtype is None:
+    if out.dtype is None:
         return f"torch.stack({lst})"
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        shape = ()
     dims = ", ".join(str(d) for d in (0, *shape))
     return (f"torch.stack({lst}) if {lst} else "
             f"torch.zeros({dims}, dtype={ctx.dtype_src(out.dtype)})")
