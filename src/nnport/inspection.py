@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import os
 
 import numpy as np
 import onnx_ir as ir
@@ -32,7 +33,7 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     from .irutil import iter_nodes
     from .torch_emit.codegen import preflight
 
-    raw = load_model(src)
+    raw = load_model(src, lazy=True)  # describing reads no weight
     inits = set(raw.graph.initializers)
     info = {
         "model": describe(src),
@@ -74,7 +75,13 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     # and the rest is still described.
     from .passes.shapes import SHAPE_FAILURE_KEY
 
-    problems = shape_problems(load_proto(src))
+    # onnx's strict inference reads the graph, not the weights: parse the file without its
+    # large tensors (references into the file instead) so inspecting costs no copy of them
+    from .io import _load_skeleton
+
+    lean = _load_skeleton(src) if isinstance(src, (str, os.PathLike)) else None
+    problems = shape_problems(lean if lean is not None else load_proto(src))
+    del lean
     info["target"] = target
     info["unsupported"] = None
     try:

@@ -615,14 +615,17 @@ def temp_path_beside(path: str | os.PathLike) -> str:
 
 def save_model(model: ir.Model | onnx.ModelProto, path: str | os.PathLike) -> None:
     """Save atomically; models whose tensors exceed 2 GB get an external-data file beside them."""
+    from . import wire_save
+
     path = check_output_path(path)
-    proto = model if isinstance(model, onnx.ModelProto) else to_proto_inline(model)
+    # a model whose weights point into a file is written from that file, tensor by tensor
+    proto, parts = (model, []) if isinstance(model, onnx.ModelProto) else wire_save.plan(model)
     tmp = temp_path_beside(path)
     try:
-        if proto.ByteSize() > 2**31 - 2**20:
+        if wire_save.total_size(proto, parts) > 2**31 - 2**20:
             raise InputError(f"{path}: model above 2 GB must be saved with external data")
         with open(tmp, "wb") as fh:
-            fh.write(proto.SerializeToString())
+            wire_save.write(proto, parts, fh)
         os.replace(tmp, path)
     except BaseException:
         discard(tmp)

@@ -128,18 +128,19 @@ def test_failed_write_removes_the_folders_it_made(tmp_path, monkeypatch):
     assert (tmp_path / "ok").is_dir() and not (tmp_path / "new").exists()
 
 
-def test_inspect_reports_inconsistent_shapes_without_traceback(tmp_path):
+@pytest.mark.parametrize("rows", [64, 131072])  # a 2 MB weight: the file is read lean
+def test_inspect_reports_inconsistent_shapes_without_traceback(tmp_path, rows):
     """Declared shapes that disagree with what the graph implies: one line per problem, the
     rest of the model still described, no traceback (onnx_ir logs shape-inference failures
     with one)."""
     from onnx import TensorProto as T
     from onnx import helper, numpy_helper
 
-    w = numpy_helper.from_array(np.ones((64, 4), np.float32), "w")
+    w = numpy_helper.from_array(np.ones((rows, 4), np.float32), "w")
     g = helper.make_graph(
         [helper.make_node("Add", ["x", "w"], ["s"], name="add"),
          helper.make_node("Relu", ["s"], ["z"], name="relu")], "g",
-        [helper.make_tensor_value_info("x", T.FLOAT, [64, 4])],
+        [helper.make_tensor_value_info("x", T.FLOAT, [rows, 4])],
         [helper.make_tensor_value_info("z", T.FLOAT, [10000000, 4])], [w])
     g.value_info.append(helper.make_tensor_value_info("s", T.FLOAT, [10000000, 4]))
     p = tmp_path / "bad_shapes.onnx"
@@ -148,7 +149,7 @@ def test_inspect_reports_inconsistent_shapes_without_traceback(tmp_path):
     assert rc == 0 and "Traceback" not in out + err and not err.strip(), err
     assert "problems: 1" in out
     assert ("  node 'add' (Add): Inferred shape and existing shape differ in dimension 0: "
-            "(64) vs (10000000)") in out.splitlines()
+            f"({rows}) vs (10000000)") in out.splitlines()
     assert "Relu: 1" in out and "every node converts" in out
     rc, out, err = run("inspect", p, "--json")
     assert rc == 0, err

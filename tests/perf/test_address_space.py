@@ -141,3 +141,49 @@ def test_conversions_run_under_an_address_space_limit(tmp_path):
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["done"] == ["py", "param", "to_torch", "locate", "simplify"]
     assert res["vm_peak"] <= limit
+
+
+_GROWTH = textwrap.dedent(r'''
+    import json, sys
+    def vm():
+        d = {}
+        for line in open("/proc/self/status"):
+            k, _, v = line.partition(":")
+            if k in ("VmPeak", "VmSize"):
+                d[k] = int(v.split()[0]) * 1024
+        return d
+    from nnport.cli import main
+    path, tiny, out = sys.argv[2:5]
+    args = {"inspect": ["inspect", "{src}"], "edit": ["edit", "{src}", out, "--rename", "x=input"]}
+    cmd = args[sys.argv[1]]
+    assert main([a.format(src=tiny) for a in cmd]) == 0  # everything imported, caches warm
+    before = vm()["VmPeak"]
+    assert main([a.format(src=path) for a in cmd]) == 0
+    print(json.dumps({"growth": vm()["VmPeak"] - before}))
+''')
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("command,bound", [("edit", 1.5), ("inspect", 2.5)])
+def test_edit_and_inspect_address_space_per_byte_of_model(tmp_path, command, bound):
+    """``edit`` keeps the weights in the source file and writes them from its mapping (one
+    mapping: 1x the file); ``inspect`` adds the weights folded by normalization (here every
+    MatMul weight, by its per-channel scale: 2x).  Reading the file into protobuf, serializing
+    it for onnx's checker or inference, and again to write it cost 5-6x before."""
+    src, tiny = tmp_path / "m.onnx", tmp_path / "tiny.onnx"
+    _blocks(src, 160, d=256)  # 42 MB
+    _blocks(tiny, 2, d=256)
+    size = src.stat().st_size
+    env = dict(os.environ, MALLOC_ARENA_MAX="2", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run([PY, "-c", _GROWTH, command, str(src), str(tiny),
+                           str(tmp_path / "e.onnx")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    growth = json.loads(proc.stdout.strip().splitlines()[-1])["growth"]
+    assert growth <= bound * size, f"{command}: VmPeak grew {growth / size:.2f}x the file"
+    if command == "edit":
+        out = onnx.load(str(tmp_path / "e.onnx"))
+        want = onnx.load(str(src))
+        assert out.graph.input[0].name == "input"
+        assert [t.raw_data for t in out.graph.initializer] == \
+            [t.raw_data for t in want.graph.initializer]

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 import onnx
 import onnx_ir as ir
 
+from .. import wire_save
 from ..errors import InputError, NnportError
 from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
-                  save_model)
+                  save_model, to_proto_inline)
 from ..passes.shapes import infer_shapes
 from .extract import all_values, unknown_name_error
 from .simplify import fix_input_shapes
@@ -17,9 +18,14 @@ from .simplify import fix_input_shapes
 
 @dataclass
 class EditResult:
-    model: onnx.ModelProto
+    edited: ir.Model  # large weights may still point into the source file
     notes: list = field(default_factory=list)
     report: object | None = None  # VerifyReport of the opset conversion
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The edited model as a self-contained ModelProto (weights read in)."""
+        return to_proto_inline(self.edited)
 
     @property
     def ok(self) -> bool:
@@ -51,8 +57,9 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
     conversion (if any) verified."""
     if dst is not None:
         check_output_path(dst)
-    proto = owned_proto(src)
-    model = load_model(proto)
+    # a path is read lean: its large weights stay in the file and are written from there
+    model = (load_model(src, lazy=True) if isinstance(src, (str, os.PathLike))
+             else load_model(owned_proto(src)))
     notes = []
     renames = [_parse_rename(r) for r in rename]
     infer_shapes(model)
@@ -80,9 +87,9 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
         notes.append("input shapes set: " + ", ".join(
             f"{k}=[{','.join('?' if d is None else str(d) for d in v)}]"
             for k, v in input_shapes.items()))
-    result_proto = ir.to_proto(model)
     report = None
     if opset is not None:
+        result_proto = to_proto_inline(model)
         from onnx import version_converter
 
         have = next((o.version for o in result_proto.opset_import if o.domain in ("", "ai.onnx")),
@@ -101,9 +108,10 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
             report.a = f"{src} (opset {have})" if isinstance(src, (str, os.PathLike)) else report.a
             report.b = f"opset {opset}"
         notes.append(f"converted from opset {have} to {opset}")
-        result_proto = converted
+        del result_proto
+        model = from_proto(converted)
+        del converted
     if renames:
-        model = from_proto(result_proto)
         graph = model.graph
         values = all_values(graph)
         nodes = {n.name: n for n in graph if n.name}
@@ -133,15 +141,14 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
                 notes.append(f"renamed node {old!r} to {new!r}")
             if not done:
                 raise unknown_name_error("--rename", old, list(values) + list(nodes))
-        result_proto = ir.to_proto(model)
-    try:
-        onnx.checker.check_model(result_proto)
+    try:  # the checker reads the graph, not the weights: tensors in the file stay there
+        onnx.checker.check_model(wire_save.checkable(model))
     except Exception as exc:
         raise InputError(f"the edited model is not valid ONNX: "
                          f"{' '.join(str(exc).split())[:300]}") from None
-    result = EditResult(result_proto, notes, report)
+    result = EditResult(model, notes, report)
     if dst is not None and result.ok:
-        save_model(result_proto, dst)
+        save_model(model, dst)
     return result
 
 
