@@ -10,15 +10,17 @@ from __future__ import annotations
 import collections
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
+from .. import wire_save
 from ..errors import InputError, NnportError
 from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
-                  save_model)
+                  save_model, to_proto_inline)
 from ..passes.fold_constants import fold_constants
 from ..passes.shapes import infer_shapes
 from ..passes.simplify_fuse_bn import fuse_bn_into_conv
@@ -76,11 +78,18 @@ class StepResult:
 
 @dataclass
 class SimplifyResult:
-    model: onnx.ModelProto
+    simplified: ir.Model | onnx.ModelProto  # an ir.Model's weights may point into the source
     before: collections.Counter
     after: collections.Counter
     steps: list = field(default_factory=list)
     verified: bool = True
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The simplified model as a self-contained ModelProto (weights read in)."""
+        if isinstance(self.simplified, onnx.ModelProto):
+            return self.simplified
+        return to_proto_inline(self.simplified)
 
     @property
     def rejected(self) -> list[StepResult]:
@@ -185,12 +194,21 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
 
     if dst is not None:
         check_output_path(dst)
-    original = owned_proto(src)
     steps_list = _resolve_passes(DEFAULT_PASSES if passes is None else passes)
     steps_list += _resolve_passes(extra_passes)
-    before = op_counts(original)
-
-    model = load_model(original)
+    # A plain .onnx path is read lean: its large weights stay references into the file through
+    # every pass (a pass that computes a tensor makes a new one), onnxruntime maps them from
+    # the file when verifying, and the result is written from the file tensor by tensor.
+    model = _lean(src)
+    if model is not None:
+        base = str(Path(src).resolve().parent)
+        original: ModelSource = src
+        as_model = lambda proto: from_proto(proto, base)  # noqa: E731
+    else:
+        original = owned_proto(src)
+        model = load_model(original)
+        as_model = from_proto
+    before = op_counts(model)
     try:
         ir_common.RemoveInitializersFromInputsPass()(model)
     except Exception:
@@ -202,7 +220,8 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
 
     def check(cand: onnx.ModelProto) -> tuple[bool, str]:
         try:
-            rep = run_verify(original, cand, input_shapes=shapes, seed=seed, rtol=rtol, atol=atol)
+            rep = run_verify(original, as_model(cand), input_shapes=shapes, seed=seed, rtol=rtol,
+                             atol=atol)
         except NnportError as exc:
             return False, _one_line(exc)
         if rep.ok:
@@ -222,7 +241,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
     for rnd in range(1, max(1, rounds) + 1):
         changed_round = False
         for name, fn in steps_list:
-            cand_model = from_proto(current)
+            cand_model = as_model(current)
             try:
                 fn(cand_model)
                 infer_shapes(cand_model)
@@ -241,7 +260,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
                 ok, detail = check(cand)
             else:
                 try:
-                    onnx.checker.check_model(cand)
+                    onnx.checker.check_model(wire_save.checkable(as_model(cand)))
                     ok, detail = True, "not verified"
                 except Exception as exc:
                     ok, detail = False, _one_line(exc)
@@ -255,9 +274,21 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
                     log(f"pass {name}: outputs diverge ({detail}); change discarded")
         if not changed_round:
             break
-    result.model = current
+    result.simplified = as_model(current)
     result.after = op_counts(current)
     result.verified = verify
     if dst is not None:
-        save_model(current, dst)
+        save_model(result.simplified, dst)
     return result
+
+
+def _lean(src: ModelSource) -> ir.Model | None:
+    """``src`` loaded with its large weights left in the file, for a plain .onnx path."""
+    from ..io import source_loader
+
+    if not isinstance(src, (str, os.PathLike)) or source_loader(src) is not None:
+        return None
+    path = Path(src)
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return None
+    return load_model(src, lazy=True)

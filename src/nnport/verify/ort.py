@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx_ir as ir
 
 from ..errors import VerificationError
 from ..io import ModelSource, describe, load_proto
@@ -17,6 +18,23 @@ from ..io import ModelSource, describe, load_proto
 # Prepacking (MLAS repacks constant GEMM operands once per session) would keep a second copy
 # and only pays off over many runs; verification runs once.
 _FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+
+
+def _external_folder(src) -> str | None:
+    """The one folder every external tensor of an ``ir.Model``'s main graph resolves against
+    (a model read lean, or with external data), when its other graphs hold none; else None."""
+    if not isinstance(src, ir.Model):
+        return None
+    from ..io import _ir_tensors
+
+    folders = set()
+    main = {id(v.const_value) for v in src.graph.initializers.values()}
+    for t in _ir_tensors(src):
+        if isinstance(t, ir.ExternalTensor):
+            if id(t) not in main or os.path.isabs(os.fspath(t.location)):
+                return None
+            folders.add(os.path.abspath(t.base_dir))
+    return folders.pop() if len(folders) == 1 else None
 
 
 class OrtRunner:
@@ -45,9 +63,13 @@ class OrtRunner:
                 if self.sess is None:
                     self.sess = ort.InferenceSession(str(src), options(), providers=providers)
             else:
-                proto = load_proto(src)
-                self.sess = ort.InferenceSession(proto.SerializeToString(), options(),
-                                                 providers=providers)
+                folder = _external_folder(src)
+                if folder is not None:  # its weights point into files there: hand them over
+                    data = ir.to_proto(src).SerializeToString()  # as references, mapped
+                else:
+                    data = load_proto(src).SerializeToString()
+                self.sess = ort.InferenceSession(data, options(folder), providers=providers)
+                del data
         except VerificationError:
             raise
         except Exception as exc:
