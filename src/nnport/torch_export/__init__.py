@@ -162,14 +162,19 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
     report = None
     notes = []
     if _is_onnx_source(src):
-        from ..convert import _source_name, generate_torch, prepare
-        from ..torch_emit import build_module
+        from ..convert import _source_name, prepare
+        from ..torch_emit import build_module, generate
         from ..verify.inputs import random_inputs, resolve_shapes, specs_from_model
 
-        source, state = generate_torch(src)
-        module = build_module(source, state, name=_source_name(src))
+        # one normalized model serves the inputs, the control-flow question and the code
+        # (preparing twice held the weights it folds twice)
         prepared = prepare(src)
         specs = specs_from_model(prepared)
+        flow = _control_flow_ops(prepared)
+        source, state = generate(prepared, source_name=_source_name(src))
+        del prepared
+        module = build_module(source, state, name=_source_name(src))
+        del state
         shapes = resolve_shapes(specs, input_shapes)
         feeds = random_inputs(specs, shapes, seed, inputs)
         from ..verify.torch_runner import to_torch_input
@@ -178,7 +183,6 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
         # traced wherever the graph allows (pnnx and other TorchScript consumers read traced
         # graphs; a scripted module's helper calls are prim::CallFunction); scripted only when
         # the graph branches or loops on values (a trace would freeze one path)
-        flow = _control_flow_ops(prepared)
         scripted, how = to_torchscript(module, example, prefer="script" if flow else "trace")
         why = f" (the graph has {', '.join(flow)}: control flow on values)" if flow and \
             how == "script" else ""
