@@ -33,14 +33,18 @@ def read_inputs(param_path) -> dict[str, bool]:
 
 def read_outputs(param_path) -> list[tuple[str, bool]]:
     lines = Path(param_path).read_text(encoding="utf-8", errors="replace").splitlines()
-    split_src, found = {}, []
+    split_src, found, inputs = {}, [], set()
     for line in lines[2:]:
         parts = line.split()
         if len(parts) < 4:
             continue
         typ, name, nb, nt = parts[0], parts[1], int(parts[2]), int(parts[3])
         bottoms, tops = parts[4:4 + nb], parts[4 + nb:4 + nb + nt]
-        if typ == "Split":
+        if typ == "Input":
+            inputs.update(tops)
+        if typ == "Split" and bottoms[0] not in inputs:
+            # read by its source's name; an input's copy is extracted as the copy (light mode
+            # releases the fed input once consumed, and an Input layer cannot make it again)
             for t in tops:
                 split_src[t] = bottoms[0]
         m = _META.match(name)
@@ -112,6 +116,8 @@ class NcnnRunner:
             ret, mat = ex.extract(name)
             if ret != 0:
                 raise VerificationError(f"ncnn failed to compute {name!r} (error {ret})")
+            if mat.empty():  # the ncnn package's array conversion crashes on an empty Mat
+                raise VerificationError(f"ncnn returned no data for {name!r}")
             y = np.array(mat).copy()
             outs.append(y[None] if dropped else y)
         return outs
