@@ -291,3 +291,16 @@ def test_shape_that_does_not_fit_the_model(tmp_path):
                        "--input-shape", "b=5")
     assert_clean_error(rc, out, err, "onnxruntime")
     assert not (tmp_path / "o.py").exists()
+
+
+@pytest.mark.parametrize("suffix", [".py", ".pt", ".param"])
+@pytest.mark.parametrize("shape", ["q=1,4", "x=1,2,3"])
+def test_wrong_input_shape_writes_nothing(tmp_path, suffix, shape):
+    """A --input-shape naming no input, or of the wrong rank, is one line and exit 2 before any
+    file is written (the ncnn target wrote .param/.bin, then failed verifying)."""
+    p = tmp_path / "m.onnx"
+    onnx.save(add_relu_model(), p)
+    rc, out, err = run("convert", p, tmp_path / "out" / f"m{suffix}", "--input-shape", shape)
+    assert_clean_error(rc, out, err)
+    assert "--input-shape" in err
+    assert not (tmp_path / "out").exists()

@@ -14,7 +14,7 @@ __all__ = ["convert_to_ncnn", "build_graph"]
 
 def build_graph(src, input_shapes: dict | None = None):
     """(ncnn Graph, normalized ir model) for an ONNX source."""
-    from ..verify.inputs import specs_from_model
+    from ..verify.inputs import resolve_shapes, specs_from_model
     from .emit import convert_graph
     from .legalize import rewrite
     from .legalize.probe import Probe
@@ -23,6 +23,7 @@ def build_graph(src, input_shapes: dict | None = None):
     model = prepare(src, infer_shapes=False)  # the probe infers every shape
     preflight(model)
     specs = specs_from_model(model)
+    resolve_shapes(specs, input_shapes)  # a wrong --input-shape fails before anything is written
     probe = Probe(model, specs, input_shapes)
     rewrite.run(model, probe)  # fewer dims for ncnn (exact rewrites; the probe learns them)
     graph = convert_graph(model, probe)
