@@ -304,3 +304,25 @@ def test_bad_requantization(tmp_path):
          helper.make_tensor("z", TensorProto.INT8, [], [0])])
     _assert_one_line(_cli("convert", src, tmp_path / "m.param", "--no-verify"), tmp_path,
                      "'dq2'", "requantization")
+
+
+def test_inspect_lists_qdq_problems_before_converting(tmp_path):
+    """``nnport inspect --target ncnn`` names every QuantizeLinear/DequantizeLinear that ncnn
+    cannot hold, with the reason, and passes a quantize_static model."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.INT8, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.INT8, [1, 4])
+    src = _bad_model(tmp_path / "m.onnx", [
+        helper.make_node("DequantizeLinear", ["x", "s"], ["d"], name="dq_in"),
+        helper.make_node("Relu", ["d"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "s", "z"], ["y"], name="q_out")], [x], [y],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+         helper.make_tensor("z", TensorProto.INT8, [], [0])])
+    r = _cli("inspect", "--target", "ncnn", src)
+    assert "cannot convert to ncnn: 2 node(s)" in r.stdout, r.stdout + r.stderr
+    assert "'dq_in' (it dequantizes an integer tensor" in r.stdout
+    assert "'q_out' (its quantized (integer) output is a graph output" in r.stdout
+    qdq = _qdq(tmp_path, MLP(), (1, 16))
+    r = _cli("inspect", "--target", "ncnn", qdq)
+    assert "pre-flight for ncnn: every node converts" in r.stdout, r.stdout + r.stderr

@@ -67,16 +67,34 @@ def _zero(zp) -> bool:
 
 
 # ---- QuantizeLinear / DequantizeLinear on activations: fake quantization ----------------------
+def structure_problem(node, graph_outputs: set, consumers) -> str | None:
+    """Why a QuantizeLinear/DequantizeLinear on activations has no ncnn form, from the graph's
+    structure alone (pre-flight and emitter share it); None when it has one.
+    ``consumers(value)``: the nodes that read a value."""
+    if node.op_type == "QuantizeLinear":
+        q = node.outputs[0]
+        if q.name in graph_outputs:
+            return "its quantized (integer) output is a graph output; ncnn's outputs are float"
+        for c in consumers(q):
+            if c.op_type != "DequantizeLinear" or c.inputs[0] is not q:
+                return (f"its quantized tensor is read by {c.op_type} {c.name!r}; ncnn reads a "
+                        "QuantizeLinear output only through a DequantizeLinear")
+        return None
+    src = node.inputs[0].producer()
+    if src is None or src.op_type != "QuantizeLinear":
+        return ("it dequantizes an integer tensor that no QuantizeLinear in the graph produced; "
+                "ncnn's blobs are float, so only QuantizeLinear -> DequantizeLinear pairs (fake "
+                "quantization) and constant weights are converted")
+    return None
+
+
 @register("QuantizeLinear")
 def quantize_linear(ctx, node):
     """The quantized tensor is carried as its float source; only DequantizeLinear may read it."""
     x, q = node.inputs[0], node.outputs[0]
-    if q.name in ctx.graph_outputs:
-        ctx.fail("a quantized (integer) graph output; ncnn's outputs are float")
-    for c in ctx.consumers.get(q.name, []):
-        if c.op_type != "DequantizeLinear" or c.inputs[0] is not q:
-            ctx.fail(f"the quantized tensor is read by {c.op_type} {c.name!r}; ncnn reads a "
-                     "QuantizeLinear output only through a DequantizeLinear")
+    why = structure_problem(node, ctx.graph_outputs, lambda v: ctx.consumers.get(v.name, []))
+    if why:
+        ctx.fail(why)
     ctx.alias(q, ctx.blob(x), ctx.drop(x))
 
 
@@ -86,11 +104,10 @@ def dequantize_linear(ctx, node):
     quantization of the float ``x``.  Emitted only when a float layer reads it
     (``emit_fake_quant``); an int8 layer reads ``x`` itself and quantizes it."""
     q, y = node.inputs[0], node.outputs[0]
+    why = structure_problem(node, ctx.graph_outputs, lambda v: ctx.consumers.get(v.name, []))
+    if why:
+        ctx.fail(why)
     src = q.producer()
-    if src is None or src.op_type != "QuantizeLinear":
-        ctx.fail("DequantizeLinear of an integer tensor that no QuantizeLinear in the graph "
-                 "produced; ncnn's blobs are float, so only QuantizeLinear -> "
-                 "DequantizeLinear pairs (fake quantization) are converted")
     s1, z1, _, a1, b1 = _qparams(ctx, src)
     s2, z2, _, a2, b2 = _qparams(ctx, node)
     if s1 is None or s2 is None or s1.shape != s2.shape or not np.array_equal(s1, s2) or \
