@@ -77,16 +77,21 @@ def _qdq(tmp_path, module, shape, *, per_channel=True, act=None, symmetric=True)
     return out
 
 
-def _convert_and_compare(tmp_path, qdq, shape, scales=(1.0, 1.0, 1.0), **kw):
+def _convert_and_compare(tmp_path, qdq, shape, scales=(1.0, 1.0, 1.0), reference=False, **kw):
     """Convert, then compare ncnn with onnxruntime on inputs of the calibration data's
     distribution times ``scales``, within one quantization step of the output.  Returns
     (param text, notes, worst difference in steps).
 
     Beyond the calibrated range an int8 layer's input saturates at -127 in ncnn and -128 in
-    onnxruntime (ncnn's int8 is symmetric): the float32 path is compared there too."""
+    onnxruntime (ncnn's int8 is symmetric): the float32 path is compared there too.
+    ``reference``: onnxruntime without graph optimizations, which computes the QDQ graph as
+    ONNX defines it instead of through its fused int8 kernels."""
     res = convert(qdq, tmp_path / "m.param", verify=False, **kw)
     runner = NcnnRunner(tmp_path / "m.param")
-    sess = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    if reference:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(qdq), so, providers=["CPUExecutionProvider"])
     step = quant_steps(str(qdq))["y"].step
     worst = 0.0
     rng = np.random.default_rng(1)
@@ -216,6 +221,24 @@ def test_mlp_int8(tmp_path, shape):
     text, notes, _ = _convert_and_compare(tmp_path, qdq, shape)
     assert _int8_layers(text) == ["InnerProduct", "InnerProduct"]
     assert _int8_blobs(tmp_path / "m.bin") == 2
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["int8", "uint8_asymmetric"])
+def test_encoder_matches_the_qdq_definition(tmp_path, symmetric):
+    """A transformer block (LayerNorm, softmax attention, GELU): its q/k/v/o and feed-forward
+    products run as int8 InnerProduct (symmetric int8) or in float32, the attention's
+    activation products in float32.  Compared with onnxruntime computing the QDQ graph as
+    ONNX defines it: onnxruntime's own fused int8 kernels differ from that by up to two output
+    steps on this model (and so from ncnn), which is onnxruntime's rounding, not ncnn's."""
+    from .models import Encoder
+
+    shape = (1, 8, 32)
+    qdq = _qdq(tmp_path, Encoder(), shape, act=None if symmetric else q.QuantType.QUInt8,
+               symmetric=symmetric)
+    text, notes, _ = _convert_and_compare(tmp_path, qdq, shape, reference=True)
+    assert _int8_layers(text) == (["InnerProduct"] * 6 if symmetric else [])
+    assert any("'/MatMul' (MatMul): both operands are computed at run time" in n
+               for n in notes), notes
 
 
 def test_fp16_keeps_int8_weights(tmp_path):

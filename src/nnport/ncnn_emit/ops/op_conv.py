@@ -192,6 +192,10 @@ def conv_transpose(ctx, node):
     if group != 1:
         typ = "DeconvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
+    if _quantized(node):
+        from .op_quant import log
+
+        log(ctx, typ, "float32", f"ncnn has no int8 {typ}")
     _emit(ctx, node, typ, x, p, Wn, b, dynamic_key=28)
 
 

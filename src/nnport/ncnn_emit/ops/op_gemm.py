@@ -77,8 +77,9 @@ def matmul(ctx, node):
     if _quantized(node):
         from .op_quant import log
 
-        log(ctx, "MatMul", "float32", "it is not a product by a constant matrix on rows of at "
-            "most 2 dims (ncnn's int8 InnerProduct)")
+        why = ("both operands are computed at run time (ncnn's int8 layers need a constant "
+               "weight)") if B is None else "its input has more than 2 dims besides the batch"
+        log(ctx, "MatMul", "float32", why)
     if ctx.is_const(a) and ctx.is_const(b):
         ctx.fail("constant MatMul was not folded")
     ref = a if not ctx.is_const(a) else b
