@@ -132,6 +132,10 @@ def test_convnet_int8(tmp_path, per_channel):
     text, notes, _ = _convert_and_compare(tmp_path, qdq, shape)
     assert _int8_layers(text) == ["Convolution"] * 3 + ["ConvolutionDepthWise", "InnerProduct"]
     assert _int8_blobs(tmp_path / "m.bin") == 5  # the weights are stored as int8
+    # Conv -> Q -> DQ -> Relu -> Q -> DQ at one scale: the first pair's rounding is the
+    # second's, so the ReLU fuses into the int8 layer (9=activation_type 1)
+    convs = [p for t, p in _layers(text) if t.startswith("Convolution") and p.get("8") == "1"]
+    assert [p.get("9") for p in convs] == ["1", "1", "1", None], convs
     assert any("5 layer(s) run in int8" in n for n in notes), notes
     assert not any("float32" in n for n in notes), notes
 

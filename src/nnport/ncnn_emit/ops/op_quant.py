@@ -22,7 +22,9 @@ ties and the -128 level (ncnn saturates at -127).
 
 Every other QuantizeLinear -> DequantizeLinear pair on an activation is fake quantization of
 a float tensor, computed in float exactly as ONNX defines it (divide, round to nearest even,
-clamp, multiply: 4 elementwise layers, only where a float layer reads it), and the quantized
+clamp, multiply: 4 elementwise layers, only where a float layer reads it; none before a ReLU
+or Clip that is quantized again at the same scale, where the rounding is exactly the next
+pair's), and the quantized
 layers that cannot take the int8 form run in float32 with the dequantized constant weights.
 Simply dropping the pairs is not equivalent: QuantizeLinear also saturates at the calibrated
 range, and a small CNN then misses onnxruntime by 25% of its output range.  Which layers took which path, and
@@ -136,6 +138,37 @@ _RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
           "uint16": (0, 65535), "int4": (-8, 7), "uint4": (0, 15)}
 
 
+def _same_quant(ctx, a, b) -> bool:
+    sa, za, ta, xa, ba = _qparams(ctx, a)
+    sb, zb, tb, xb, bb = _qparams(ctx, b)
+    return sa is not None and sb is not None and sa.shape == sb.shape and \
+        np.array_equal(sa, sb) and _zp_array(za).tolist() == _zp_array(zb).tolist() and \
+        ta == tb and (sa.size == 1 or xa == xb) and not ba and not bb
+
+
+def _requantized_after_activation(ctx, qn, y) -> bool:
+    """Whether fake quantization ``y`` = fq(x) is read only by a ReLU or a Clip by constants
+    whose output is read only by QuantizeLinear with the same scale, zero point and type, as
+    onnxruntime writes ``Conv -> Q -> DQ -> Relu -> Q -> DQ``.  Then fq(act(fq(x))) equals
+    fq(act(x)) exactly (act is monotone and maps the grid's clamp range into itself; a clip
+    bound off the grid rounds the same way either way), so ``y`` is ``x`` and the activation
+    can fuse into the layer before it."""
+    cons = ctx.consumers.get(y.name, [])
+    if len(cons) != 1 or y.name in ctx.graph_outputs:
+        return False
+    act = cons[0]
+    if act.op_type == "Clip":
+        if any(ctx.const(v) is None for v in act.inputs[1:] if v is not None and v.name):
+            return False
+    elif act.op_type != "Relu":
+        return False
+    out = act.outputs[0]
+    after = ctx.consumers.get(out.name, [])
+    return bool(after) and out.name not in ctx.graph_outputs and all(
+        c.op_type == "QuantizeLinear" and c.inputs[0] is out and _same_quant(ctx, c, qn)
+        for c in after)
+
+
 def emit_fake_quant(ctx, dq, y):
     """y = (clamp(round(x / scale) + zp, qmin, qmax) - zp) * scale, as QuantizeLinear then
     DequantizeLinear compute it, in float: BinaryOp 3=div, UnaryOp 0=op_type 18=round (to
@@ -147,6 +180,8 @@ def emit_fake_quant(ctx, dq, y):
     try:
         qn = dq.inputs[0].producer()
         x = qn.inputs[0]
+        if _requantized_after_activation(ctx, qn, y):
+            return ctx.alias(y, ctx.blob(x), ctx.drop(x))
         scale, zp, qdt, axis, _ = _qparams(ctx, qn)
         if qdt not in _RANGE:
             ctx.fail(f"fake quantization to {qdt} is not mapped to ncnn")
