@@ -180,6 +180,25 @@ def test_grouped_scales_fall_back_per_layer(tmp_path):
     assert any("'/gc/Conv'" in n and "one scale per group" in n for n in notes), notes
 
 
+class Conv1dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv1d(4, 8, 3, padding=1), nn.Conv1d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.c2(torch.relu(self.c1(x)))
+
+
+def test_conv1d_float32_path(tmp_path):
+    """ncnn has no int8 Convolution1D: those layers run in float32 and say so."""
+    shape = (1, 4, 20)
+    qdq = _qdq(tmp_path, Conv1dNet(), shape)
+    text, notes, _ = _convert_and_compare(tmp_path, qdq, shape)
+    assert _int8_layers(text) == []
+    assert any("2 quantized layer(s) run in float32" in n and "no int8 Convolution1D" in n
+               for n in notes), notes
+
+
 @pytest.mark.parametrize("act,symmetric,why", [
     ("QUInt8", False, "quantized to uint8"),
     ("QInt8", False, "zero point is not 0"),
