@@ -241,7 +241,7 @@ def test_fake_quant_is_not_dropped(tmp_path):
 def test_mlp_int8(tmp_path, shape):
     """Gemm (2-D input) and MatMul + Add (3-D tokens) -> int8 InnerProduct, also on 2-D rows."""
     qdq = _qdq(tmp_path, MLP(), shape)
-    text, notes, _ = _convert_and_compare(tmp_path, qdq, shape)
+    text, _, _ = _convert_and_compare(tmp_path, qdq, shape)
     assert _int8_layers(text) == ["InnerProduct", "InnerProduct"]
     assert _int8_blobs(tmp_path / "m.bin") == 2
 

@@ -24,11 +24,11 @@ Every other QuantizeLinear -> DequantizeLinear pair on an activation is fake qua
 a float tensor, computed in float exactly as ONNX defines it (divide, round to nearest even,
 clamp, multiply: 4 elementwise layers, only where a float layer reads it; none before a ReLU
 or Clip that is quantized again at the same scale, where the rounding is exactly the next
-pair's), and the quantized
-layers that cannot take the int8 form run in float32 with the dequantized constant weights.
-Simply dropping the pairs is not equivalent: QuantizeLinear also saturates at the calibrated
-range, and a small CNN then misses onnxruntime by 25% of its output range.  Which layers took which path, and
-why, is recorded in ``ctx.quant_log`` and reported as a conversion note.
+pair's), and the quantized layers that cannot take the int8 form run in float32 with the
+dequantized constant weights.  Simply dropping the pairs is not equivalent: QuantizeLinear also
+saturates at the calibrated range (a small uint8 CNN then missed onnxruntime by 56 steps of its
+output, max_rel 0.26).  Which layers took which path, and why, is recorded in
+``ctx.quant_log`` and reported as a conversion note.
 """
 from __future__ import annotations
 
@@ -244,7 +244,7 @@ def weight_int8(ctx, w, out_axis: int, groups: int = 0):
     if q is None:
         return None, "its weight is computed at run time"
     q = np.asarray(q)
-    scale, zp, qdt, axis, block = _qparams(ctx, dq)
+    scale, zp, _, axis, block = _qparams(ctx, dq)
     if q.dtype != np.int8:
         return None, f"its weight is {q.dtype}, not int8"
     if scale is None or block:
