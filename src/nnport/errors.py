@@ -24,14 +24,16 @@ class UnsupportedOpsError(NnportError):
         self.target = target
         self.unsupported = unsupported
         groups: dict[tuple, list[str]] = {}
-        for item in unsupported:
-            key = (item["domain"] or "ai.onnx", item["op_type"], item["opset"])
+        for item in unsupported:  # "why": the reason, where the op itself is mapped
+            key = (item["domain"] or "ai.onnx", item["op_type"], item["opset"],
+                   item.get("why") or "")
             groups.setdefault(key, []).append(item["node"])
         parts = []
-        for (domain, op, opset), nodes in sorted(groups.items()):
+        for (domain, op, opset, why), nodes in sorted(groups.items()):
             shown = ", ".join(repr(n) for n in nodes[:5])
             more = f" and {len(nodes) - 5} more" if len(nodes) > 5 else ""
-            parts.append(f"{domain}::{op} (opset {opset}) at {shown}{more}")
+            parts.append(f"{domain}::{op} (opset {opset}) at {shown}{more}" +
+                         (f": {why}" if why else ""))
         super().__init__(
             f"{len(unsupported)} node(s) cannot be converted to {target}: " + "; ".join(parts)
         )

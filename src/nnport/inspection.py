@@ -129,7 +129,7 @@ def format_report(info: dict) -> list[str]:
     elif bad:
         lines.append(f"cannot convert to {info['target']}: {len(bad)} node(s)")
         lines += [f"  {b['domain'] or 'ai.onnx'}::{b['op_type']} (opset {b['opset']}): {b['node']!r}"
-                  for b in bad]
+                  + (f" ({b['why']})" if b.get("why") else "") for b in bad]
     else:
         lines.append(f"pre-flight for {info['target']}: every node converts")
     return lines

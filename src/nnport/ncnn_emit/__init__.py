@@ -92,8 +92,8 @@ def convert_to_ncnn(src, dst: str | os.PathLike, *, verify: bool = True,
     t0 = time.perf_counter()
     graph, _ = build_graph(src, input_shapes)
     param, bin_ = serializer.write(graph, dst, fp16=fp16)
+    notes = [f"converted in {time.perf_counter() - t0:.2f} s"] + graph.notes
     del graph  # its weights and the model's mapping of the file: not needed to verify
-    notes = [f"converted in {time.perf_counter() - t0:.2f} s"]
     report = None
     if verify:
         from ..verify import verify as run_verify

@@ -38,6 +38,10 @@ class Context:
                 if v is not None:
                     self.consumers.setdefault(v.name, []).append(n)
         self.graph_outputs = {v.name for v in model.graph.outputs}
+        # (node, op, ncnn layer, "int8" | "float32", why not int8) for quantized layers
+        self.quant_log: list[tuple] = []
+        # DequantizeLinear outputs computed when a float layer first reads them (op_quant)
+        self.fake_quant: dict[str, ir.Node] = {}
 
     # ---- facts about ONNX values ----
     def shape(self, v) -> tuple:
@@ -165,6 +169,10 @@ class Context:
     def blob(self, v, like=None) -> str:
         """The ncnn blob of an ONNX value; constants become MemoryData layers (shaped to
         broadcast against ``like`` when given)."""
+        if v.name in self.fake_quant and v.name not in self.blob_of:
+            from .ops.op_quant import emit_fake_quant
+
+            emit_fake_quant(self, self.fake_quant[v.name], v)
         if v.name in self.blob_of and like is None:
             return self.blob_of[v.name]
         c = self.const(v)
@@ -289,6 +297,8 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
             ctx.fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
     ctx.node = None
     for v in model.graph.outputs:
+        if v.name in ctx.fake_quant:
+            ctx.blob(v)
         if v.name not in ctx.blob_of:
             if v.name in probe.value:
                 ctx.blob_of[v.name] = ctx.blob(v)
@@ -300,6 +310,9 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
         ctx.g.add("Noop", [blob], [], name=f"nnport_output_{i}_{int(dropped)}")
     fuse.run(ctx.g)
     split.run(ctx.g)
+    from .ops.op_quant import quant_notes
+
+    ctx.g.notes.extend(quant_notes(ctx.quant_log))
     return ctx.g
 
 

@@ -10,7 +10,8 @@ import numpy as np
 class Weight:
     """One weight blob in the .bin.  ``flagged``: stored with a 4-byte storage-type tag (the
     ``type 0`` loads of ncnn's ModelBin: conv/innerproduct/rnn weights, may be fp16); otherwise
-    raw float32 (``type 1``: bias, BatchNorm, LayerNorm, MemoryData...)."""
+    raw float32 (``type 1``: bias, BatchNorm, LayerNorm, MemoryData...).  A flagged int8
+    array is stored as int8 (tag 0x000D4B38), whatever the float storage chosen."""
     data: np.ndarray
     flagged: bool = False
 
@@ -32,6 +33,7 @@ class Graph:
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self.output_drop: list[bool] = []
+        self.notes: list[str] = []  # what the conversion chose (int8 or float32 layers)
 
     def unique(self, base: str) -> str:
         base = sanitize(base) or "blob"

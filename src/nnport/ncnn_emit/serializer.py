@@ -4,7 +4,8 @@
 ``Type name bottom_count top_count bottoms... tops... k=v ...``.  Arrays use the key
 ``-23300 - id`` with ``count,v1,v2...``; a float value always carries a ``.`` or ``e``.
 .bin: weights in layer order.  Tagged weights begin with a 4-byte flag: 0 = float32 follows,
-0x01306B47 = float16 follows (padded to 4 bytes); untagged weights are raw float32.
+0x01306B47 = float16 follows (padded to 4 bytes), 0x000D4B38 = int8 follows (one byte a value,
+padded to 4; the int8 layers' weights); untagged weights are raw float32.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .graph import Graph
 
 MAGIC = 7767517
 FP16_TAG = 0x01306B47
+INT8_TAG = 0x000D4B38
 
 
 def has_fp16_weights(bin_path) -> bool:
@@ -68,6 +70,10 @@ def bin_chunks(graph: Graph, fp16: bool = False):
     """The .bin contents, weight by weight (buffers, not copies, where the data is float32)."""
     for layer in graph.layers:
         for w in layer.weights:
+            if w.flagged and np.asarray(w.data).dtype == np.int8:
+                raw = np.ascontiguousarray(w.data).tobytes()
+                yield struct.pack("<I", INT8_TAG) + raw + b"\0" * ((-len(raw)) % 4)
+                continue
             data = np.ascontiguousarray(w.data, dtype=np.float32).ravel()
             if not w.flagged:
                 yield memoryview(data).cast("B")

@@ -3,7 +3,8 @@
 - Softplus -> TanH -> BinaryOp mul (with the Softplus input) -> one Mish layer (torch exports
   Mish that way before opset 18);
 - Convolution/InnerProduct (+ the 1-D, 3-D, depthwise and deconvolution variants) followed by
-  BatchNorm: folded into the weights (all their weight layouts are output-channel major);
+  BatchNorm: folded into the weights (all their weight layouts are output-channel major;
+  int8 layers, 8=int8_scale_term, keep theirs and the BatchNorm);
 - the same layers followed by an activation: the activation goes into 9=activation_type with
   -23310 10=activation_params.  ncnn's fused activations (src/layer/fused_activation.h) are
   only 1 relu, 2 leakyrelu (slope), 3 clip (min, max), 4 sigmoid, 5 mish, 6 hardswish
@@ -91,7 +92,8 @@ def run(g: Graph) -> None:
             nxt = _sole(g, layer.tops[0], protected)
             if nxt is None:
                 continue
-            if nxt.type == "BatchNorm" and int(nxt.params.get(0, -1)) == int(layer.params[0]):
+            if nxt.type == "BatchNorm" and int(nxt.params.get(0, -1)) == int(layer.params[0]) \
+                    and not layer.params.get(8):  # int8 weights stay as they are
                 _fold_bn(layer, nxt)
             elif nxt.type in ACTIVATIONS and not nxt.weights:
                 _fuse_activation(layer, nxt)

@@ -14,4 +14,4 @@ def register(*op_types: str):
 
 
 from . import (op_activation, op_binary, op_compare, op_conv, op_gemm, op_norm, op_pool,  # noqa: E402,F401
-               op_reduce, op_resize, op_rnn, op_shape, op_softmax)
+               op_quant, op_reduce, op_resize, op_rnn, op_shape, op_softmax)

@@ -125,7 +125,43 @@ def conv(ctx, node):
     if group != 1:
         typ = "ConvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
+    if _quantized(node):
+        q = _int8(ctx, node, typ, nsp, group, W)
+        if q is not None:
+            Wq, wscales, (xscale, x) = q
+            p[8] = 1  # int8_scale_term: weight scales (per output / per group), input scale
+            weights = [Weight(Wq, flagged=True)] + ([] if b is None else [Weight(b)]) + \
+                [Weight(wscales), Weight(np.array([xscale], np.float32))]
+            return ctx.per_sample(x, node.outputs[0],
+                                  lambda src, dst: ctx.add(typ, [src], [dst], dict(p), weights))
     _emit(ctx, node, typ, x, p, W, b)
+
+
+def _quantized(node) -> bool:
+    """A layer of a QDQ model: its input or weight comes from a DequantizeLinear."""
+    return any(v is not None and v.producer() is not None and
+               v.producer().op_type == "DequantizeLinear" for v in node.inputs[:2])
+
+
+def _int8(ctx, node, typ, nsp, group, W):
+    """(int8 weight, ncnn weight scales, ncnn input scale) when the Conv runs in int8 in ncnn,
+    else None (logged with the reason); see ``op_quant``."""
+    from .op_quant import input_scale, log, weight_int8
+
+    why = None
+    if nsp != 2:
+        why = f"ncnn has no int8 {typ}"
+    elif W is None:
+        why = "its weight is computed at run time"
+    if why is None:
+        wq, why = weight_int8(ctx, node.inputs[1], 0, group if group != 1 else 0)
+    if why is None:
+        xscale, why = input_scale(ctx, node.inputs[0])
+    if why is not None:
+        log(ctx, typ, "float32", why)
+        return None
+    log(ctx, typ, "int8")
+    return wq[0], wq[1], xscale
 
 
 @register("ConvTranspose")
@@ -156,6 +192,10 @@ def conv_transpose(ctx, node):
     if group != 1:
         typ = "DeconvolutionDepthWise" + _SUFFIX[nsp]
         p[7] = group
+    if _quantized(node):
+        from .op_quant import log
+
+        log(ctx, typ, "float32", f"ncnn has no int8 {typ}")
     _emit(ctx, node, typ, x, p, Wn, b, dynamic_key=28)
 
 

@@ -25,8 +25,10 @@ def _bias_add(ctx, y, n):
     return cons, np.asarray(b, np.float32).reshape(n)
 
 
-def inner_product(ctx, x, Wt, bias, y):
-    """y = x @ Wt.T + bias; ``Wt``: (out, in)."""
+def inner_product(ctx, x, Wt, bias, y, int8=None):
+    """y = x @ Wt.T + bias; ``Wt``: (out, in).  ``int8``: (int8 weight (out, in), ncnn weight
+    scales, ncnn input scale) for ncnn's int8 InnerProduct (8=int8_scale_term), which also
+    takes 2-D rows."""
     n = Wt.shape[0]
     final = y
     if bias is None:
@@ -34,6 +36,14 @@ def inner_product(ctx, x, Wt, bias, y):
         if node is not None:
             ctx.skip.add(id(node))
             final, bias = node.outputs[0], b
+    if int8 is not None:
+        Wq, wscales, (xscale, x) = int8
+        p = {0: n, 1: int(bias is not None), 2: int(Wq.size), 8: 1}
+        w = [Weight(np.ascontiguousarray(Wq), flagged=True)]
+        if bias is not None:
+            w.append(Weight(np.asarray(bias, np.float32).reshape(n)))
+        w += [Weight(wscales), Weight(np.array([xscale], np.float32))]
+        return ctx.add("InnerProduct", [ctx.blob(x)], [ctx.out(final, ctx.drop(x))], p, w)
     if len(ctx.nshape(x)) == 2:
         # a sequence of vectors (tokens, features): one Gemm with the weight as constant B
         # (ncnn's InnerProduct would take it row by row).  Gemm 2=transA 3=transB 4/5/6=
@@ -59,7 +69,17 @@ def matmul(ctx, node):
     y = node.outputs[0]
     B = ctx.const(b)
     if B is not None and np.asarray(B).ndim == 2 and len(ctx.nshape(a)) <= 2 and not ctx.is_const(a):
-        return inner_product(ctx, a, np.ascontiguousarray(np.asarray(B, np.float32).T), None, y)
+        q = _int8(ctx, node, a, b, 1, True) if _quantized(node) else None
+        if q is not None:
+            q = (np.ascontiguousarray(q[0].T),) + q[1:]
+        return inner_product(ctx, a, np.ascontiguousarray(np.asarray(B, np.float32).T), None, y,
+                             q)
+    if _quantized(node):
+        from .op_quant import log
+
+        why = ("both operands are computed at run time (ncnn's int8 layers need a constant "
+               "weight)") if B is None else "its input has more than 2 dims besides the batch"
+        log(ctx, "MatMul", "float32", why)
     if ctx.is_const(a) and ctx.is_const(b):
         ctx.fail("constant MatMul was not folded")
     ref = a if not ctx.is_const(a) else b
@@ -90,7 +110,38 @@ def gemm(ctx, node):
         if C.size != Wt.shape[0]:
             ctx.fail("Gemm bias must be per output column for ncnn")
         bias = C.reshape(-1)
-    inner_product(ctx, a, Wt, bias, node.outputs[0])
+    q = None
+    if _quantized(node):
+        trans_b = int(at.get("transB", 0))
+        q = _int8(ctx, node, a, b, 0 if trans_b else 1, float(at.get("alpha", 1.0)) == 1.0)
+        if q is not None and not trans_b:
+            q = (np.ascontiguousarray(q[0].T),) + q[1:]
+    inner_product(ctx, a, Wt, bias, node.outputs[0], q)
+
+
+def _quantized(node) -> bool:
+    """A layer of a QDQ model: its input or weight comes from a DequantizeLinear."""
+    return any(v is not None and v.producer() is not None and
+               v.producer().op_type == "DequantizeLinear" for v in node.inputs[:2])
+
+
+def _int8(ctx, node, a, b, out_axis, plain):
+    """(int8 weight as stored in ONNX, ncnn weight scales, ncnn input scale) when the product
+    runs in ncnn's int8 InnerProduct, else None (logged with the reason); see ``op_quant``."""
+    from .op_quant import input_scale, log, weight_int8
+
+    why = None if plain else "its alpha is not 1"
+    if why is None and len(ctx.nshape(a)) > 2:
+        why = "its input has more than 2 dims besides the batch"
+    if why is None:
+        wq, why = weight_int8(ctx, b, out_axis)
+    if why is None:
+        xscale, why = input_scale(ctx, a)
+    if why is not None:
+        log(ctx, "InnerProduct", "float32", why)
+        return None
+    log(ctx, "InnerProduct", "int8")
+    return wq[0], wq[1], xscale
 
 
 def _gemm_dynamic(ctx, node, at, a, b, c):
