@@ -33,16 +33,12 @@ def _source_name(src: ModelSource) -> str:
 def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     """Load and normalize (a fresh copy: the caller's ModelProto is never modified).
     ``infer_shapes=False`` for targets that measure shapes themselves (ncnn's probe)."""
-    import onnx
-
-    from .io import to_proto_inline
+    from .io import ModelProto, copy_proto, to_proto_inline
 
     if isinstance(src, ir.Model):
         src = to_proto_inline(src)
-    if isinstance(src, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(src)
-        src = copy
+    if isinstance(src, ModelProto):
+        src = copy_proto(src)
     # a path: big weights stay in the file (mapped when read) instead of in memory
     return normalize(load_model(src, lazy=True), infer=infer_shapes)
 

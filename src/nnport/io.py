@@ -22,6 +22,34 @@ from .errors import InputError
 
 ModelSource = Union[str, os.PathLike, onnx.ModelProto, ir.Model]
 
+# The protobuf API as the rest of nnport uses it.  Only the modules pyproject.toml allows (ruff's
+# TID251) import ``onnx`` themselves; everyone else takes the type and these operations from here.
+ModelProto = onnx.ModelProto
+
+
+def copy_proto(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of a ModelProto (the caller's is never changed)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    return out
+
+
+def proto_from_bytes(data: bytes) -> onnx.ModelProto:
+    """A serialized model (e.g. what torch.onnx wrote into a buffer) as a ModelProto."""
+    return onnx.load_from_string(data)
+
+
+def check_model(proto: onnx.ModelProto) -> None:
+    """onnx's checker (raises onnx.checker.ValidationError on an invalid model)."""
+    onnx.checker.check_model(proto)
+
+
+def convert_version(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """onnx's version converter: ``proto`` at default-domain opset ``opset``."""
+    from onnx import version_converter
+
+    return version_converter.convert_version(proto, opset)
+
 
 def describe(src: ModelSource) -> str:
     """A short name for a model source, used in messages."""

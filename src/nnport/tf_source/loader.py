@@ -6,16 +6,16 @@ import io
 import logging
 from pathlib import Path
 
-import onnx
 import onnx_ir as ir
 
 from ..errors import ConversionError, InputError
+from ..io import ModelProto
 from .tfmodel import _one_line, import_tf, load_tf_model
 
 OPSET = 17
 
 
-def _to_onnx(m) -> onnx.ModelProto:
+def _to_onnx(m) -> ModelProto:
     tf, tf2onnx = import_tf(m.path)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     specs = m.tensor_specs()
@@ -134,7 +134,7 @@ def clean_layout(model: ir.Model) -> ir.Model:
     return model
 
 
-def load_onnx(path: Path, *, nchw: bool = False) -> onnx.ModelProto:
+def load_onnx(path: Path, *, nchw: bool = False) -> ModelProto:
     """A TensorFlow/Keras model as ONNX (opset 17), NHWC inputs unless ``nchw``."""
     m = load_tf_model(path)
     proto = _to_onnx(m)

@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import onnx
 import onnx_ir as ir
 
 from ..errors import InputError, NnportError
-from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
-                  save_model)
+from ..io import (ModelProto, ModelSource, check_model, check_output_path, convert_version,
+                  from_proto, load_model, owned_proto, save_model)
 from ..passes.shapes import infer_shapes
 from .extract import all_values, unknown_name_error
 from .simplify import fix_input_shapes
@@ -17,7 +16,7 @@ from .simplify import fix_input_shapes
 
 @dataclass
 class EditResult:
-    model: onnx.ModelProto
+    model: ModelProto
     notes: list = field(default_factory=list)
     report: object | None = None  # VerifyReport of the opset conversion
 
@@ -83,12 +82,10 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
     result_proto = ir.to_proto(model)
     report = None
     if opset is not None:
-        from onnx import version_converter
-
         have = next((o.version for o in result_proto.opset_import if o.domain in ("", "ai.onnx")),
                     None)
         try:
-            converted = version_converter.convert_version(result_proto, int(opset))
+            converted = convert_version(result_proto, int(opset))
         except Exception as exc:
             raise InputError(f"--opset {opset}: onnx's version converter cannot convert this "
                              f"model from opset {have}: {' '.join(str(exc).split())[:300]}"
@@ -135,7 +132,7 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
                 raise unknown_name_error("--rename", old, list(values) + list(nodes))
         result_proto = ir.to_proto(model)
     try:
-        onnx.checker.check_model(result_proto)
+        check_model(result_proto)
     except Exception as exc:
         raise InputError(f"the edited model is not valid ONNX: "
                          f"{' '.join(str(exc).split())[:300]}") from None

@@ -12,13 +12,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError, NnportError
-from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
-                  save_model)
+from ..io import (ModelProto, ModelSource, check_model, check_output_path, from_proto, load_model,
+                  owned_proto, save_model)
 from ..passes.fold_constants import fold_constants
 from ..passes.shapes import infer_shapes
 from ..passes.simplify_fuse_bn import fuse_bn_into_conv
@@ -76,7 +75,7 @@ class StepResult:
 
 @dataclass
 class SimplifyResult:
-    model: onnx.ModelProto
+    model: ModelProto
     before: collections.Counter
     after: collections.Counter
     steps: list = field(default_factory=list)
@@ -113,8 +112,8 @@ class SimplifyResult:
         return out
 
 
-def op_counts(model: ir.Model | onnx.ModelProto) -> collections.Counter:
-    if isinstance(model, onnx.ModelProto):
+def op_counts(model: ir.Model | ModelProto) -> collections.Counter:
+    if isinstance(model, ModelProto):
         nodes = model.graph.node
         return collections.Counter((f"{n.domain}::" if n.domain not in ("", "ai.onnx") else "")
                                    + n.op_type for n in nodes)
@@ -200,7 +199,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
     current = ir.to_proto(model)
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
 
-    def check(cand: onnx.ModelProto) -> tuple[bool, str]:
+    def check(cand: ModelProto) -> tuple[bool, str]:
         try:
             rep = run_verify(original, cand, input_shapes=shapes, seed=seed, rtol=rtol, atol=atol)
         except NnportError as exc:
@@ -241,7 +240,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
                 ok, detail = check(cand)
             else:
                 try:
-                    onnx.checker.check_model(cand)
+                    check_model(cand)
                     ok, detail = True, "not verified"
                 except Exception as exc:
                     ok, detail = False, _one_line(exc)

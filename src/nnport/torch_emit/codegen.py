@@ -25,7 +25,7 @@ import onnx_ir as ir
 from .. import __version__
 from ..dtypes import COMPUTE_AS, compute_dtype, torch_dtype_name, torch_dtype_src
 from ..errors import ConversionError, NnportError, UnsupportedOpsError
-from ..irutil import iter_nodes  # noqa: F401  (re-exported for emitters)
+from ..irutil import iter_nodes  # also re-exported for emitters
 from ..registry import Registry, norm_domain, py_attr_name
 from . import helpers as _helpers
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from ..convert import ConvertResult, register_target
 from ..errors import ConversionError, InputError
-from ..io import check_output_path, discard, temp_path_beside, written
+from ..io import ModelProto, check_output_path, discard, temp_path_beside, written
 from ..verify import register_runner
+
+if TYPE_CHECKING:
+    import torch
 
 # File suffixes of PyTorch sources (TorchScript archives, ExportedPrograms).
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
@@ -50,7 +53,7 @@ def _is_onnx_source(src) -> bool:
 
     from ..io import source_loader
 
-    if isinstance(src, (onnx.ModelProto, ir.Model)):
+    if isinstance(src, (ModelProto, ir.Model)):
         return True
     if not isinstance(src, (str, os.PathLike)):
         return False

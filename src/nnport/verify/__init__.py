@@ -6,11 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-import onnx
 import onnx_ir as ir
 
 from ..errors import InputError
-from ..io import describe, load_model
+from ..io import ModelProto, describe, load_model
 from .compare import VerifyReport, compare_arrays, default_tolerance
 from .inputs import InputSpec, random_inputs, resolve_shapes, specs_from_model
 from .ort import OrtRunner
@@ -33,7 +32,7 @@ def register_runner(*suffixes: str):
 
 
 def _kind(src) -> str:
-    if isinstance(src, (onnx.ModelProto, ir.Model)):
+    if isinstance(src, (ModelProto, ir.Model)):
         return "onnx"
     torch = sys.modules.get("torch")  # a module object means torch is imported already
     if torch is not None and isinstance(src, torch.nn.Module):

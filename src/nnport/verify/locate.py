@@ -87,7 +87,6 @@ class LocateResult:
 # ---------------------------------------------------------------------------------------------
 def _topo_nodes(proto: onnx.ModelProto) -> list:
     """(index, node name, op, [output names]) for the main graph, in topological order."""
-    import onnx_ir as ir
     from onnx_ir.passes import common as ir_common
 
     model = from_proto(proto)

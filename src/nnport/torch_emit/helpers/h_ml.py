@@ -2,7 +2,7 @@
 computations, SVM kernels.  Semantics follow the ONNX-ML spec and onnxruntime's kernels (which
 define the binary-classification details the spec leaves open)."""
 import math
-from typing import List, Optional
+from typing import Optional
 
 import torch
 
