@@ -1,5 +1,5 @@
 """nnport: move neural-network models between frameworks through ONNX, and prove it numerically."""
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .errors import (ConversionError, InputError, NnportError,
                      UnsupportedOpsError, VerificationError)

@@ -104,26 +104,14 @@ def _check_external_data(proto: onnx.ModelProto, base: Path, name: str) -> None:
             )
 
 
-# Non-ONNX sources that convert to ONNX on load (e.g. TensorFlow/Keras through tf2onnx):
-# (matches(path) -> bool, load(path) -> onnx.ModelProto).  See ``register_source``.
-SOURCE_LOADERS: list[tuple] = []
-
-
-def register_source(matches, loader) -> None:
-    SOURCE_LOADERS.append((matches, loader))
-
-
 def source_loader(src):
-    """The loader for a non-ONNX source path, or None."""
+    """The loader for a non-ONNX source path (TensorFlow/Keras through tf2onnx: see
+    ``formats.FORMATS``), or None."""
     if not isinstance(src, (str, os.PathLike)):
         return None
-    from .convert import _load_targets
+    from . import formats
 
-    _load_targets()
-    for matches, loader in SOURCE_LOADERS:
-        if matches(Path(src)):
-            return loader
-    return None
+    return formats.source_loader(src)
 
 
 def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelProto:
@@ -132,7 +120,7 @@ def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelPr
         return src
     loader = source_loader(src)
     if loader is not None:
-        proto = loader(Path(src))
+        proto = loader(src)  # the source itself: it may carry the loader's options
         limits.check_proto(proto, str(src))
         return proto
     if isinstance(src, ir.Model):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from . import PROGRAM_SUFFIXES, TORCHSCRIPT_SUFFIXES
+from ..formats import PROGRAM_SUFFIXES, TORCHSCRIPT_SUFFIXES
 
 
 @dataclass
