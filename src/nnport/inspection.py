@@ -72,7 +72,7 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     info["parameter_bytes"] = int(n_bytes)
     # A broken model is what people inspect: every inconsistency is one line in "problems",
     # and the rest is still described.
-    from .passes.shapes import SHAPE_FAILURE_KEY
+    from .passes.normalize.shapes import SHAPE_FAILURE_KEY
 
     problems = shape_problems(load_proto(src))
     info["target"] = target

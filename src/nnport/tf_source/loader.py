@@ -114,11 +114,11 @@ def clean_layout(model: ir.Model) -> ir.Model:
     into Conv, Transposes pushed down and cancelled."""
     from onnx_ir.passes import common as ir_common
 
-    from ..passes.keras_rnn import rewrite_keras_rnn
-    from ..passes.layout_conv1d import conv2d_to_conv1d
-    from ..passes.layout_conv_fold import fold_conv_affine
-    from ..passes.layout_pad_conv import fuse_pad_into_conv
-    from ..passes.layout_transpose import optimize_transposes
+    from ..passes.tf_layout.conv1d import conv2d_to_conv1d
+    from ..passes.tf_layout.conv_fold import fold_conv_affine
+    from ..passes.tf_layout.keras_rnn import rewrite_keras_rnn
+    from ..passes.tf_layout.pad_conv import fuse_pad_into_conv
+    from ..passes.tf_layout.transpose import optimize_transposes
 
     rewrite_keras_rnn(model)
     ir_common.RemoveUnusedNodesPass()(model)

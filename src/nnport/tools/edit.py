@@ -9,7 +9,7 @@ import onnx_ir as ir
 from ..errors import InputError, NnportError
 from ..io import (ModelProto, ModelSource, check_model, check_output_path, convert_version,
                   from_proto, load_model, owned_proto, save_model)
-from ..passes.shapes import infer_shapes
+from ..passes.normalize.shapes import infer_shapes
 from .extract import all_values, unknown_name_error
 from .simplify import fix_input_shapes
 

@@ -9,7 +9,7 @@ from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError
 from ..io import ModelProto, ModelSource, check_output_path, load_model, owned_proto, save_model
-from ..passes.shapes import infer_shapes
+from ..passes.normalize.shapes import infer_shapes
 
 
 def all_values(graph: ir.Graph) -> dict[str, ir.Value]:

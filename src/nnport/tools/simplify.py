@@ -18,11 +18,11 @@ from onnx_ir.passes import common as ir_common
 from ..errors import InputError, NnportError
 from ..io import (ModelProto, ModelSource, check_model, check_output_path, from_proto, load_model,
                   owned_proto, save_model)
-from ..passes.fold_constants import fold_constants
-from ..passes.shapes import infer_shapes
-from ..passes.simplify_fuse_bn import fuse_bn_into_conv
-from ..passes.simplify_noop import eliminate_noops
-from ..passes.simplify_shape_ops import fold_shape_ops
+from ..passes.normalize.fold_constants import fold_constants
+from ..passes.normalize.noop import eliminate_noops
+from ..passes.normalize.shapes import infer_shapes
+from ..passes.simplify.fuse_bn import fuse_bn_into_conv
+from ..passes.simplify.shape_ops import fold_shape_ops
 
 PassFn = Callable[[ir.Model], object]
 

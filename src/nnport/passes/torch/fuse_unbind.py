@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..irutil import const_array, replace_value
+from ...irutil import const_array, replace_value
 from .match import DOMAIN, finish, is_op
 
 

@@ -1,0 +1,1 @@
+"""Fusions for the PyTorch target only (``torch_emit.fuse``): patterns -> one ``nnport::`` node each."""
