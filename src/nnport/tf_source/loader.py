@@ -114,19 +114,14 @@ def clean_layout(model: ir.Model) -> ir.Model:
     into Conv, Transposes pushed down and cancelled."""
     from onnx_ir.passes import common as ir_common
 
-    from ..passes.tf_layout.conv1d import conv2d_to_conv1d
-    from ..passes.tf_layout.conv_fold import fold_conv_affine
-    from ..passes.tf_layout.keras_rnn import rewrite_keras_rnn
-    from ..passes.tf_layout.pad_conv import fuse_pad_into_conv
-    from ..passes.tf_layout.transpose import optimize_transposes
+    from ..passes.tf_layout import ROUND, rewrite_keras_rnn
 
     rewrite_keras_rnn(model)
     ir_common.RemoveUnusedNodesPass()(model)
     for _ in range(4):
-        changed = fuse_pad_into_conv(model)
-        changed |= fold_conv_affine(model)
-        changed |= optimize_transposes(model)
-        changed |= conv2d_to_conv1d(model)
+        changed = False
+        for layout_pass in ROUND:
+            changed |= bool(layout_pass(model))
         if not changed:
             break
     ir_common.RemoveUnusedNodesPass()(model)
