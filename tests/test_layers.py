@@ -173,6 +173,17 @@ def test_the_confined_cycles_are_still_there():
         assert any(_confined(c) and c[0].startswith(pkg + ".") for c in found), pkg
 
 
+GROUND = {"nnport.errors", "nnport.dtypes", "nnport.limits", "nnport.progress", "nnport.irutil",
+          "nnport.registry", "nnport.formats", "nnport.skeleton", "nnport.output",
+          "nnport._version"}
+
+
+def test_the_ground_floor_imports_nothing_above_it():
+    g = import_graph(SRC, "nnport")
+    above = {m: sorted(g[m] - GROUND) for m in GROUND if g[m] - GROUND}
+    assert not above, f"ground-floor modules importing from above: {above}"
+
+
 def test_the_graph_sees_the_imports_that_matter():
     """The reader resolves relative, ``from . import submodule`` and function-level imports
     (else the test above would pass by reading nothing)."""

@@ -7,7 +7,7 @@ which builds a runner for ``verify``, and which loads it as ONNX when it is a no
 Nothing is imported until a row is used, so a command pays only for the format it touches, and
 no module registers itself by being imported: to add a format, add a row here.
 
-This module is on the ground floor: it imports nothing from nnport but ``errors``.
+This module is on the ground floor: it imports nothing from nnport.
 """
 from __future__ import annotations
 
@@ -35,10 +35,9 @@ class Format:
     # ``fn(path, specs) -> runner`` (``.run(feeds) -> list of arrays``, optionally
     # ``.output_names`` and ``.input_specs()``)
     runner: str | None = None
-    # ``fn(path, **options) -> onnx.ModelProto``: a source that becomes ONNX on load
+    # ``fn(src) -> onnx.ModelProto``: a source that becomes ONNX on load (its options, such as
+    # ``nchw``, travel on the source: ``SourcePath``)
     loader: str | None = None
-    # the options ``target`` (and ``loader``) take beyond the common ones, by CLI name
-    options: tuple[str, ...] = ()
 
     def matches(self, path: Path) -> bool:
         if path.suffix.lower() in self.suffixes:
@@ -153,9 +152,3 @@ def source_loader(path: str | Path) -> Callable | None:
         if f.loader and f.matches(path) and _usable(f.loader):
             return resolve(f.loader)
     return None
-
-
-def source_format(path: str | Path) -> Format | None:
-    """The row of a non-ONNX source that loads as ONNX."""
-    path = Path(path)
-    return next((f for f in FORMATS if f.loader and f.matches(path)), None)
