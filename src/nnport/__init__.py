@@ -1,14 +1,14 @@
 """nnport: move neural-network models between frameworks through ONNX, and prove it numerically."""
-__version__ = "0.1.0"
+from ._version import __version__
 
-from .errors import (ConversionError, InputError, NnportError,  # noqa: E402
+from .errors import (ConversionError, InputError, NnportError,
                      UnsupportedOpsError, VerificationError)
 
 # The submodules are imported first so that the functions below (same names as the
 # ``convert`` module and ``verify`` package) are what ``nnport.convert``/``nnport.verify`` mean.
-from . import convert as _convert_mod  # noqa: E402
-from . import inspection as _inspection  # noqa: E402
-from . import verify as _verify_pkg  # noqa: E402
+from . import convert as _convert_mod
+from . import inspection as _inspection
+from . import verify as _verify_pkg
 
 
 def convert(src, dst, **options):

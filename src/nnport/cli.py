@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError, NnportError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
@@ -53,12 +53,15 @@ def cmd_convert(args) -> int:
     from .convert import convert
 
     kw = verify_kwargs(args)
+    src = args.src
     for plugin in _plugins():
         if hasattr(plugin, "convert_options"):
             kw.update(plugin.convert_options(args))
+        if hasattr(plugin, "convert_source"):  # options that belong to the source's loader
+            src = plugin.convert_source(args, src)
     if getattr(args, "flat", False):
         kw["flat"] = True
-    result = convert(args.src, args.dst, verify=not args.no_verify, **kw)
+    result = convert(src, args.dst, verify=not args.no_verify, **kw)
     if not args.json:
         print("wrote " + ", ".join(str(p) for p in result.outputs))
         for note in getattr(result, "notes", []):
@@ -75,11 +78,46 @@ def cmd_verify(args) -> int:
     from .verify import verify
 
     if args.locate or args.report:
-        from .verify.locate import cmd_verify_locate
-
-        return cmd_verify_locate(args)
+        return _verify_locate(args)
     report = verify(args.a, args.b, **verify_kwargs(args))
     print_report(report, args.json)
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def _verify_locate(args) -> int:
+    from .verify import verify
+    from .verify.locate import locate
+
+    if args.report:
+        from .io import check_output_path
+
+        check_output_path(args.report)
+    kw = verify_kwargs(args)
+    report = verify(args.a, args.b, **kw)
+    loc = None
+    if args.report or (args.locate and not report.ok):
+        loc = locate(args.a, args.b, report=report, scan_all=bool(args.report), **kw)
+    if args.report:
+        from .verify.report_html import write_html_report
+
+        write_html_report(report, loc, args.report)
+    if args.json:
+        d = report.to_dict()
+        if loc is not None:
+            d["locate"] = loc.to_dict()
+        if args.report:
+            d["html_report"] = str(args.report)
+        print(json.dumps(d, indent=2, default=float))
+    else:
+        print_report(report, False)
+        if args.locate:
+            if loc is None:
+                print("locate: outputs match; nothing to locate")
+            else:
+                for line in loc.lines():
+                    print(line)
+        if args.report:
+            print(f"wrote {args.report}")
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
@@ -114,24 +152,14 @@ def cmd_demo(args) -> int:
     return run_demo(args.folder)
 
 
-# Modules that add subcommands or convert options (each optional; see add_commands,
-# add_convert_options and convert_options in them).
-_PLUGIN_MODULES = ("nnport.torch_export.cli", "nnport.ncnn_emit.cli", "nnport.tools.cli",
-                   "nnport.tf_source.cli")
-
-
 def _plugins() -> list:
+    """The modules that add subcommands or convert options (``formats.CLI_MODULES``; see
+    add_commands, add_convert_options and convert_options in them), those in this build."""
     import importlib
 
-    out = []
-    for name in _PLUGIN_MODULES:
-        try:
-            out.append(importlib.import_module(name))
-        except ImportError as exc:
-            if exc.name and exc.name.startswith("nnport"):
-                continue
-            raise
-    return out
+    from . import formats
+
+    return [importlib.import_module(m) for m in formats.CLI_MODULES if formats.available(m)]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import onnx_ir as ir
 
+from . import formats
 from .errors import InputError
 from .io import ModelSource, check_output_path, describe, load_model
 from .passes import normalize
@@ -33,16 +34,12 @@ def _source_name(src: ModelSource) -> str:
 def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     """Load and normalize (a fresh copy: the caller's ModelProto is never modified).
     ``infer_shapes=False`` for targets that measure shapes themselves (ncnn's probe)."""
-    import onnx
-
-    from .io import to_proto_inline
+    from .io import ModelProto, copy_proto, to_proto_inline
 
     if isinstance(src, ir.Model):
         src = to_proto_inline(src)
-    if isinstance(src, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(src)
-        src = copy
+    if isinstance(src, ModelProto):
+        src = copy_proto(src)
     # a path: big weights stay in the file (mapped when read) instead of in memory
     return normalize(load_model(src, lazy=True), infer=infer_shapes)
 
@@ -61,42 +58,15 @@ def to_torch(src: ModelSource, flat: bool = False):
     return build_module(source, state, name=_source_name(src))
 
 
-# Output suffix -> function(src, dst, **options) -> ConvertResult.  Other targets (ONNX export,
-# TorchScript, ncnn) register here from their own modules; see ``register_target``.
-TARGETS: dict[str, "callable"] = {}
-
-
-def register_target(*suffixes: str):
-    def deco(fn):
-        for sfx in suffixes:
-            TARGETS[sfx.lower()] = fn
-        return fn
-
-    return deco
-
-
-def _load_targets() -> None:
-    """Import the optional target modules so that they register (each is independent)."""
-    import importlib
-
-    for mod in ("nnport.torch_export", "nnport.ncnn_emit", "nnport.tf_source"):
-        try:
-            importlib.import_module(mod)
-        except ImportError as exc:
-            if exc.name and exc.name.startswith("nnport"):
-                continue  # not part of this build
-            raise
-
-
 def convert(src, dst: str | os.PathLike, **options) -> ConvertResult:
-    """Convert ``src`` to ``dst``; the destination suffix picks the target."""
+    """Convert ``src`` to ``dst``; the destination suffix picks the target
+    (``formats.FORMATS``)."""
     dst = Path(dst)
     suffix = dst.suffix.lower()
-    _load_targets()
-    if suffix not in TARGETS:
-        known = ", ".join(sorted(TARGETS))
+    fn = formats.target_for(suffix)
+    if fn is None:
+        known = ", ".join(sorted(formats.targets()))
         raise InputError(f"{dst}: unknown output type {suffix or '(none)'!r}; use one of {known}")
-    fn = TARGETS[suffix]
     params = inspect.signature(fn).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         for key, value in list(options.items()):
@@ -109,7 +79,6 @@ def convert(src, dst: str | os.PathLike, **options) -> ConvertResult:
     return fn(src, dst, **options)
 
 
-@register_target(".py")
 def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool = True,
                      input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
                      rtol: float | None = None, atol: float | None = None,

@@ -73,13 +73,13 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     info["parameter_bytes"] = int(n_bytes)
     # A broken model is what people inspect: every inconsistency is one line in "problems",
     # and the rest is still described.
-    from .passes.shapes import SHAPE_FAILURE_KEY
+    from .passes.normalize.shapes import SHAPE_FAILURE_KEY
 
     # onnx's strict inference reads the graph, not the weights: parse the file without its
     # large tensors (references into the file instead) so inspecting costs no copy of them
-    from .io import _load_skeleton
+    from .io import load_skeleton
 
-    lean = _load_skeleton(src) if isinstance(src, (str, os.PathLike)) else None
+    lean = load_skeleton(src) if isinstance(src, (str, os.PathLike)) else None
     problems = shape_problems(lean if lean is not None else load_proto(src))
     del lean
     info["target"] = target

@@ -1,26 +1,60 @@
-"""Loading and saving ONNX models, and atomic file output.
+"""Loading and saving ONNX models: parse, check (limits, external data), load into onnx_ir with
+weights mapped from their files, save.  The protobuf gateway: modules that may not import
+``onnx`` (pyproject.toml's ruff rules) take ``ModelProto`` and the few protobuf operations they
+need from here.
 
-This is the only module that touches the protobuf ``onnx`` API directly.
+The two other jobs this module once had live beside it: the protobuf wire reader behind lazy
+loading in ``skeleton.py``, atomic output in ``output.py`` (its names are re-exported here).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 import threading
 import weakref
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Union
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
-from . import limits
+from . import limits, skeleton
 from .errors import InputError
+from .irutil import ir_tensors as _ir_tensors
+# atomic output lives in output.py; its names stay importable from here
+from .output import _one_line, check_output_path, discard, temp_path_beside, written
+from .output import atomic_output as atomic_output
 
 ModelSource = Union[str, os.PathLike, onnx.ModelProto, ir.Model]
+
+# The protobuf API as the rest of nnport uses it.  Only the modules pyproject.toml allows (ruff's
+# TID251) import ``onnx`` themselves; everyone else takes the type and these operations from here.
+ModelProto = onnx.ModelProto
+
+
+def copy_proto(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of a ModelProto (the caller's is never changed)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    return out
+
+
+def proto_from_bytes(data: bytes) -> onnx.ModelProto:
+    """A serialized model (e.g. what torch.onnx wrote into a buffer) as a ModelProto."""
+    return onnx.load_from_string(data)
+
+
+def check_model(proto: onnx.ModelProto) -> None:
+    """onnx's checker (raises onnx.checker.ValidationError on an invalid model)."""
+    onnx.checker.check_model(proto)
+
+
+def convert_version(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """onnx's version converter: ``proto`` at default-domain opset ``opset``."""
+    from onnx import version_converter
+
+    return version_converter.convert_version(proto, opset)
 
 
 def describe(src: ModelSource) -> str:
@@ -76,26 +110,14 @@ def _check_external_data(proto: onnx.ModelProto, base: Path, name: str) -> None:
             )
 
 
-# Non-ONNX sources that convert to ONNX on load (e.g. TensorFlow/Keras through tf2onnx):
-# (matches(path) -> bool, load(path) -> onnx.ModelProto).  See ``register_source``.
-SOURCE_LOADERS: list[tuple] = []
-
-
-def register_source(matches, loader) -> None:
-    SOURCE_LOADERS.append((matches, loader))
-
-
 def source_loader(src):
-    """The loader for a non-ONNX source path, or None."""
+    """The loader for a non-ONNX source path (TensorFlow/Keras through tf2onnx: see
+    ``formats.FORMATS``), or None."""
     if not isinstance(src, (str, os.PathLike)):
         return None
-    from .convert import _load_targets
+    from . import formats
 
-    _load_targets()
-    for matches, loader in SOURCE_LOADERS:
-        if matches(Path(src)):
-            return loader
-    return None
+    return formats.source_loader(src)
 
 
 def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelProto:
@@ -104,7 +126,7 @@ def load_proto(src: ModelSource, *, load_external: bool = False) -> onnx.ModelPr
         return src
     loader = source_loader(src)
     if loader is not None:
-        proto = loader(Path(src))
+        proto = loader(src)  # the source itself: it may carry the loader's options
         limits.check_proto(proto, str(src))
         return proto
     if isinstance(src, ir.Model):
@@ -234,7 +256,7 @@ def load_model(src: ModelSource, *, lazy: bool = False) -> ir.Model:
     proto = None
     path = Path(src)
     if lazy and source_loader(src) is None:
-        proto = _load_skeleton(src)
+        proto = load_skeleton(src)
         if proto is not None:
             path = path.resolve()  # its tensors point into the real file, not a symlink's folder
     if proto is None:
@@ -329,126 +351,14 @@ def share_file_maps(model: ir.Model, base_dir: str | None = None) -> ir.Model:
     return model
 
 
-# ----- lean loading: a protobuf skeleton whose big tensors point into the file ------------------
-# Wire format (protobuf): each field is a varint key (field_number << 3 | wire_type) then a
-# varint (type 0), 8 bytes (1), a varint length + bytes (2) or 4 bytes (5).
-# ModelProto.graph = 7; GraphProto.initializer = 5; TensorProto.raw_data = 9,
-# .external_data = 13 (StringStringEntryProto: key = 1, value = 2), .data_location = 14.
-_SKELETON_MIN_BYTES = 1024  # smaller tensors stay inline (not worth a reference)
-
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("bad varint")
-
-
-def _enc_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _fields(buf, start: int, end: int):
-    """(field number, wire type, field start, payload start, payload end) for each field."""
-    pos = start
-    while pos < end:
-        fstart = pos
-        key, pos = _varint(buf, pos)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            _, pos2 = _varint(buf, pos)
-            yield num, wt, fstart, pos, pos2
-        elif wt == 1:
-            pos2 = pos + 8
-            yield num, wt, fstart, pos, pos2
-        elif wt == 2:
-            n, pos = _varint(buf, pos)
-            pos2 = pos + n
-            yield num, wt, fstart, pos, pos2
-        elif wt == 5:
-            pos2 = pos + 4
-            yield num, wt, fstart, pos, pos2
-        else:
-            raise ValueError(f"unsupported wire type {wt}")
-        if pos2 > end:
-            raise ValueError("truncated field")
-        pos = pos2
-
-
-def _ld(num: int, payload: bytes) -> bytes:
-    return _enc_varint(num << 3 | 2) + _enc_varint(len(payload)) + payload
-
-
-def _entry(key: str, value: str) -> bytes:
-    return _ld(13, _ld(1, key.encode()) + _ld(2, value.encode()))
-
-
-def _skeleton_tensor(buf, start: int, end: int, location: str) -> bytes:
-    parts, ref = [], None
-    for num, wt, fstart, p0, p1 in _fields(buf, start, end):
-        if num == 9 and wt == 2 and p1 - p0 >= _SKELETON_MIN_BYTES:
-            ref = (p0, p1 - p0)
-        elif num in (13, 14):
-            return bytes(buf[start:end])  # already external: leave it alone
-        else:
-            parts.append(bytes(buf[fstart:p1]))
-    if ref is None:
-        return bytes(buf[start:end])
-    parts.append(_entry("location", location) + _entry("offset", str(ref[0])) +
-                 _entry("length", str(ref[1])))
-    parts.append(_enc_varint(14 << 3) + _enc_varint(1))  # data_location = EXTERNAL
-    return b"".join(parts)
-
-
-def _skeleton_bytes(buf, location: str) -> bytes | None:
-    """The model with every large initializer's raw_data replaced by a reference into the
-    file; None when nothing would change."""
-    out, changed = [], False
-    for num, wt, fstart, p0, p1 in _fields(buf, 0, len(buf)):
-        if num != 7 or wt != 2:
-            out.append(bytes(buf[fstart:p1]))
-            continue
-        graph = []
-        for gnum, gwt, gstart, q0, q1 in _fields(buf, p0, p1):
-            if gnum == 5 and gwt == 2:
-                t = _skeleton_tensor(buf, q0, q1, location)
-                changed = changed or len(t) != q1 - q0
-                graph.append(_ld(5, t))
-            else:
-                graph.append(bytes(buf[gstart:q1]))
-        out.append(_ld(7, b"".join(graph)))
-    return b"".join(out) if changed else None
-
-
-def _load_skeleton(src) -> onnx.ModelProto | None:
-    """Parse ``src`` without its big weights (see ``load_model(lazy=True)``); None when the
-    lean path does not apply (then the caller parses the file the ordinary way)."""
-    import mmap
-
-    try:
-        path = Path(src).resolve()
-        if not path.is_file() or path.stat().st_size < 1 << 20 or path.stat().st_nlink > 1:
-            return None
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            data = _skeleton_bytes(mm, path.name)
-    except (OSError, ValueError, IndexError):
-        return None  # not protobuf as we expect it: the ordinary parser gives the error
+def load_skeleton(src) -> onnx.ModelProto | None:
+    """Parse ``src`` without its big weights (``skeleton.read_skeleton``; see
+    ``load_model(lazy=True)``); None when the lean path does not apply (then the caller parses
+    the file the ordinary way)."""
+    data = skeleton.read_skeleton(src)
     if data is None:
         return None
+    path = Path(src).resolve()
     try:
         proto = onnx.ModelProto.FromString(data)
     except Exception:
@@ -459,6 +369,9 @@ def _load_skeleton(src) -> onnx.ModelProto | None:
     limits.check_proto(proto, str(path))
     _check_external_data(proto, path.parent, str(path))
     return proto
+
+
+_load_skeleton = load_skeleton  # the name it had
 
 
 def to_proto_inline(model: ir.Model) -> onnx.ModelProto:
@@ -476,158 +389,29 @@ def to_proto_inline(model: ir.Model) -> onnx.ModelProto:
     return proto
 
 
-def _ir_tensors(model: ir.Model):
-    from .irutil import iter_nodes
-
-    graphs = [model.graph] + [a.value for n, _ in iter_nodes(model.graph)
-                              for a in n.attributes.values() if a.type == ir.AttributeType.GRAPH]
-    graphs += [g for n, _ in iter_nodes(model.graph) for a in n.attributes.values()
-               if a.type == ir.AttributeType.GRAPHS for g in a.value]
-    for g in graphs:
-        for v in g.initializers.values():
-            yield v.const_value
-    for n, _ in iter_nodes(model.graph):
-        for a in n.attributes.values():
-            if a.type == ir.AttributeType.TENSOR:
-                yield a.value
-            elif a.type == ir.AttributeType.TENSORS:
-                yield from a.value
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _missing_folders(folder: Path) -> tuple[Path, list[Path]]:
-    """The nearest existing ancestor of ``folder`` and the folders below it that do not exist
-    (outermost first)."""
-    missing: list[Path] = []
-    while not folder.exists() and not folder.is_symlink():
-        missing.insert(0, folder)
-        if folder.parent == folder:
-            break
-        folder = folder.parent
-    return folder, missing
-
-
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Fail early, before any work, when an output cannot be written.  A missing output folder is
-    fine: it is created when the output is written (see :func:`temp_path_beside`)."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    existing, missing = _missing_folders(parent)
-    if not existing.is_dir():
-        raise InputError(f"{path}: {str(existing)!r} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: output folder {str(existing)!r} is not writable")
-    if not missing and path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a file name")
-    return path
-
-
-# Folders this process created for outputs: removed again, when still empty, by discard().
-_created_folders: list[Path] = []
-
-
-def _make_parent(path: Path) -> Path:
-    """Create ``path``'s missing folders (recorded, so that a failed write can remove them)."""
-    parent = path.parent if str(path.parent) else Path(".")
-    _, missing = _missing_folders(parent)
-    for folder in missing:
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue  # a concurrent run made it: not ours to remove
-        except OSError as exc:
-            raise InputError(f"{path}: cannot create output folder {str(folder)!r}: "
-                             f"{_one_line(exc)}") from None
-        _created_folders.append(folder)
-    return parent
-
-
-def discard(*temps: str | os.PathLike) -> None:
-    """Remove temporary files of a failed write, then the output folders this process created
-    that are empty now (a failed run leaves no empty folder behind)."""
-    for t in temps:
-        with contextlib.suppress(OSError):
-            os.unlink(t)
-    for folder in reversed(list(_created_folders)):
-        try:
-            folder.rmdir()  # only succeeds on an empty folder
-        except OSError:
-            continue
-        with contextlib.suppress(ValueError):
-            _created_folders.remove(folder)
-
-
-def written(*paths: str | os.PathLike) -> None:
-    """Outputs are in place: the folders holding them are the user's now, never removed."""
-    for p in paths:
-        for folder in Path(p).resolve().parents:
-            for f in list(_created_folders):
-                with contextlib.suppress(OSError):
-                    if f.resolve() == folder:
-                        _created_folders.remove(f)
-
-
-def _normal_mode(fd: int) -> None:
-    # mkstemp makes the file private (0600); the output gets the mode any new file would
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator:
-    """Write to a temporary file in the same folder, rename over ``path`` on success only."""
-    path = Path(path)
-    parent = _make_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        _normal_mode(fd)
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        discard(tmp)
-        raise
-    written(path)
-
-
-def temp_path_beside(path: str | os.PathLike) -> str:
-    """A fresh temporary file name in ``path``'s folder (for writers that want a file name); the
-    folder is created if missing.  A writer that fails calls :func:`discard` on its temps."""
-    path = Path(path)
-    parent = _make_parent(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    except BaseException:
-        discard()
-        raise
-    try:
-        _normal_mode(fd)
-    finally:
-        os.close(fd)
-    return tmp
-
-
 def save_model(model: ir.Model | onnx.ModelProto, path: str | os.PathLike) -> None:
     """Save atomically; models whose tensors exceed 2 GB get an external-data file beside them."""
     from . import wire_save
 
     path = check_output_path(path)
     # a model whose weights point into a file is written from that file, tensor by tensor
-    proto, parts = (model, []) if isinstance(model, onnx.ModelProto) else wire_save.plan(model)
+    proto, parts = (model, []) if isinstance(model, onnx.ModelProto) else \
+        wire_save.plan(model, to_proto_inline)
     tmp = temp_path_beside(path)
     try:
         if wire_save.total_size(proto, parts) > 2**31 - 2**20:
             raise InputError(f"{path}: model above 2 GB must be saved with external data")
         with open(tmp, "wb") as fh:
-            wire_save.write(proto, parts, fh)
+            wire_save.write(proto, parts, fh, _file_map)
         os.replace(tmp, path)
     except BaseException:
         discard(tmp)
         raise
     written(path)
+
+
+def check_lean_model(model: ir.Model) -> None:
+    """onnx's checker on ``model`` without reading the weights that point into a file."""
+    from . import wire_save
+
+    onnx.checker.check_model(wire_save.checkable(model, to_proto_inline))

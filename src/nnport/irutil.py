@@ -64,3 +64,21 @@ def shape_op_dims(node: ir.Node, dims: list) -> list:
     end = node.attributes["end"].value if "end" in node.attributes else rank
     start, end = (max(0, min(rank, v + rank if v < 0 else v)) for v in (start, end))
     return list(dims[start:end])
+
+
+def ir_tensors(model: ir.Model):
+    """Every tensor of the model: initializers of every graph and subgraph, and tensor
+    attributes of every node."""
+    graphs = [model.graph] + [a.value for n, _ in iter_nodes(model.graph)
+                              for a in n.attributes.values() if a.type == ir.AttributeType.GRAPH]
+    graphs += [g for n, _ in iter_nodes(model.graph) for a in n.attributes.values()
+               if a.type == ir.AttributeType.GRAPHS for g in a.value]
+    for g in graphs:
+        for v in g.initializers.values():
+            yield v.const_value
+    for n, _ in iter_nodes(model.graph):
+        for a in n.attributes.values():
+            if a.type == ir.AttributeType.TENSOR:
+                yield a.value
+            elif a.type == ir.AttributeType.TENSORS:
+                yield from a.value

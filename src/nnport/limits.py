@@ -423,7 +423,8 @@ def _proto_attrs(node) -> dict:
 
 def check_node(node) -> None:
     """Refuse folding ``node`` (an ``onnx_ir.Node``) when its constant operands ask for a tensor
-    above the limit.  Call at the top of ``passes.fold_constants._should_fold`` and before each
+    above the limit.  Call at the top of ``passes.normalize.fold_constants._should_fold`` and
+    before each
     evaluation in ``fold_simple``: the folder is where a computed shape becomes an allocation."""
     import onnx_ir as ir
 

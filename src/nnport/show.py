@@ -87,7 +87,7 @@ class ViewerServer:
         viewer, folder, index = self.viewer, model.parent, self.index
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
+            def do_GET(self):  # http.server's name
                 path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)
                 if path in ("/", "/index.html"):
                     return self._send(200, index, _MIME[".html"],
@@ -107,7 +107,7 @@ class ViewerServer:
                     return self._send(404, b"not found", "text/plain")
                 return self._send(200, target.read_bytes(), _MIME[target.suffix])
 
-            def do_HEAD(self):  # noqa: N802
+            def do_HEAD(self):
                 self.do_GET()
 
             def _send(self, code, body, ctype, headers=None):

@@ -12,10 +12,13 @@ computed up front, so nothing larger than one tensor's header is ever built in m
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import onnx
 import onnx_ir as ir
+
+# nnport.io calls in with what it owns (inlining other external tensors, the shared file
+# mappings): this module imports nothing of nnport's, so the two make no import cycle
 
 _GRAPH_FIELD = 7  # ModelProto.graph
 _INIT_FIELD = 5  # GraphProto.initializer
@@ -55,11 +58,11 @@ class _Streamed:
         return len(_key(_INIT_FIELD)) + len(_varint(n)) + n
 
 
-def plan(model: ir.Model) -> tuple[onnx.ModelProto, list[_Streamed]]:
+def plan(model: ir.Model, to_proto_inline: Callable[[ir.Model], onnx.ModelProto]
+         ) -> tuple[onnx.ModelProto, list[_Streamed]]:
     """The model as a proto without its file-backed main-graph initializers (written by
-    ``_Streamed`` parts), every other external tensor read in."""
-    from .io import to_proto_inline
-
+    ``_Streamed`` parts); ``to_proto_inline`` serializes the rest with every other external
+    tensor read in."""
     streamed = [(name, value) for name, value in model.graph.initializers.items()
                 if isinstance(value.const_value, ir.ExternalTensor)
                 and value.const_value.dtype.bitwidth >= 8 and value.const_value.size > 0]
@@ -93,11 +96,11 @@ def total_size(proto: onnx.ModelProto, parts: list[_Streamed]) -> int:
     return rest + _field_size(_GRAPH_FIELD, graph + sum(p.size() for p in parts))
 
 
-def write(proto: onnx.ModelProto, parts: list[_Streamed], fh: BinaryIO) -> None:
-    """Serialize what ``plan`` returned into ``fh`` (``proto`` loses its graph: it is the
-    plan's own; a plain ModelProto with no parts is written as it is)."""
-    from .io import _file_map
-
+def write(proto: onnx.ModelProto, parts: list[_Streamed], fh: BinaryIO,
+          file_map: Callable[[str], object]) -> None:
+    """Serialize what ``plan`` returned into ``fh``, reading each part's bytes through
+    ``file_map(path)`` (a buffer of the whole file).  ``proto`` loses its graph: it is the
+    plan's own; a plain ModelProto with no parts is written as it is."""
     if not parts:
         fh.write(proto.SerializeToString())
         return
@@ -110,7 +113,7 @@ def write(proto: onnx.ModelProto, parts: list[_Streamed], fh: BinaryIO) -> None:
     for p in parts:
         fh.write(_key(_INIT_FIELD) + _varint(p.body_size()) + p.header)
         fh.write(_key(_RAW_FIELD) + _varint(p.length))
-        view = memoryview(_file_map(p.path))[p.offset:p.offset + p.length]
+        view = memoryview(file_map(p.path))[p.offset:p.offset + p.length]
         try:
             if len(view) != p.length:
                 raise OSError(f"{p.path}: shorter than the tensors that point into it")
@@ -119,11 +122,12 @@ def write(proto: onnx.ModelProto, parts: list[_Streamed], fh: BinaryIO) -> None:
             view.release()
 
 
-def checkable(model: ir.Model) -> onnx.ModelProto:
+def checkable(model: ir.Model, to_proto_inline: Callable[[ir.Model], onnx.ModelProto]
+              ) -> onnx.ModelProto:
     """The model for ``onnx.checker`` without reading its file-backed weights: those become
     graph inputs of their type and shape (the checker would otherwise look for their file
     relative to the working directory)."""
-    proto, parts = plan(model)
+    proto, parts = plan(model, to_proto_inline)
     have = {i.name for i in proto.graph.input}
     for p in parts:
         t = onnx.TensorProto.FromString(p.header)

@@ -160,7 +160,7 @@ def test_malformed_nodes_to_ncnn_are_one_line_errors(case, tmp_path):
 
 def test_split_on_an_axis_out_of_range_is_a_one_line_error():
     """Fuzz (generate): Split of a scalar on axis -6 made the unbind fusion index past the
-    shape (IndexError in passes/fuse_unbind.py); the pass now leaves it to the emitter."""
+    shape (IndexError in passes/torch/fuse_unbind.py); the pass now leaves it to the emitter."""
     m = _ncnn_case([helper.make_node("Split", ["s"], ["a", "b"], name="the_split", axis=-6)],
                    [], [_vi("a", _F, None), _vi("b", _F, None)],
                    [_arr("s", np.array(-1.23, np.float32))])

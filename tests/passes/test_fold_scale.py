@@ -1,4 +1,4 @@
-"""passes/fold_scale.py: a constant per-feature Mul after MatMul(+Add) / Gemm / Conv (through
+"""passes/normalize/fold_scale.py: a constant per-feature Mul after MatMul(+Add) / Gemm / Conv (through
 Transposes) goes into the weights; results still match onnxruntime on the original model."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 import nnport
 from nnport.convert import prepare
 from nnport.io import load_model
-from nnport.passes.fold_scale import fold_scale
+from nnport.passes.normalize.fold_scale import fold_scale
 from util import assert_matches_ort, ort_run
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16

@@ -137,9 +137,9 @@ def test_dynamic_window_padding_stays_and_is_right_at_every_size():
 ])
 def test_shape_picks_of_static_dims_become_constants(pick, expect):
     """Shape(x) of x (1, 2, T, 8), then one Gather/Slice; the picked dims fold when static."""
-    from nnport.passes.shapes import fold_static_dims
+    from nnport.passes.normalize.shapes import fold_static_dims
     from nnport.io import load_model
-    from nnport.passes.shapes import infer_shapes
+    from nnport.passes.normalize.shapes import infer_shapes
 
     op, a, b = pick
     f = helper.make_node

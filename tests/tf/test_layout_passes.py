@@ -7,10 +7,10 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nnport.passes.layout_conv1d import conv2d_to_conv1d
-from nnport.passes.layout_conv_fold import fold_conv_affine
-from nnport.passes.layout_pad_conv import fuse_pad_into_conv
-from nnport.passes.layout_transpose import optimize_transposes
+from nnport.passes.tf_layout.conv1d import conv2d_to_conv1d
+from nnport.passes.tf_layout.conv_fold import fold_conv_affine
+from nnport.passes.tf_layout.pad_conv import fuse_pad_into_conv
+from nnport.passes.tf_layout.transpose import optimize_transposes
 from tests.util import ort_run
 
 F32 = TensorProto.FLOAT

@@ -5,8 +5,8 @@ import onnx
 import pytest
 
 import nnport
-from nnport.passes.simplify_fuse_bn import fuse_bn_into_conv
-from nnport.passes.simplify_noop import eliminate_noops
+from nnport.passes.simplify.fuse_bn import fuse_bn_into_conv
+from nnport.passes.normalize.noop import eliminate_noops
 from nnport.tools.simplify import DEFAULT_PASSES, simplify
 from tools.cnn import cnn_model
 

@@ -5,9 +5,8 @@ import os
 import time
 from pathlib import Path
 
-from ..convert import ConvertResult, prepare, register_target
+from ..convert import ConvertResult, prepare
 from ..io import check_output_path
-from ..verify import register_runner
 
 __all__ = ["convert_to_ncnn", "build_graph"]
 
@@ -77,7 +76,6 @@ def _through_onnx(src, dst, *, verify, input_shapes, inputs, seed, rtol, atol, f
     return res
 
 
-@register_target(".param")
 def convert_to_ncnn(src, dst: str | os.PathLike, *, verify: bool = True,
                     input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
                     rtol: float | None = None, atol: float | None = None,
@@ -109,8 +107,7 @@ def convert_to_ncnn(src, dst: str | os.PathLike, *, verify: bool = True,
     return ConvertResult([param, bin_], report, notes)
 
 
-@register_runner(".param")
-def _ncnn_runner(path, specs):
+def ncnn_runner(path, specs):
     from .runner import NcnnRunner
 
     return NcnnRunner(path, specs)

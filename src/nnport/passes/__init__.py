@@ -1,4 +1,4 @@
 """Graph passes on onnx_ir models.  ``pipeline.normalize`` composes them."""
-from .pipeline import normalize
+from .normalize.pipeline import normalize
 
 __all__ = ["normalize"]

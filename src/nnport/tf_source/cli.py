@@ -8,15 +8,17 @@ def add_convert_options(parser) -> None:
                              "as the model was built)")
 
 
-def convert_options(args) -> dict:
+def convert_source(args, src):
+    """``--nchw``: the source, carrying the option to its loader and runner."""
     if getattr(args, "nchw", False):
         from pathlib import Path
 
         from ..errors import InputError
-        from . import matches, set_nchw
+        from ..formats import SourcePath
+        from . import matches
 
-        if not matches(Path(args.src)):
+        if not matches(Path(src)):
             raise InputError(f"--nchw applies to TensorFlow/Keras sources (.keras, .h5, a "
-                             f"SavedModel folder), not {args.src}")
-        set_nchw(True)
-    return {}
+                             f"SavedModel folder), not {src}")
+        return SourcePath(src, nchw=True)
+    return src

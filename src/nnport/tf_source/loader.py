@@ -6,16 +6,16 @@ import io
 import logging
 from pathlib import Path
 
-import onnx
 import onnx_ir as ir
 
 from ..errors import ConversionError, InputError
+from ..io import ModelProto
 from .tfmodel import _one_line, import_tf, load_tf_model
 
 OPSET = 17
 
 
-def _to_onnx(m) -> onnx.ModelProto:
+def _to_onnx(m) -> ModelProto:
     tf, tf2onnx = import_tf(m.path)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     specs = m.tensor_specs()
@@ -114,19 +114,14 @@ def clean_layout(model: ir.Model) -> ir.Model:
     into Conv, Transposes pushed down and cancelled."""
     from onnx_ir.passes import common as ir_common
 
-    from ..passes.keras_rnn import rewrite_keras_rnn
-    from ..passes.layout_conv1d import conv2d_to_conv1d
-    from ..passes.layout_conv_fold import fold_conv_affine
-    from ..passes.layout_pad_conv import fuse_pad_into_conv
-    from ..passes.layout_transpose import optimize_transposes
+    from ..passes.tf_layout import ROUND, rewrite_keras_rnn
 
     rewrite_keras_rnn(model)
     ir_common.RemoveUnusedNodesPass()(model)
     for _ in range(4):
-        changed = fuse_pad_into_conv(model)
-        changed |= fold_conv_affine(model)
-        changed |= optimize_transposes(model)
-        changed |= conv2d_to_conv1d(model)
+        changed = False
+        for layout_pass in ROUND:
+            changed |= bool(layout_pass(model))
         if not changed:
             break
     ir_common.RemoveUnusedNodesPass()(model)
@@ -134,7 +129,7 @@ def clean_layout(model: ir.Model) -> ir.Model:
     return model
 
 
-def load_onnx(path: Path, *, nchw: bool = False) -> onnx.ModelProto:
+def load_onnx(path: Path, *, nchw: bool = False) -> ModelProto:
     """A TensorFlow/Keras model as ONNX (opset 17), NHWC inputs unless ``nchw``."""
     m = load_tf_model(path)
     proto = _to_onnx(m)

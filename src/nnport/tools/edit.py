@@ -4,14 +4,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import onnx
 import onnx_ir as ir
 
-from .. import wire_save
 from ..errors import InputError, NnportError
-from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
-                  save_model, to_proto_inline)
-from ..passes.shapes import infer_shapes
+from ..io import (ModelProto, ModelSource, check_lean_model, check_output_path,
+                  convert_version, from_proto, load_model, owned_proto, save_model,
+                  to_proto_inline)
+from ..passes.normalize.shapes import infer_shapes
 from .extract import all_values, unknown_name_error
 from .simplify import fix_input_shapes
 
@@ -23,7 +22,7 @@ class EditResult:
     report: object | None = None  # VerifyReport of the opset conversion
 
     @property
-    def model(self) -> onnx.ModelProto:
+    def model(self) -> ModelProto:
         """The edited model as a self-contained ModelProto (weights read in)."""
         return to_proto_inline(self.edited)
 
@@ -90,12 +89,10 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
     report = None
     if opset is not None:
         result_proto = to_proto_inline(model)
-        from onnx import version_converter
-
         have = next((o.version for o in result_proto.opset_import if o.domain in ("", "ai.onnx")),
                     None)
         try:
-            converted = version_converter.convert_version(result_proto, int(opset))
+            converted = convert_version(result_proto, int(opset))
         except Exception as exc:
             raise InputError(f"--opset {opset}: onnx's version converter cannot convert this "
                              f"model from opset {have}: {' '.join(str(exc).split())[:300]}"
@@ -142,7 +139,7 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
             if not done:
                 raise unknown_name_error("--rename", old, list(values) + list(nodes))
     try:  # the checker reads the graph, not the weights: tensors in the file stay there
-        onnx.checker.check_model(wire_save.checkable(model))
+        check_lean_model(model)
     except Exception as exc:
         raise InputError(f"the edited model is not valid ONNX: "
                          f"{' '.join(str(exc).split())[:300]}") from None

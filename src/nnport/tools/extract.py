@@ -4,13 +4,12 @@ from __future__ import annotations
 import difflib
 import os
 
-import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError
-from ..io import ModelSource, check_output_path, load_model, owned_proto, save_model
-from ..passes.shapes import infer_shapes
+from ..io import ModelProto, ModelSource, check_output_path, load_model, owned_proto, save_model
+from ..passes.normalize.shapes import infer_shapes
 
 
 def all_values(graph: ir.Graph) -> dict[str, ir.Value]:
@@ -41,7 +40,7 @@ def _split(names) -> list[str]:
 
 
 def extract(src: ModelSource, dst: str | os.PathLike | None = None, *, inputs, outputs
-            ) -> onnx.ModelProto:
+            ) -> ModelProto:
     """The part of ``src`` that computes ``outputs`` from ``inputs`` (tensor names, lists or
     comma-separated strings), with the original weights.  Writes ``dst`` atomically if given."""
     ins, outs = _split(inputs), _split(outputs)

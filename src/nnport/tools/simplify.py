@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
-from .. import wire_save
 from ..errors import InputError, NnportError
-from ..io import (ModelSource, check_output_path, from_proto, load_model, owned_proto,
-                  save_model, to_proto_inline)
-from ..passes.fold_constants import fold_constants
-from ..passes.shapes import infer_shapes
-from ..passes.simplify_fuse_bn import fuse_bn_into_conv
-from ..passes.simplify_noop import eliminate_noops
-from ..passes.simplify_shape_ops import fold_shape_ops
+from ..io import (ModelProto, ModelSource, check_lean_model, check_output_path, from_proto,
+                  load_model, owned_proto, save_model, to_proto_inline)
+from ..passes.normalize.fold_constants import fold_constants
+from ..passes.normalize.noop import eliminate_noops
+from ..passes.normalize.shapes import infer_shapes
+from ..passes.simplify.fuse_bn import fuse_bn_into_conv
+from ..passes.simplify.shape_ops import fold_shape_ops
 
 PassFn = Callable[[ir.Model], object]
 
@@ -78,16 +76,16 @@ class StepResult:
 
 @dataclass
 class SimplifyResult:
-    simplified: ir.Model | onnx.ModelProto  # an ir.Model's weights may point into the source
+    simplified: ir.Model | ModelProto  # an ir.Model's weights may point into the source
     before: collections.Counter
     after: collections.Counter
     steps: list = field(default_factory=list)
     verified: bool = True
 
     @property
-    def model(self) -> onnx.ModelProto:
+    def model(self) -> ModelProto:
         """The simplified model as a self-contained ModelProto (weights read in)."""
-        if isinstance(self.simplified, onnx.ModelProto):
+        if isinstance(self.simplified, ModelProto):
             return self.simplified
         return to_proto_inline(self.simplified)
 
@@ -122,8 +120,8 @@ class SimplifyResult:
         return out
 
 
-def op_counts(model: ir.Model | onnx.ModelProto) -> collections.Counter:
-    if isinstance(model, onnx.ModelProto):
+def op_counts(model: ir.Model | ModelProto) -> collections.Counter:
+    if isinstance(model, ModelProto):
         nodes = model.graph.node
         return collections.Counter((f"{n.domain}::" if n.domain not in ("", "ai.onnx") else "")
                                    + n.op_type for n in nodes)
@@ -203,7 +201,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
     if model is not None:
         base = str(Path(src).resolve().parent)
         original: ModelSource = src
-        as_model = lambda proto: from_proto(proto, base)  # noqa: E731
+        as_model = lambda proto: from_proto(proto, base)
     else:
         original = owned_proto(src)
         model = load_model(original)
@@ -218,7 +216,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
     current = ir.to_proto(model)
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
 
-    def check(cand: onnx.ModelProto) -> tuple[bool, str]:
+    def check(cand: ModelProto) -> tuple[bool, str]:
         try:
             rep = run_verify(original, as_model(cand), input_shapes=shapes, seed=seed, rtol=rtol,
                              atol=atol)
@@ -260,7 +258,7 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
                 ok, detail = check(cand)
             else:
                 try:
-                    onnx.checker.check_model(wire_save.checkable(as_model(cand)))
+                    check_lean_model(as_model(cand))
                     ok, detail = True, "not verified"
                 except Exception as exc:
                     ok, detail = False, _one_line(exc)

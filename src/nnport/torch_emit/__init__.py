@@ -25,19 +25,10 @@ def fuse(model: ir.Model) -> ir.Model:
     """The torch-only fusions (attention -> SDPA, erf/tanh-GELU, SiLU, Mish, HardSwish,
     LayerNorm/RMSNorm decompositions, MatMul(+bias) -> Linear, Split+Squeeze -> unbind), in
     place."""
-    from ..passes.fuse_activation import fuse_activations
-    from ..passes.fuse_attention import fuse_attention
-    from ..passes.fuse_gelu import fuse_gelu
-    from ..passes.fuse_linear import fuse_linear
-    from ..passes.fuse_norm import fuse_norms
-    from ..passes.fuse_unbind import fuse_unbind
+    from ..passes.torch import FUSIONS
 
-    fuse_unbind(model)
-    fuse_attention(model)
-    fuse_gelu(model)
-    fuse_activations(model)
-    fuse_norms(model)
-    fuse_linear(model)
+    for fusion in FUSIONS:
+        fusion(model)
     return model
 
 

@@ -22,10 +22,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import onnx_ir as ir
 
-from .. import __version__
+from .._version import __version__
 from ..dtypes import COMPUTE_AS, compute_dtype, torch_dtype_name, torch_dtype_src
 from ..errors import ConversionError, NnportError, UnsupportedOpsError
-from ..irutil import iter_nodes  # noqa: F401  (re-exported for emitters)
+from ..irutil import iter_nodes  # also re-exported for emitters
 from ..registry import Registry, norm_domain, py_attr_name
 from . import helpers as _helpers
 

@@ -11,12 +11,13 @@ registered emitter.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import onnx_ir as ir
 
-from .codegen import Arg, Ctx
+if TYPE_CHECKING:  # codegen imports this module to emit; the types are for reading only
+    from .codegen import Arg, Ctx
 
 _INT_TYPES = (ir.DataType.INT64, ir.DataType.INT32)
 _MAX_LEN = 64

@@ -1,27 +1,27 @@
 """PyTorch -> ONNX export (dynamo exporter, TorchScript fallback), TorchScript output, custom ops.
 
-Registers conversion targets ``.onnx`` (from a PyTorch source: ``file.py:factory``,
+Holds the conversion targets ``.onnx`` (from a PyTorch source: ``file.py:factory``,
 ``package.module:attr``, a TorchScript ``.pt``/``.pth``, an ExportedProgram ``.pt2``) and ``.pt``
-(TorchScript from an ONNX model through the generated PyTorch code), and verify runners for
-``.pt``/``.pth`` (TorchScript) and ``.pt2`` (ExportedProgram) files.
+(TorchScript from an ONNX model through the generated PyTorch code), and the verify runners
+for ``.pt``/``.pth`` (TorchScript) and ``.pt2`` (ExportedProgram) files; ``formats.FORMATS`` names
+them.
 """
 from __future__ import annotations
 
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
-from ..convert import ConvertResult, register_target
+from ..convert import ConvertResult
 from ..errors import ConversionError, InputError
-from ..io import check_output_path, discard, temp_path_beside, written
-from ..verify import register_runner
+from ..io import ModelProto, check_output_path, discard, temp_path_beside, written
 
-# File suffixes of PyTorch sources (TorchScript archives, ExportedPrograms).
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
-PROGRAM_SUFFIXES = (".pt2",)
+if TYPE_CHECKING:
+    import torch
+
 
 # torch is imported by what runs, not by this package: registering the targets and runners
 # (done by every ``nnport convert``) must not cost torch's import.
@@ -50,7 +50,7 @@ def _is_onnx_source(src) -> bool:
 
     from ..io import source_loader
 
-    if isinstance(src, (onnx.ModelProto, ir.Model)):
+    if isinstance(src, (ModelProto, ir.Model)):
         return True
     if not isinstance(src, (str, os.PathLike)):
         return False
@@ -67,7 +67,6 @@ def _concrete(shapes: dict | None, flag: str = "--input-shape") -> dict:
     return out
 
 
-@register_target(".onnx")
 def convert_to_onnx(src, dst, *, verify: bool = True, input_shapes: dict | None = None,
                     inputs: dict | None = None, seed: int = 0, rtol: float | None = None,
                     atol: float | None = None, dynamic: dict | None = None,
@@ -150,7 +149,6 @@ def _control_flow_ops(model) -> list[str]:
                    if n.op_type in ("If", "Loop", "Scan") and n.domain in ("", "ai.onnx")})
 
 
-@register_target(".pt")
 def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict | None = None,
                            inputs: dict | None = None, seed: int = 0, rtol: float | None = None,
                            atol: float | None = None) -> ConvertResult:
@@ -244,16 +242,14 @@ class _TorchModuleRunner:
         return TorchRunner(self.module, self.name, self.names).run(feeds)
 
 
-@register_runner(*TORCHSCRIPT_SUFFIXES)
-def _torchscript_runner(path, specs):
+def torchscript_runner(path, specs):
     from .sources import resolve_source
 
     src = resolve_source(str(path))
     return _TorchModuleRunner(src.obj, str(path), specs)
 
 
-@register_runner(*PROGRAM_SUFFIXES)
-def _program_runner(path, specs):
+def program_runner(path, specs):
     from .sources import resolve_source
 
     src = resolve_source(str(path))

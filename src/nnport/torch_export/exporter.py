@@ -11,11 +11,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 
 from ..errors import ConversionError, InputError
-from ..io import check_output_path, save_model
+from ..io import ModelProto, check_output_path, proto_from_bytes, save_model
 from . import custom_ops
 from .args import parse_dynamic_arg, parse_export_shape  # noqa: F401  (re-exported)
 from .sources import Source, resolve_source
@@ -259,10 +258,10 @@ def _export_torchscript(source, inputs, dynamic, opset, output_names):
                           input_names=list(inputs), output_names=output_names,
                           dynamic_axes=axes or None, opset_version=opset or DEFAULT_TS_OPSET,
                           do_constant_folding=True)
-    return onnx.load_from_string(buf.getvalue())
+    return proto_from_bytes(buf.getvalue())
 
 
-def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+def simplify(proto: ModelProto) -> ModelProto:
     """onnxscript's optimizer: constant folding, dead code, Shape/Gather/Unsqueeze chains."""
     import onnx_ir as ir
     import onnxscript.optimizer
@@ -273,7 +272,7 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     return ir.to_proto(model)
 
 
-def _symbolic_axes(proto: onnx.ModelProto) -> dict[str, dict[int, str]]:
+def _symbolic_axes(proto: ModelProto) -> dict[str, dict[int, str]]:
     """The symbolic (dynamic) dims of the ONNX inputs: name -> {axis: dim name}."""
     out: dict[str, dict[int, str]] = {}
     for vi in proto.graph.input:
@@ -303,7 +302,7 @@ def _second_shapes(dynamic: dict[str, dict[int, str]],
     return out if new else None
 
 
-def _became_static(proto: onnx.ModelProto, dynamic: dict) -> list[str]:
+def _became_static(proto: ModelProto, dynamic: dict) -> list[str]:
     sym = _symbolic_axes(proto)
     names = {vi.name for vi in proto.graph.input}
     lost = []
@@ -314,7 +313,7 @@ def _became_static(proto: onnx.ModelProto, dynamic: dict) -> list[str]:
     return lost
 
 
-def _verify(source: Source, proto: onnx.ModelProto, inputs: dict, rtol, atol, label: str,
+def _verify(source: Source, proto: ModelProto, inputs: dict, rtol, atol, label: str,
             report=None):
     from ..verify.compare import OutputReport, VerifyReport, compare_arrays
     from ..verify.ort import OrtRunner

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from . import PROGRAM_SUFFIXES, TORCHSCRIPT_SUFFIXES  # noqa: F401  (re-exported)
+from ..formats import PROGRAM_SUFFIXES, TORCHSCRIPT_SUFFIXES
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _import_file(path: Path, ref: str):
         sys.path.insert(0, parent)  # so the file can import its neighbours
     try:
         spec.loader.exec_module(mod)
-    except BaseException as exc:  # noqa: BLE001  (a user's file may raise anything, SystemExit too)
+    except BaseException as exc:  # (a user's file may raise anything, SystemExit too)
         sys.modules.pop(modname, None)
         raise InputError(f"{ref}: importing {str(path)!r} failed: {_one_line(exc)}") from None
     finally:
@@ -68,7 +68,7 @@ def _import_file(path: Path, ref: str):
 def _import_module(name: str, ref: str):
     try:
         return importlib.import_module(name)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # as above: anything a user's code raises
         raise InputError(f"{ref}: cannot import module {name!r} ({_one_line(exc)})") from None
 
 
@@ -95,7 +95,7 @@ def _instantiate(obj, ref: str, attr: str):
                          "point to a function that takes none")
     try:
         result = obj()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # as above: anything a user's code raises
         raise InputError(f"{ref}: {what} {attr!r} raised {_one_line(exc)}") from None
     if not isinstance(result, torch.nn.Module):
         raise InputError(f"{ref}: {what} {attr!r} returned a {type(result).__name__}, "

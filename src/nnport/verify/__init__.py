@@ -6,11 +6,11 @@ import os
 import sys
 from pathlib import Path
 
-import onnx
 import onnx_ir as ir
 
+from .. import formats
 from ..errors import InputError
-from ..io import describe, load_model
+from ..io import ModelProto, describe, load_model
 from .compare import VerifyReport, compare_arrays, default_tolerance
 from .inputs import InputSpec, random_inputs, resolve_shapes, specs_from_model
 from .ort import OrtRunner
@@ -18,22 +18,8 @@ from .ort import OrtRunner
 __all__ = ["verify", "VerifyReport", "compare_arrays", "default_tolerance"]
 
 
-# File suffix -> factory(path, specs) -> runner with .run(feeds) -> list of arrays (and
-# optionally .output_names).  Other runtimes (ncnn, TorchScript) register with ``register_runner``.
-RUNNERS: dict[str, "callable"] = {}
-
-
-def register_runner(*suffixes: str):
-    def deco(fn):
-        for sfx in suffixes:
-            RUNNERS[sfx.lower()] = fn
-        return fn
-
-    return deco
-
-
 def _kind(src) -> str:
-    if isinstance(src, (onnx.ModelProto, ir.Model)):
+    if isinstance(src, (ModelProto, ir.Model)):
         return "onnx"
     torch = sys.modules.get("torch")  # a module object means torch is imported already
     if torch is not None and isinstance(src, torch.nn.Module):
@@ -42,12 +28,12 @@ def _kind(src) -> str:
         suffix = Path(src).suffix.lower()
         if suffix == ".onnx":
             return "onnx"
-        if Path(src).is_dir() and "/" in RUNNERS:
+        if Path(src).is_dir() and formats.has_runner(src):
             return "registered"  # a folder format (TensorFlow SavedModel)
         if suffix == ".py":
             return "torch-py"
-        if suffix in RUNNERS:
-            return "registered"
+        if formats.has_runner(src):
+            return "registered"  # another runtime (ncnn, TorchScript, ...): formats.FORMATS
         if not Path(src).exists():
             raise InputError(f"{src}: no such file")
         raise InputError(f"{src}: cannot verify a {suffix or 'suffix-less'} file "
@@ -63,8 +49,7 @@ def _runner(src, specs: list[InputSpec] | None):
     if kind == "registered":
         if not Path(src).exists():
             raise InputError(f"{src}: no such file")
-        key = "/" if Path(src).is_dir() else Path(src).suffix.lower()
-        return RUNNERS[key](src, specs)
+        return formats.runner_for(src)(src, specs)
     from .torch_runner import TorchRunner, load_generated
 
     if kind == "torch":
@@ -82,9 +67,6 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     ``quant_step``: with default tolerances, outputs of a quantized ONNX model (QDQ or
     QOperator) also match within one quantization step (``quant.py`` says which step).
     """
-    from ..convert import _load_targets
-
-    _load_targets()  # target modules register their runners too
     if specs is None:
         for src in (a, b):
             if _kind(src) == "onnx":

@@ -10,7 +10,6 @@ chunk that holds a diverging tensor.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import InputError
-from ..io import check_output_path, describe, from_proto, owned_proto
+from ..io import describe, from_proto, owned_proto
 from .compare import compare_arrays
 
 DEFAULT_CHUNK = 64
@@ -87,7 +86,6 @@ class LocateResult:
 # ---------------------------------------------------------------------------------------------
 def _topo_nodes(proto: onnx.ModelProto) -> list:
     """(index, node name, op, [output names]) for the main graph, in topological order."""
-    import onnx_ir as ir
     from onnx_ir.passes import common as ir_common
 
     model = from_proto(proto)
@@ -364,36 +362,3 @@ def locate(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
 
 
 # ----- CLI: ``nnport verify A B --locate --report page.html`` --------------------------------
-def cmd_verify_locate(args) -> int:
-    from ..cli import print_report, verify_kwargs
-    from . import verify
-
-    if args.report:
-        check_output_path(args.report)
-    kw = verify_kwargs(args)
-    report = verify(args.a, args.b, **kw)
-    loc = None
-    if args.report or (args.locate and not report.ok):
-        loc = locate(args.a, args.b, report=report, scan_all=bool(args.report), **kw)
-    if args.report:
-        from .report_html import write_html_report
-
-        write_html_report(report, loc, args.report)
-    if args.json:
-        d = report.to_dict()
-        if loc is not None:
-            d["locate"] = loc.to_dict()
-        if args.report:
-            d["html_report"] = str(args.report)
-        print(json.dumps(d, indent=2, default=float))
-    else:
-        print_report(report, False)
-        if args.locate:
-            if loc is None:
-                print("locate: outputs match; nothing to locate")
-            else:
-                for line in loc.lines():
-                    print(line)
-        if args.report:
-            print(f"wrote {args.report}")
-    return 0 if report.ok else 1

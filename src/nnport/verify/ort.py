@@ -13,7 +13,7 @@ from ..io import ModelSource, describe, load_proto
 # Memory: onnxruntime memory-maps external data (at any offset) and, with prepacking off, runs
 # its kernels on the mapped bytes, so a model's weights cost their size once, as file pages.
 # A single-file model is handed over as a small skeleton whose big tensors are external data
-# pointing into the .onnx file itself (see io._load_skeleton), with the model's folder as the
+# pointing into the .onnx file itself (see nnport.skeleton), with the model's folder as the
 # base for those references: no copy of the weights is parsed, serialized or written anywhere.
 # Prepacking (MLAS repacks constant GEMM operands once per session) would keep a second copy
 # and only pays off over many runs; verification runs once.
@@ -25,7 +25,7 @@ def _external_folder(src) -> str | None:
     (a model read lean, or with external data), when its other graphs hold none; else None."""
     if not isinstance(src, ir.Model):
         return None
-    from ..io import _ir_tensors
+    from ..irutil import ir_tensors as _ir_tensors
 
     folders = set()
     main = {id(v.const_value) for v in src.graph.initializers.values()}
@@ -81,11 +81,11 @@ class OrtRunner:
     def _lean_session(ort, src, options, providers):
         """A session over the skeleton of a single-file model (weights mapped from the file),
         or None when that does not apply (small, external-data or non-ONNX sources)."""
-        from ..io import _load_skeleton, source_loader
+        from ..io import load_skeleton, source_loader
 
         if source_loader(src) is not None:
             return None
-        proto = _load_skeleton(src)
+        proto = load_skeleton(src)
         if proto is None:
             return None
         folder = str(Path(src).resolve().parent)

@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import onnx_ir as ir
+
+from ..io import ModelProto
 
 QUANT_INT_DTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
 
@@ -67,7 +68,7 @@ def _label(node: ir.Node) -> str:
 def quant_steps(model) -> dict[str, QuantStep]:
     """Tensor name -> its quantization step, for the main graph of ``model`` (an
     ``onnx.ModelProto``, an ``ir.Model`` or a path)."""
-    if isinstance(model, onnx.ModelProto):
+    if isinstance(model, ModelProto):
         from ..io import from_proto
 
         model = from_proto(model)

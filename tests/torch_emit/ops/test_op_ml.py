@@ -234,8 +234,8 @@ def test_zipmap_model_keeps_shape_inference():
     """onnx types ZipMap's output seq(map(...)), which onnx_ir cannot read back: shape inference
     must still run on the rest of the graph (it failed as a whole before)."""
     from nnport.io import load_model
-    from nnport.passes.pipeline import normalize
-    from nnport.passes.shapes import SHAPE_FAILURE_KEY
+    from nnport.passes.normalize.pipeline import normalize
+    from nnport.passes.normalize.shapes import SHAPE_FAILURE_KEY
 
     X, y = _data(3, n=60)
     proto = _to_onnx(LogisticRegression(max_iter=200).fit(X, y), X)

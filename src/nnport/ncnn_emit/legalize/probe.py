@@ -192,7 +192,7 @@ def _session(model: ir.Model, names: list[str]):
     the model is not copied into a second multi-MB protobuf."""
     import onnxruntime as ort
 
-    from ...io import _ir_tensors
+    from ...irutil import ir_tensors as _ir_tensors
 
     folders = {t.base_dir for t in _ir_tensors(model) if isinstance(t, ir.ExternalTensor)}
     proto = ir.to_proto(model) if len(folders) <= 1 else to_proto_inline(model)

@@ -13,7 +13,7 @@ from ..emit import attrs_of
 def resize(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     a = attrs_of(node)
-    dec = lambda s: s.decode() if isinstance(s, bytes) else s  # noqa: E731
+    dec = lambda s: s.decode() if isinstance(s, bytes) else s
     mode = dec(a.get("mode", "nearest"))
     ctm = dec(a.get("coordinate_transformation_mode", "half_pixel"))
     if ctx.rank(x) not in (3, 4):

@@ -76,14 +76,14 @@ def _rnn(ctx, node, kind):
     Wb, Rb = B[:, :ngate * H], B[:, ngate * H:]
     if kind == "LSTM":
         order = [0, 2, 1, 3]
-        g = lambda m: m.reshape(D, 4, H, -1)[:, order].reshape(D, 4 * H, -1)  # noqa: E731
+        g = lambda m: m.reshape(D, 4, H, -1)[:, order].reshape(D, 4 * H, -1)
         Wx, Wh = g(W), g(R)
         bias = (Wb + Rb).reshape(D, 4, H)[:, order]
     elif kind == "GRU":
         if not a.get("linear_before_reset", 0):
             ctx.fail("GRU with linear_before_reset=0 differs from ncnn's GRU")
         order = [1, 0, 2]
-        g = lambda m: m.reshape(D, 3, H, -1)[:, order].reshape(D, 3 * H, -1)  # noqa: E731
+        g = lambda m: m.reshape(D, 3, H, -1)[:, order].reshape(D, 3 * H, -1)
         Wx, Wh = g(W), g(R)
         wb, rb = Wb.reshape(D, 3, H), Rb.reshape(D, 3, H)
         bias = np.stack([wb[:, 1] + rb[:, 1], wb[:, 0] + rb[:, 0], wb[:, 2], rb[:, 2]], 1)

@@ -281,7 +281,6 @@ def gather_const(ctx, x, axis: int, ind: np.ndarray, y):
     """x.take(ind, axis) for constant indices: one Crop (9=starts 10=ends 11=axes) per run of
     consecutive indices, a Concat (0=axis) of them, and a Reshape where the indices have
     other than one dim."""
-    r = ctx.rank(x)
     dim = ctx.shape(x)[axis]
     flat = [int(i) % dim for i in np.ravel(ind)]
     if ctx.drop(x) and axis == 0:
@@ -409,11 +408,11 @@ def pad(ctx, node):
 def cast(ctx, node):
     """ncnn computes in float: a cast to a float type is the identity; other casts of
     activations have no ncnn layer (casts of shape arithmetic were folded into params)."""
-    import onnx
+    import onnx_ir as ir
 
     to = int(attrs_of(node)["to"])
     x, y = node.inputs[0], node.outputs[0]
-    T = onnx.TensorProto
+    T = ir.DataType
     src_float = x.dtype is None or x.dtype.is_floating_point()
     if to == T.BOOL and src_float:  # x != 0: step(|x|) (see op_compare)
         from .op_compare import _STEP
@@ -425,7 +424,7 @@ def cast(ctx, node):
         return ctx.unary("UnaryOp", {0: 19})
     if to not in (T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16, T.BOOL, T.INT8, T.INT16, T.INT32,
                   T.INT64, T.UINT8, T.UINT16, T.UINT32, T.UINT64):
-        ctx.fail(f"Cast of an activation to {onnx.TensorProto.DataType.Name(to)} has no ncnn "
+        ctx.fail(f"Cast of an activation to {ir.DataType(to).name} has no ncnn "
                  "equivalent (ncnn computes in float)")
     if y.name in ctx.graph_outputs:
         return ctx.unary("Noop")

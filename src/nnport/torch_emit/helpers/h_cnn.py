@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .h_pads import _same_pads, _torch_pads  # noqa: F401  (pure Python: the emitters use them too)
+from .h_pads import _same_pads, _torch_pads  # pure Python: the emitters use them too
 
 __all__ = ['_same_pads', '_torch_pads', '_pad_same', '_pool_pads', '_lowest', '_max_pool_nd', '_onnx_pool_indices', '_window_sum', '_avg_pool_nd', '_lp_pool_nd', '_max_roi_pool', '_bilinear_zero', '_deform_conv2d', '_dropout']
 

@@ -1,6 +1,6 @@
 """Helpers for onnxruntime's contrib ops (com.microsoft): attention masks and the KV cache of
 GroupQueryAttention, block-quantized weights, integer-quantized elementwise math."""
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F

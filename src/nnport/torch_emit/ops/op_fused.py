@@ -1,12 +1,12 @@
 """Fused nodes that nnport's own passes create (domain ``nnport``); never in a user's ONNX file.
 
-``nnport::SDPA`` (passes/fuse_attention.py): inputs Q, K, V, optional additive mask;
+``nnport::SDPA`` (passes/torch/fuse_attention.py): inputs Q, K, V, optional additive mask;
 attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention``.  A constant
 mask (Swin's relative-position bias) is a buffer, not a trained parameter.
-``nnport::Gelu`` (passes/fuse_gelu.py): the erf form of GELU -> ``F.gelu``.
-``nnport::Linear`` (passes/fuse_linear.py): MatMul by a constant (K, N) matrix + constant bias
+``nnport::Gelu`` (passes/torch/fuse_gelu.py): the erf form of GELU -> ``F.gelu``.
+``nnport::Linear`` (passes/torch/fuse_linear.py): MatMul by a constant (K, N) matrix + constant bias
 -> an ``nn.Linear(K, N)`` submodule.
-``nnport::Unbind`` (passes/fuse_unbind.py): Split into size-1 pieces, each squeezed ->
+``nnport::Unbind`` (passes/torch/fuse_unbind.py): Split into size-1 pieces, each squeezed ->
 ``x.unbind(axis)``.
 """
 from __future__ import annotations

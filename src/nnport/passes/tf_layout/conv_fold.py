@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import const_array as const, replace_value
-from .layout_common import is_op, new_const, single_use
+from ...irutil import const_array as const, replace_value
+from .common import is_op, new_const, single_use
 
 
 def _per_channel(arr: np.ndarray, rank: int, cout: int) -> np.ndarray | None:

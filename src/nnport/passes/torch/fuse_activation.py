@@ -16,51 +16,13 @@ import math
 
 import onnx_ir as ir
 
-from .fuse_attention import DOMAIN, _FLOATS, _scalar, finish, replace_output
-from .fuse_gelu import _close, _is, _other, _single_user
+from .match import (DOMAIN, FLOATS, close, finish, is_op, other, product, replace_output, scalar,
+                    single_user)
 
 
 def _scalar_input(node: ir.Node, i: int) -> float | None:
     ins = list(node.inputs)
-    return _scalar(ins[i]) if i < len(ins) else None
-
-
-def product(value: ir.Value, stop: set[int] = frozenset()) -> tuple[list[ir.Value], float] | None:
-    """``value`` as a product: (non-constant factors, constant factor).  Descends into Mul,
-    Div by a scalar constant and Pow by a small integer, through values used only once (a value
-    used elsewhere, or listed in ``stop``, is a factor)."""
-    factors: list[ir.Value] = []
-    const = 1.0
-
-    def walk(v: ir.Value, root: bool) -> bool:
-        nonlocal const
-        s = _scalar(v)
-        if s is not None:
-            const *= s
-            return True
-        node = v.producer()
-        inner = root or (id(v) not in stop and _single_user(v) is not None)
-        if node is not None and inner and node.domain in ("", "ai.onnx"):
-            ins = list(node.inputs)
-            if node.op_type == "Mul" and len(ins) == 2 and None not in ins:
-                return walk(ins[0], False) and walk(ins[1], False)
-            if node.op_type == "Div" and len(ins) == 2 and ins[0] is not None:
-                d = _scalar(ins[1])
-                if d not in (None, 0.0):
-                    const /= d
-                    return walk(ins[0], False)
-            if node.op_type == "Pow" and len(ins) == 2 and ins[0] is not None:
-                e = _scalar(ins[1])
-                if e in (2.0, 3.0):
-                    return all(walk(ins[0], False) for _ in range(int(e)))
-        if root:
-            return False
-        factors.append(v)
-        return True
-
-    if not walk(value, True):
-        return None
-    return factors, const
+    return scalar(ins[i]) if i < len(ins) else None
 
 
 def _same(factors: list[ir.Value], want: list[ir.Value]) -> bool:
@@ -74,35 +36,35 @@ def climb_product(start: ir.Value, want: list[ir.Value], const: float,
     v = start
     stop = {id(w) for w in want}
     for _ in range(steps):
-        user = _single_user(v)
-        if user is None or not (_is(user, "Mul") or _is(user, "Div")):
+        user = single_user(v)
+        if user is None or not (is_op(user, "Mul") or is_op(user, "Div")):
             return None
         got = product(user.outputs[0], stop)
-        if got is not None and _same(got[0], want) and _close(got[1], const):
+        if got is not None and _same(got[0], want) and close(got[1], const):
             return user
         v = user.outputs[0]
     return None
 
 
 def _float(x: ir.Value | None) -> bool:
-    return x is not None and x.dtype in _FLOATS and x.const_value is None
+    return x is not None and x.dtype in FLOATS and x.const_value is None
 
 
 def _match_silu(sig: ir.Node):
     x = sig.inputs[0]
-    mul = _single_user(sig.outputs[0])
-    if _float(x) and _is(mul, "Mul") and _other(mul, sig.outputs[0]) is x:
+    mul = single_user(sig.outputs[0])
+    if _float(x) and is_op(mul, "Mul") and other(mul, sig.outputs[0]) is x:
         return "Silu", x, mul, {}
     return None
 
 
 def _match_mish(sp: ir.Node):
     x = sp.inputs[0]
-    th = _single_user(sp.outputs[0])
-    if not (_float(x) and _is(th, "Tanh")):
+    th = single_user(sp.outputs[0])
+    if not (_float(x) and is_op(th, "Tanh")):
         return None
-    mul = _single_user(th.outputs[0])
-    if _is(mul, "Mul") and _other(mul, th.outputs[0]) is x:
+    mul = single_user(th.outputs[0])
+    if is_op(mul, "Mul") and other(mul, th.outputs[0]) is x:
         return "Mish", x, mul, {}
     return None
 
@@ -112,10 +74,10 @@ def _match_hardsigmoid(hs: ir.Node):
     a, b = hs.attributes.get("alpha"), hs.attributes.get("beta")
     alpha = 0.2 if a is None else a.as_float()
     beta = 0.5 if b is None else b.as_float()
-    if not (_float(x) and _close(alpha, 1 / 6) and _close(beta, 0.5)):
+    if not (_float(x) and close(alpha, 1 / 6) and close(beta, 0.5)):
         return None
-    mul = _single_user(hs.outputs[0])
-    if _is(mul, "Mul") and _other(mul, hs.outputs[0]) is x:
+    mul = single_user(hs.outputs[0])
+    if is_op(mul, "Mul") and other(mul, hs.outputs[0]) is x:
         return "HardSwish", x, mul, {}
     return None
 
@@ -128,8 +90,8 @@ def _clip_bounds(clip: ir.Node) -> tuple[float | None, float | None]:
         return (lo.as_float() if lo is not None else -math.inf,
                 hi.as_float() if hi is not None else math.inf)
     ins = list(clip.inputs)
-    lo = _scalar(ins[1]) if len(ins) > 1 and ins[1] is not None else -math.inf
-    hi = _scalar(ins[2]) if len(ins) > 2 and ins[2] is not None else math.inf
+    lo = scalar(ins[1]) if len(ins) > 1 and ins[1] is not None else -math.inf
+    hi = scalar(ins[2]) if len(ins) > 2 and ins[2] is not None else math.inf
     return lo, hi
 
 
@@ -138,11 +100,11 @@ def _match_hardswish_clip(clip: ir.Node):
     if _clip_bounds(clip) != (0.0, 6.0):
         return None
     add = clip.inputs[0].producer() if clip.inputs[0] is not None else None
-    if not _is(add, "Add") or _single_user(clip.inputs[0]) is not clip:
+    if not is_op(add, "Add") or single_user(clip.inputs[0]) is not clip:
         return None
     ins = list(add.inputs)
-    x = next((v for v in ins if _scalar(v) is None), None)
-    if not _float(x) or not _close(_scalar(_other(add, x)), 3.0):
+    x = next((v for v in ins if scalar(v) is None), None)
+    if not _float(x) or not close(scalar(other(add, x)), 3.0):
         return None
     last = climb_product(clip.outputs[0], [x, clip.outputs[0]], 1 / 6)
     return ("HardSwish", x, last, {}) if last is not None else None
@@ -156,22 +118,22 @@ def _match_gelu_tanh(th: ir.Node):
     if inner is None:
         return None
     p = product(inner)
-    if p is None or len(p[0]) != 1 or not _close(p[1], _SQRT_2_PI):
+    if p is None or len(p[0]) != 1 or not close(p[1], _SQRT_2_PI):
         return None
     add = p[0][0].producer()
-    if not _is(add, "Add") or _single_user(p[0][0]) is None:
+    if not is_op(add, "Add") or single_user(p[0][0]) is None:
         return None
     a, b = add.inputs
     for x, cubic in ((a, b), (b, a)):
-        if not _float(x) or cubic is None or _single_user(cubic) is None:
+        if not _float(x) or cubic is None or single_user(cubic) is None:
             continue
         q = product(cubic, {id(x)})
         if q is not None and _same(q[0], [x, x, x]) and abs(q[1] - 0.044715) < 1e-6:
             break
     else:
         return None
-    one = _single_user(th.outputs[0])
-    if not _is(one, "Add") or not _close(_scalar(_other(one, th.outputs[0])), 1.0):
+    one = single_user(th.outputs[0])
+    if not is_op(one, "Add") or not close(scalar(other(one, th.outputs[0])), 1.0):
         return None
     last = climb_product(one.outputs[0], [x, one.outputs[0]], 0.5)
     return ("Gelu", x, last, {"approximate": "tanh"}) if last is not None else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import const_array, replace_value
+from ...irutil import const_array, replace_value
 
 _INT64_MAX = np.iinfo(np.int64).max
 

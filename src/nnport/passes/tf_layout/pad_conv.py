@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import const_array as const
-from .layout_common import attr, is_op, remove_if_dead, single_use
+from ...irutil import const_array as const
+from .common import attr, is_op, remove_if_dead, single_use
 
 
 def _spatial_pads(pad: ir.Node, rank: int) -> list[int] | None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .fuse_attention import DOMAIN, _FLOATS, _only_use, finish, replace_output
-from .fuse_gelu import _is, _other
+from .match import DOMAIN, FLOATS, finish, is_op, only_use, other, replace_output
 
 
 def _match(mm: ir.Node):
@@ -18,7 +17,7 @@ def _match(mm: ir.Node):
     if x is None or w is None or w.const_value is None or x.const_value is not None:
         return None
     wt = w.const_value
-    if len(wt.shape) != 2 or wt.dtype not in _FLOATS or x.dtype != wt.dtype:
+    if len(wt.shape) != 2 or wt.dtype not in FLOATS or x.dtype != wt.dtype:
         return None
     if x.shape is None or len(x.shape) < 2:
         return None
@@ -27,14 +26,14 @@ def _match(mm: ir.Node):
     if len(users) != 1 or out.is_graph_output():
         return x, w, None, mm  # no bias: nn.Linear(..., bias=False)
     add = users[0][0]
-    if not _is(add, "Add"):
+    if not is_op(add, "Add"):
         return x, w, None, mm
-    b = _other(add, out)
+    b = other(add, out)
     if b is None or b.const_value is None or b.const_value.dtype != wt.dtype:
         return x, w, None, mm
     bshape = tuple(b.const_value.shape.numpy())
     n = int(wt.shape[1])
-    if bshape not in ((n,), (1, n)) or not _only_use(out, add):
+    if bshape not in ((n,), (1, n)) or not only_use(out, add):
         return x, w, None, mm
     return x, w, b, add
 
@@ -44,7 +43,7 @@ def fuse_linear(model: ir.Model) -> int:
     graph = model.graph
     count = 0
     for node in list(graph):
-        if not _is(node, "MatMul") or node.graph is None:
+        if not is_op(node, "MatMul") or node.graph is None:
             continue
         m = _match(node)
         if m is None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import const_array as const, replace_value
-from .layout_common import attr, is_op, new_const, remove_if_dead
+from ...irutil import const_array as const, replace_value
+from .common import attr, is_op, new_const, remove_if_dead
 
 # element-wise ops with one tensor input (further inputs, if any, are scalar constants)
 UNARY = {"Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "Celu", "HardSigmoid",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import const_array, replace_value
+from ...irutil import const_array, replace_value
 
 
 def _fuse_one(graph: ir.Graph, bn: ir.Node) -> bool:

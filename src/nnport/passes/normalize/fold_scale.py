@@ -30,7 +30,7 @@ import re
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import const_array, replace_value
+from ...irutil import const_array, replace_value
 
 _FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
 _SUFFIX = re.compile(r"(?<=.)([._](weight|bias)|_output_\d+|:\d+)$")

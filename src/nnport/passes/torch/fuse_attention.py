@@ -19,54 +19,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import replace_value
-
-DOMAIN = "nnport"
-_FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
-
-
-def _only_use(value: ir.Value, node: ir.Node) -> bool:
-    """``value`` feeds ``node`` and nothing else (and is not a graph output)."""
-    if value.is_graph_output():
-        return False
-    users = {id(u) for u, _ in value.uses()}
-    return users == {id(node)}
-
-
-def replace_output(graph: ir.Graph, last: ir.Node, fused: ir.Node) -> None:
-    """Insert ``fused`` before ``last`` and let it take over ``last``'s output (uses, graph
-    outputs, name, shape and type); the nodes left without users are removed afterwards."""
-    out = last.outputs[0]
-    if not fused.metadata_props:
-        # the exporter's record of the module it came from (torch_emit/tree.py)
-        fused.metadata_props.update(last.metadata_props)
-    graph.insert_before(last, fused)
-    new = fused.outputs[0]
-    new.shape, new.type = out.shape, out.type
-    replace_value(out, new, keep_name=True)
-
-
-def finish(model: ir.Model, count: int) -> int:
-    """After a fusion pass: declare the private domain and drop what the fused nodes replaced."""
-    from onnx_ir.passes.common import RemoveUnusedNodesPass
-
-    if count:
-        model.opset_imports.setdefault(DOMAIN, 1)
-        RemoveUnusedNodesPass()(model)
-    return count
-
-
-def _scalar(value: ir.Value | None) -> float | None:
-    if value is None or value.const_value is None:
-        return None
-    try:
-        arr = value.const_value.numpy()
-    except Exception:
-        return None
-    if arr.size != 1 or arr.dtype.kind != "f":
-        return None
-    return float(arr.reshape(()))
-
+from .match import DOMAIN, FLOATS, finish, only_use, replace_output, scalar
 
 def _rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
@@ -81,12 +34,12 @@ def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
     a, b = node.inputs
     if node.op_type == "Mul":
         for x, c in ((a, b), (b, a)):
-            s = _scalar(c)
-            if s is not None and x is not None and x.const_value is None and _only_use(x, node):
+            s = scalar(c)
+            if s is not None and x is not None and x.const_value is None and only_use(x, node):
                 return x, s
     if node.op_type == "Div":
-        s = _scalar(b)
-        if s not in (None, 0.0) and a is not None and _only_use(a, node):
+        s = scalar(b)
+        if s not in (None, 0.0) and a is not None and only_use(a, node):
             return a, 1.0 / s
     return value, 1.0
 
@@ -115,11 +68,11 @@ def _match(softmax: ir.Node, opset: int):
     x = scores
     node = x.producer()
     if node is not None and node.op_type == "Add" and node.domain in ("", "ai.onnx") \
-            and _only_use(x, softmax):
+            and only_use(x, softmax):
         a, b = node.inputs
         for s_, m_ in ((a, b), (b, a)):
             p = s_.producer() if s_ is not None else None
-            if p is not None and p.op_type in ("MatMul", "Mul", "Div") and _only_use(s_, node):
+            if p is not None and p.op_type in ("MatMul", "Mul", "Div") and only_use(s_, node):
                 x, mask = s_, m_
                 break
         else:
@@ -127,12 +80,12 @@ def _match(softmax: ir.Node, opset: int):
         consumer = node
     else:
         consumer = softmax
-    if not _only_use(x, consumer):
+    if not only_use(x, consumer):
         return None
     x, scale = _scaled(x)
     mm = x.producer()
     if mm is None or mm.op_type != "MatMul" or mm.domain not in ("", "ai.onnx") \
-            or not _only_use(x, _next_user(x)):
+            or not only_use(x, _next_user(x)):
         return None
     q, kt = mm.inputs
     q, sq = _scaled(q)
@@ -141,7 +94,7 @@ def _match(softmax: ir.Node, opset: int):
     ranks = {_rank(q), _rank(kt), _rank(v), rank}
     if len(ranks) != 1 or None in ranks:
         return None
-    if any(t.dtype not in _FLOATS or t.dtype != q.dtype for t in (kt, v)):
+    if any(t.dtype not in FLOATS or t.dtype != q.dtype for t in (kt, v)):
         return None
     if mask is not None and (mask.dtype is None or (mask.dtype != q.dtype)):
         return None
@@ -151,7 +104,7 @@ def _match(softmax: ir.Node, opset: int):
     k, k_transposed = kt, 1
     tp = kt.producer()
     if tp is not None and tp.op_type == "Transpose" and tp.domain in ("", "ai.onnx") \
-            and _only_use(kt, _next_user(kt)):
+            and only_use(kt, _next_user(kt)):
         perm = tp.attributes.get("perm")
         if perm is not None:
             perm = list(perm.as_ints())

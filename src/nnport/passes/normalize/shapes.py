@@ -7,7 +7,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
-from ..irutil import const_array, iter_nodes, replace_with_constant, shape_op_dims
+from ...irutil import const_array, iter_nodes, replace_with_constant, shape_op_dims
 
 
 SHAPE_FAILURE_KEY = "nnport.shape_inference_failed"

@@ -6,12 +6,12 @@ import contextlib
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
-from ..errors import InputError
+from ...errors import InputError
 from .castlike import castlike_to_cast
 from .fold_constants import fold_constants
 from .fold_scale import fold_scale
 from .shapes import fold_static_dims, infer_shapes
-from .simplify_noop import eliminate_noops
+from .noop import eliminate_noops
 from .subgraph_shapes import relax_subgraph_shapes
 
 

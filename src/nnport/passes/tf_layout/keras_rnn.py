@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import const_array as const, replace_value
-from .layout_common import attr, is_op, new_const
+from ...irutil import const_array as const, replace_value
+from .common import attr, is_op, new_const
 
 
 def _skip_identity(v: ir.Value) -> ir.Value:

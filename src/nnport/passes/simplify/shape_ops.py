@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..irutil import replace_with_constant, shape_op_dims
+from ...irutil import replace_with_constant, shape_op_dims
 
 
 def _static(v: ir.Value | None):

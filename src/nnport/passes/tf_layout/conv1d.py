@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..irutil import const_array as const, replace_value
-from .layout_common import attr, is_op, new_const, remove_if_dead
+from ...irutil import const_array as const, replace_value
+from .common import attr, is_op, new_const, remove_if_dead
 
 _POOLS = ("MaxPool", "AveragePool", "LpPool")
 

@@ -16,9 +16,9 @@ import onnx
 import onnx_ir as ir
 from onnxscript.optimizer import _constant_folding
 
-from .. import limits
-from ..errors import InputError
-from ..irutil import replace_with_constant
+from ... import limits
+from ...errors import InputError
+from ...irutil import replace_with_constant
 
 # What we fold: the ops exporters use to compute weights and shapes from constants.  Other ops
 # with constant inputs are left for the emitters: folding evaluates them with onnx's reference

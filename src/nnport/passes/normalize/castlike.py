@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..irutil import iter_nodes, replace_value
+from ...irutil import iter_nodes, replace_value
 
 
 def castlike_to_cast(model: ir.Model) -> ir.Model:

@@ -15,15 +15,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from .fuse_activation import product
-from .fuse_attention import DOMAIN, _FLOATS, _scalar, finish, replace_output
-from .fuse_gelu import _is, _other, _single_user
+from .match import (DOMAIN, FLOATS, finish, is_op, other, product, replace_output, scalar,
+                    single_user)
 
 
 def _mean_axes(node: ir.Node) -> tuple[int, ...] | None:
     """Normalized axes of a ReduceMean with keepdims=1 over the trailing axes of its input."""
     x = node.inputs[0]
-    if x is None or x.shape is None or x.dtype not in _FLOATS:
+    if x is None or x.shape is None or x.dtype not in FLOATS:
         return None
     kd = node.attributes.get("keepdims")
     if kd is not None and kd.as_int() != 1:
@@ -57,14 +56,14 @@ def _square_of(v: ir.Value | None) -> ir.Value | None:
 
 def _rsqrt_of(var: ir.Value) -> tuple[ir.Value, float, ir.Node] | None:
     """``var`` = mean(...) feeding Add(eps) -> Sqrt: (sqrt output, eps, sqrt node)."""
-    add = _single_user(var)
-    if not _is(add, "Add"):
+    add = single_user(var)
+    if not is_op(add, "Add"):
         return None
-    eps = _scalar(_other(add, var))
+    eps = scalar(other(add, var))
     if eps is None or eps < 0:
         return None
-    sq = _single_user(add.outputs[0])
-    if not _is(sq, "Sqrt"):
+    sq = single_user(add.outputs[0])
+    if not is_op(sq, "Sqrt"):
         return None
     return sq.outputs[0], eps, sq
 
@@ -72,18 +71,18 @@ def _rsqrt_of(var: ir.Value) -> tuple[ir.Value, float, ir.Node] | None:
 def _divided(num: ir.Value, den: ir.Value) -> ir.Node | None:
     """The node computing num / den: Div(num, den), Mul(num, Reciprocal(den)), Mul(num, 1/den)."""
     for node, _ in den.uses():
-        if _is(node, "Div") and node.inputs[0] is num and node.inputs[1] is den:
+        if is_op(node, "Div") and node.inputs[0] is num and node.inputs[1] is den:
             return node
-    user = _single_user(den)
+    user = single_user(den)
     inv = None
-    if _is(user, "Reciprocal"):
+    if is_op(user, "Reciprocal"):
         inv = user.outputs[0]
-    elif _is(user, "Div") and user.inputs[1] is den and _scalar(user.inputs[0]) == 1.0:
+    elif is_op(user, "Div") and user.inputs[1] is den and scalar(user.inputs[0]) == 1.0:
         inv = user.outputs[0]
     if inv is None:
         return None
-    mul = _single_user(inv)
-    if _is(mul, "Mul") and _other(mul, inv) is num:
+    mul = single_user(inv)
+    if is_op(mul, "Mul") and other(mul, inv) is num:
         return mul
     return None
 
@@ -101,13 +100,13 @@ def _fits(w: ir.Value | None, x: ir.Value, n_axes: int) -> bool:
 def _affine(norm: ir.Node, x: ir.Value, n_axes: int, with_bias: bool):
     """Fold a following Mul by a weight (and Add of a bias) into the norm when they fit."""
     last, w, b = norm, None, None
-    mul = _single_user(norm.outputs[0])
-    if _is(mul, "Mul") and _fits(_other(mul, norm.outputs[0]), x, n_axes):
-        last, w = mul, _other(mul, norm.outputs[0])
+    mul = single_user(norm.outputs[0])
+    if is_op(mul, "Mul") and _fits(other(mul, norm.outputs[0]), x, n_axes):
+        last, w = mul, other(mul, norm.outputs[0])
         if with_bias:
-            add = _single_user(mul.outputs[0])
-            if _is(add, "Add") and _fits(_other(add, mul.outputs[0]), x, n_axes):
-                last, b = add, _other(add, mul.outputs[0])
+            add = single_user(mul.outputs[0])
+            if is_op(add, "Add") and _fits(other(add, mul.outputs[0]), x, n_axes):
+                last, b = add, other(add, mul.outputs[0])
     return last, w, b
 
 
@@ -116,16 +115,16 @@ def _match_layer_norm(mean: ir.Node):
     if axes is None:
         return None
     x = mean.inputs[0]
-    sub = _single_user(mean.outputs[0])
-    if not _is(sub, "Sub") or sub.inputs[0] is not x or sub.inputs[1] is not mean.outputs[0]:
+    sub = single_user(mean.outputs[0])
+    if not is_op(sub, "Sub") or sub.inputs[0] is not x or sub.inputs[1] is not mean.outputs[0]:
         return None
     d = sub.outputs[0]
     for user, _ in d.uses():
         sq = user.outputs[0]
         if _square_of(sq) is not d:
             continue
-        var = _single_user(sq)
-        if not _is(var, "ReduceMean") or _mean_axes(var) != axes:
+        var = single_user(sq)
+        if not is_op(var, "ReduceMean") or _mean_axes(var) != axes:
             continue
         rs = _rsqrt_of(var.outputs[0])
         if rs is None:
@@ -144,7 +143,7 @@ def _match_rms_norm(mean: ir.Node):
     if axes is None:
         return None
     x = _square_of(mean.inputs[0])
-    if x is None or x.shape is None or _single_user(mean.inputs[0]) is not mean:
+    if x is None or x.shape is None or single_user(mean.inputs[0]) is not mean:
         return None
     rs = _rsqrt_of(mean.outputs[0])
     if rs is None:
@@ -162,7 +161,7 @@ def fuse_norms(model: ir.Model) -> int:
     graph = model.graph
     count = 0
     for node in list(graph):
-        if not _is(node, "ReduceMean") or node.graph is None:
+        if not is_op(node, "ReduceMean") or node.graph is None:
             continue
         m = _match_layer_norm(node) or _match_rms_norm(node)
         if m is None:

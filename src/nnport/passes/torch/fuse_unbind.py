@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..irutil import const_array, replace_value
-from .fuse_attention import DOMAIN, finish
-from .fuse_gelu import _is
+from ...irutil import const_array, replace_value
+from .match import DOMAIN, finish, is_op
 
 
 def _axis(value: ir.Value, axis: int) -> int | None:
@@ -65,7 +64,7 @@ def _match(split: ir.Node) -> tuple[int, list[ir.Node]] | None:
         if piece.is_graph_output() or len(uses) != 1:
             return None
         sq, idx = uses[0]
-        if not _is(sq, "Squeeze") or idx != 0:
+        if not is_op(sq, "Squeeze") or idx != 0:
             return None
         axes = _squeeze_axes(sq)
         if axes is None or len(axes) != 1 or _axis(piece, axes[0]) != axis:
@@ -79,7 +78,7 @@ def fuse_unbind(model: ir.Model) -> int:
     graph = model.graph
     count = 0
     for node in list(graph):
-        if not _is(node, "Split") or node.graph is not graph:
+        if not is_op(node, "Split") or node.graph is not graph:
             continue
         m = _match(node)
         if m is None:

@@ -1,0 +1,2 @@
+"""Normalization: the passes every target starts from (``pipeline.normalize``), and the simplifier's
+shared folds."""

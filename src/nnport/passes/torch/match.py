@@ -1,0 +1,118 @@
+"""What the fusion passes share: matching a pattern of onnx_ir nodes and replacing it with one
+fused node in nnport's private domain.  One module, imported by every fusion (``fuse_*.py``),
+instead of helpers borrowed from one pass by the next."""
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from ...irutil import replace_value
+
+DOMAIN = "nnport"
+FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
+
+
+def only_use(value: ir.Value, node: ir.Node) -> bool:
+    """``value`` feeds ``node`` and nothing else (and is not a graph output)."""
+    if value.is_graph_output():
+        return False
+    users = {id(u) for u, _ in value.uses()}
+    return users == {id(node)}
+
+
+def replace_output(graph: ir.Graph, last: ir.Node, fused: ir.Node) -> None:
+    """Insert ``fused`` before ``last`` and let it take over ``last``'s output (uses, graph
+    outputs, name, shape and type); the nodes left without users are removed afterwards."""
+    out = last.outputs[0]
+    if not fused.metadata_props:
+        # the exporter's record of the module it came from (torch_emit/tree.py)
+        fused.metadata_props.update(last.metadata_props)
+    graph.insert_before(last, fused)
+    new = fused.outputs[0]
+    new.shape, new.type = out.shape, out.type
+    replace_value(out, new, keep_name=True)
+
+
+def finish(model: ir.Model, count: int) -> int:
+    """After a fusion pass: declare the private domain and drop what the fused nodes replaced."""
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    if count:
+        model.opset_imports.setdefault(DOMAIN, 1)
+        RemoveUnusedNodesPass()(model)
+    return count
+
+
+def scalar(value: ir.Value | None) -> float | None:
+    if value is None or value.const_value is None:
+        return None
+    try:
+        arr = value.const_value.numpy()
+    except Exception:
+        return None
+    if arr.size != 1 or arr.dtype.kind != "f":
+        return None
+    return float(arr.reshape(()))
+
+
+def is_op(node: ir.Node | None, op: str) -> bool:
+    return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
+
+
+def other(node: ir.Node, value: ir.Value) -> ir.Value | None:
+    ins = list(node.inputs)
+    if len(ins) != 2:
+        return None
+    if ins[0] is value:
+        return ins[1]
+    if ins[1] is value:
+        return ins[0]
+    return None
+
+
+def close(v: float | None, target: float) -> bool:
+    return v is not None and abs(v - target) <= 1e-6 * abs(target)
+
+
+def single_user(value: ir.Value) -> ir.Node | None:
+    uses = list(value.uses())
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    return uses[0][0]
+
+
+def product(value: ir.Value, stop: set[int] = frozenset()) -> tuple[list[ir.Value], float] | None:
+    """``value`` as a product: (non-constant factors, constant factor).  Descends into Mul,
+    Div by a scalar constant and Pow by a small integer, through values used only once (a value
+    used elsewhere, or listed in ``stop``, is a factor)."""
+    factors: list[ir.Value] = []
+    const = 1.0
+
+    def walk(v: ir.Value, root: bool) -> bool:
+        nonlocal const
+        s = scalar(v)
+        if s is not None:
+            const *= s
+            return True
+        node = v.producer()
+        inner = root or (id(v) not in stop and single_user(v) is not None)
+        if node is not None and inner and node.domain in ("", "ai.onnx"):
+            ins = list(node.inputs)
+            if node.op_type == "Mul" and len(ins) == 2 and None not in ins:
+                return walk(ins[0], False) and walk(ins[1], False)
+            if node.op_type == "Div" and len(ins) == 2 and ins[0] is not None:
+                d = scalar(ins[1])
+                if d not in (None, 0.0):
+                    const /= d
+                    return walk(ins[0], False)
+            if node.op_type == "Pow" and len(ins) == 2 and ins[0] is not None:
+                e = scalar(ins[1])
+                if e in (2.0, 3.0):
+                    return all(walk(ins[0], False) for _ in range(int(e)))
+        if root:
+            return False
+        factors.append(v)
+        return True
+
+    if not walk(value, True):
+        return None
+    return factors, const
