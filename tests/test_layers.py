@@ -174,7 +174,7 @@ def test_the_confined_cycles_are_still_there():
 
 
 GROUND = {"nnport.errors", "nnport.dtypes", "nnport.limits", "nnport.progress", "nnport.irutil",
-          "nnport.registry", "nnport.formats", "nnport.skeleton", "nnport.output",
+          "nnport.registry", "nnport.formats", "nnport.skeleton", "nnport.wire_save", "nnport.output",
           "nnport._version"}
 
 
