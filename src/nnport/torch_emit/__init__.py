@@ -16,7 +16,8 @@ import onnx_ir as ir
 from ..errors import UnsupportedOpsError
 from ..io import check_output_path, discard, temp_path_beside, written
 from . import ops as _ops  # noqa: F401  (registers every emitter)
-from .codegen import REGISTRY, CodeGen, Transposed, preflight
+from .codegen import CodeGen
+from .emitter import REGISTRY, Transposed, preflight
 
 __all__ = ["generate", "build_module", "write", "preflight", "REGISTRY"]
 

@@ -25,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..errors import ConversionError
-from .codegen import Transposed
+from .emitter import Transposed
 
 class _Stopped(Exception):
     """The writer gave up (an error, or the consumer went away): the worker ends."""

@@ -7,7 +7,7 @@ Scan outputs are collected in Python lists and stacked once the loop ends.
 """
 from __future__ import annotations
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 _CF_VERSIONS = (1, 11, 13, 16, 19, 21, 23, 24, 25)
 
