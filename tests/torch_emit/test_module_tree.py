@@ -16,30 +16,8 @@ torch = pytest.importorskip("torch")
 from nnport.convert import prepare  # noqa: E402
 from nnport.torch_emit import build_module, generate  # noqa: E402
 
-from tree_models import build  # noqa: E402
-
-_CACHE: dict = {}
-
-
-def _export(name: str, exporter: str):
-    key = (name, exporter)
-    if key not in _CACHE:
-        model, example = build(name)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            if exporter == "dynamo":
-                dyn = tuple({0: torch.export.Dim.DYNAMIC} for _ in example)
-                prog = torch.onnx.export(model, example, dynamo=True, verbose=False,
-                                         dynamic_shapes=dyn if name != "lstm" else None)
-                proto = prog.model_proto
-            else:
-                buf = io.BytesIO()
-                names = [f"in{i}" for i in range(len(example))]
-                torch.onnx.export(model, example, buf, dynamo=False, input_names=names,
-                                  dynamic_axes={n: {0: "batch"} for n in names}, opset_version=17)
-                proto = onnx.load_from_string(buf.getvalue())
-        _CACHE[key] = (model, example, proto)
-    return _CACHE[key]
+from tree_models import export_onnx as _export  # noqa: E402
+from tree_models import kept_tensors as _kept  # noqa: E402
 
 
 def _generate(proto, **kw):
@@ -51,21 +29,6 @@ def _outputs(module, example):
     with torch.no_grad():
         out = module(*example)
     return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def _kept(model, proto) -> dict:
-    """Original state-dict entries the ONNX file holds unchanged, under their own name, and
-    that conversion keeps as tensors (a table gathered at constant indices is folded)."""
-    inits = {t.name: t for t in proto.graph.initializer}
-    used = set(prepare(proto).graph.initializers)
-    kept = {}
-    for k, v in model.state_dict().items():
-        t = inits.get(k)
-        if t is not None and k in used and v.is_floating_point():
-            arr = onnx.numpy_helper.to_array(t)
-            if arr.shape == tuple(v.shape) and np.array_equal(arr, v.numpy()):
-                kept[k] = v
-    return kept
 
 
 CASES = [(m, e) for m in ("resnet", "vit", "yolo", "lstm", "bert") for e in ("dynamo", "ts")]
