@@ -234,3 +234,75 @@ def test_bias_free_linear_keeps_its_key(exporter):
         module.load_state_dict(model.state_dict(), strict=False)
         for got, ref in zip(module(x), model(x)):
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def _export_module(model, example, exporter):
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            return torch.onnx.export(model, example, dynamo=True, verbose=False).model_proto
+        buf = io.BytesIO()
+        torch.onnx.export(model, example, buf, dynamo=False, opset_version=17)
+        return onnx.load_from_string(buf.getvalue())
+
+
+class _Wrapper(torch.nn.Module):
+    """Holds the model as ``attr`` and calls it (what nn.DataParallel does on one device);
+    ``scale``: computes something of its own too (then it is a model, not a wrapper)."""
+
+    def __init__(self, inner, attr="module", scale=False):
+        super().__init__()
+        setattr(self, attr, inner)
+        self.attr, self.scale = attr, scale
+
+    def forward(self, x):
+        y = getattr(self, self.attr)(x)
+        return y * 2 if self.scale else y
+
+
+WRAPPED = [("vit", "dynamo", "DataParallel"), ("yolo", "ts", "module"), ("resnet", "dynamo", "model")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter,wrapper", WRAPPED)
+def test_wrapper_prefix_is_dropped(name, exporter, wrapper):
+    from tree_models import build
+
+    inner, example = build(name)
+    if wrapper == "DataParallel":
+        outer, prefix = torch.nn.DataParallel(inner).eval(), "module."
+    else:
+        outer, prefix = _Wrapper(inner, wrapper).eval(), wrapper + "."
+    proto = _export_module(outer, example, exporter)
+    kept = _kept(outer, proto)
+    assert kept and all(k.startswith(prefix) for k in kept)  # the exporter kept the prefix
+    source, module = _generate(proto)
+    assert f"# Without the prefix '{prefix}' that every path had" in source
+    keys = set(module.state_dict())
+    assert not any(k.startswith(prefix) for k in keys), sorted(keys)[:5]
+    assert {k.removeprefix(prefix) for k in kept} <= keys
+    # the model inside is Model: its own classes, not a Model holding one child
+    assert not re.search(rf"self\.{re.escape(prefix[:-1])} = ", source)
+    docs = [ln for ln in source.splitlines() if ln.lstrip().startswith('"""')]
+    assert not [d for d in docs if re.search(rf"(?<![\w.]){re.escape(prefix)}", d)], docs
+    # as the header says: the wrapper's weights, prefix removed, load and give its outputs
+    with torch.no_grad():
+        for k in kept:
+            module.state_dict()[k.removeprefix(prefix)].zero_()
+        module.load_state_dict({k.removeprefix(prefix): v for k, v in outer.state_dict().items()},
+                               strict=False)
+        torch.testing.assert_close(_outputs(module, example), _outputs(outer, example),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_wrapper_that_computes_keeps_its_prefix():
+    from tree_models import build
+
+    inner, example = build("yolo")
+    outer = _Wrapper(inner, "module", scale=True).eval()
+    source, module = _generate(_export_module(outer, example, "dynamo"))
+    assert "Without the prefix" not in source
+    assert any(k.startswith("module.") for k in module.state_dict())
+    torch.testing.assert_close(_outputs(module, example), _outputs(outer, example),
+                               rtol=1e-4, atol=1e-4)
+

@@ -47,11 +47,12 @@ class Assembled:
 
 
 def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: dict[str, str],
-             record: bool, tree: bool) -> Assembled:
+             record: bool, tree: bool, prefix: tuple[str, ...] = ()) -> Assembled:
     """The file: ``header`` (comment lines), imports, the ``helpers`` (name -> source), one
     class per distinct body in ``bodies`` (identical blocks share one), children first, then
     ``class Model`` (``root``, docstring ``doc``) and ``load()``.  ``record``: forward() reports
-    every node output (verify --locate), through a module-level hook when ``tree``."""
+    every node output (verify --locate), through a module-level hook when ``tree``.  ``prefix``:
+    the wrapper's path that Model stands for (class docstrings name paths relative to it)."""
     cls_names = Namer(RESERVED | set(helpers) | {"Model", "load", "nn", "F"})
     order: list[tuple] = []  # (class name, first body, __init__ text, parameters)
     resolved: dict[int, str] = {}  # body -> constructor call
@@ -112,7 +113,7 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
         b = mem[0]
         fwd = b.forward_src
         cls = [f"class {name}(nn.Module):"]
-        cls.append(f'    """{_class_doc(mem)}"""')
+        cls.append(f'    """{_class_doc(mem, len(prefix))}"""')
         cls.append("")
         cls += [f"    def __init__({', '.join(['self'] + params)}):",
                 "        super().__init__()"]
@@ -161,13 +162,20 @@ def node_texts(bodies: list[Body], node_name: str) -> list[str]:
     return out
 
 
-def tree_header(notes: list[str], tree: bool, untrusted: list[str]) -> str:
+def tree_header(notes: list[str], tree: bool, untrusted: list[str], prefix: str = "") -> str:
     """Comment lines saying how the file is laid out: flat (and why) or the recorded tree,
-    and which state keys are not the original ones (``untrusted``)."""
+    the wrapper ``prefix`` dropped from every key, and which state keys are not the original
+    ones (``untrusted``)."""
     notes = list(notes)
     if tree:
         notes.append("Module tree as recorded by the exporter: state-dict keys are the "
                      "original parameter paths.")
+        if prefix:
+            notes.append(f"Without the prefix '{prefix}.' that every path had (the model was "
+                         "exported inside a wrapper such as nn.DataParallel):")
+            notes.append(f"load the wrapper's weights with load_state_dict({{k.removeprefix("
+                         f"'{prefix}.'): v for k, v in sd.items()}}).")
+            untrusted = [n.removeprefix(prefix + ".") for n in untrusted]
         names = sorted(set(untrusted))
         if names:
             notes.append(f"Except {len(names)}, named ..._folded: tensors the exporter "
@@ -181,10 +189,10 @@ def tree_header(notes: list[str], tree: bool, untrusted: list[str]) -> str:
     return "".join(f"# {comment_safe(n)}\n" for n in notes)
 
 
-def _class_doc(members: list) -> str:
+def _class_doc(members: list, skip: int = 0) -> str:
     # only sanitized, identifier-like text from the model goes into a docstring
     scope = members[0].scope
-    paths = [".".join(sanitize(p, "m") if not p.isdigit() else p for p in b.scope.path)
+    paths = [".".join(sanitize(p, "m") if not p.isdigit() else p for p in b.scope.path[skip:])
              for b in members if b.scope is not None]
     where = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
     if scope is not None and scope.cls:

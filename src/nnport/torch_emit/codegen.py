@@ -73,6 +73,7 @@ class CodeGen(Placement):
         # flat=False: one nn.Module class per module scope the exporter recorded (tree.py)
         self.flat = flat
         self.scope_path: tuple[str, ...] = ()  # module path of the class being written
+        self.prefix: tuple[str, ...] = ()  # the wrapper attribute dropped from every path
         self.lists: dict[str, dict[int, tuple[str, dict]]] = {}  # ModuleList attr -> slots
         self.holders: list[str] = []  # dotted paths of plain nn.Module() holders
         self.tree_notes: list[str] = []
@@ -258,11 +259,15 @@ class CodeGen(Placement):
         graph = self.model.graph
         root = None
         if not self.flat:
-            from .tree import build
+            from .tree import build, wrapped
 
             root, why = build(graph)
             if root is None:
                 self.tree_notes.append(f"Flat code: {why}.")
+            elif wrapped(root) is not None:
+                # the model inside a wrapper is Model: paths (and so keys) are relative to it
+                root = wrapped(root)
+                self.scope_path = self.prefix = root.path
         self._tree = root is not None
         in_names = []
         for v in graph.inputs:
@@ -288,9 +293,10 @@ class CodeGen(Placement):
             self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
         body = self._finish_body(in_names, root)
         header = file_header(self.model, self.source_name) + tree_header(
-            self.tree_notes, self._tree, self.untrusted)
+            self.tree_notes, self._tree, self.untrusted, ".".join(self.prefix))
         out = assemble(body, self._bodies, header=header, doc=model_doc(self.model),
-                       helpers=self.helpers, record=self.record, tree=self._tree)
+                       helpers=self.helpers, record=self.record, tree=self._tree,
+                       prefix=self.prefix)
         self.line_of, self.classes = out.line_of, out.classes
         return out.source, out.state
 
