@@ -305,4 +305,3 @@ def test_wrapper_that_computes_keeps_its_prefix():
     assert any(k.startswith("module.") for k in module.state_dict())
     torch.testing.assert_close(_outputs(module, example), _outputs(outer, example),
                                rtol=1e-4, atol=1e-4)
-
