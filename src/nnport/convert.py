@@ -47,17 +47,20 @@ def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     return normalize(load_model(src, lazy=True), infer=infer_shapes)
 
 
-def generate_torch(src: ModelSource, flat: bool = False) -> tuple[str, dict]:
-    """``flat=True``: one ``Model`` class, not the module tree the exporter recorded."""
+def generate_torch(src: ModelSource, flat: bool = False,
+                   control_flow: str = "if") -> tuple[str, dict]:
+    """``flat=True``: one ``Model`` class, not the module tree the exporter recorded.
+    ``control_flow="cond"``: If nodes on runtime values as ``torch.cond``."""
     from .torch_emit import generate
 
-    return generate(prepare(src), source_name=_source_name(src), flat=flat)
+    return generate(prepare(src), source_name=_source_name(src), flat=flat,
+                    control_flow=control_flow)
 
 
-def to_torch(src: ModelSource, flat: bool = False):
+def to_torch(src: ModelSource, flat: bool = False, control_flow: str = "if"):
     from .torch_emit import build_module
 
-    source, state = generate_torch(src, flat=flat)
+    source, state = generate_torch(src, flat=flat, control_flow=control_flow)
     return build_module(source, state, name=_source_name(src))
 
 
@@ -113,15 +116,16 @@ def convert(src, dst: str | os.PathLike, **options) -> ConvertResult:
 def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool = True,
                      input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
                      rtol: float | None = None, atol: float | None = None,
-                     flat: bool = False) -> ConvertResult:
+                     flat: bool = False, control_flow: str = "if") -> ConvertResult:
     """ONNX -> model.py + model.safetensors, verified against onnxruntime.  The code has the
     module tree the exporter recorded (classes, original state-dict keys); ``flat=True``
-    writes one ``Model`` class instead."""
+    writes one ``Model`` class instead.  ``control_flow="cond"``: an If on a runtime value is
+    ``torch.cond`` (torch.export keeps both branches) instead of a Python ``if``."""
     dst = Path(dst)
     check_output_path(dst)
     from .torch_emit import build_module, write
 
-    source, state = generate_torch(src, flat=flat)
+    source, state = generate_torch(src, flat=flat, control_flow=control_flow)
     report = None
     if verify:
         from .verify import verify as run_verify

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from ..errors import UnsupportedOpsError
+from ..errors import InputError, UnsupportedOpsError
 from ..io import check_output_path, discard, temp_path_beside, written
 from . import ops as _ops  # noqa: F401  (registers every emitter)
 from .codegen import CodeGen
@@ -42,18 +42,26 @@ def fuse(model: ir.Model) -> ir.Model:
     return model
 
 
+CONTROL_FLOW = ("if", "cond")
+
+
 def generate(model: ir.Model, source_name: str = "model.onnx", record: bool = False,
-             flat: bool = False) -> tuple[str, dict[str, Any]]:
+             flat: bool = False, control_flow: str = "if") -> tuple[str, dict[str, Any]]:
     """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model.
     ``record=True`` makes forward() report every node output to ``module.recorder``.
-    ``flat=True``: one ``Model`` class, as before the module tree (tree.py) was recovered."""
+    ``flat=True``: one ``Model`` class, as before the module tree (tree.py) was recovered.
+    ``control_flow="cond"``: an If on a runtime value is ``torch.cond`` (torch.export keeps
+    both branches) instead of a Python ``if``."""
+    if control_flow not in CONTROL_FLOW:
+        raise InputError(f"--control-flow {control_flow!r}: use one of {', '.join(CONTROL_FLOW)}")
     missing = preflight(model)
     if missing:
         raise UnsupportedOpsError("torch", missing)
     # also when recording (verify --locate): the module must hold the same weights under the
     # same names as the written model.py; a fused node records the output it replaces
     fuse(model)
-    return CodeGen(model, source_name=source_name, record=record, flat=flat).generate()
+    return CodeGen(model, source_name=source_name, record=record, flat=flat,
+                   control_flow=control_flow).generate()
 
 
 def tensor_of(value: Any, maps: dict | None = None):

@@ -68,15 +68,19 @@ class CodeGen(Placement):
     """Walks one normalized graph and writes its PyTorch source (see generate())."""
 
     def __init__(self, model: ir.Model, *, source_name: str = "model.onnx",
-                 registry: Registry = REGISTRY, record: bool = False, flat: bool = False):
+                 registry: Registry = REGISTRY, record: bool = False, flat: bool = False,
+                 control_flow: str = "if"):
         self.model = model
+        # "cond": an If on a runtime value is torch.cond (op_control.py), except when recording
+        # (a torch.cond branch cannot call the recorder)
+        self.control_flow = "if" if record else control_flow
         # flat=False: one nn.Module class per module scope the exporter recorded (tree.py)
         self.flat = flat
         self.scope_path: tuple[str, ...] = ()  # module path of the class being written
         self.prefix: tuple[str, ...] = ()  # the wrapper attribute dropped from every path
         self.lists: dict[str, dict[int, tuple[str, dict]]] = {}  # ModuleList attr -> slots
         self.holders: list[str] = []  # dotted paths of plain nn.Module() holders
-        self.tree_notes: list[str] = []
+        self.tree_notes: list[str] = []  # comment lines of the file header (see note())
         self.untrusted: list[str] = []  # generated state keys of tensors the exporter changed
         self._tree = False
         self._bodies: list[Body] = []
@@ -149,6 +153,11 @@ class CodeGen(Placement):
         ph = f"__s{len(self.sym_ph)}__"
         self.sym_ph[ph] = rec
         self.bind(value, ph)
+
+    def note(self, text: str) -> None:
+        """A line for the file header (once)."""
+        if text not in self.tree_notes:
+            self.tree_notes.append(text)
 
     def add_helper(self, name: str) -> str:
         if name not in self.helpers:

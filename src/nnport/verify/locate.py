@@ -159,6 +159,9 @@ class _TorchTap:
         except OSError:
             head = ""
         self.flat = "# Module tree as recorded by the exporter" not in head
+        # and the If nodes as torch.cond (--control-flow cond): its lines are found by the
+        # line map of the same code (the recording module keeps Python ifs)
+        self.control_flow = "cond" if "(--control-flow cond)" in head else "if"
         source, state = generate(model, source_name=_source_name(a), record=True,
                                  flat=self.flat)
         # after generate(): the tensors inside fused nodes (MatMul+Add -> Linear, attention)
@@ -223,7 +226,7 @@ class _TorchTap:
 
         node_name = self.node_of.get(tensor, node_name)
         gen = CodeGen(fuse(prepare(self.a)), source_name=_source_name(self.a), record=False,
-                      flat=self.flat)
+                      flat=self.flat, control_flow=self.control_flow)
         source, _ = gen.generate()
         try:
             file_lines = self.path.read_text(encoding="utf-8").splitlines()
