@@ -47,14 +47,15 @@ def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     return normalize(load_model(src, lazy=True), infer=infer_shapes)
 
 
-def generate_torch(src: ModelSource, flat: bool = False,
-                   control_flow: str = "if") -> tuple[str, dict]:
+def generate_torch(src: ModelSource, flat: bool = False, control_flow: str = "if",
+                   lines: dict | None = None) -> tuple[str, dict]:
     """``flat=True``: one ``Model`` class, not the module tree the exporter recorded.
-    ``control_flow="cond"``: If nodes on runtime values as ``torch.cond``."""
+    ``control_flow="cond"``: If nodes on runtime values as ``torch.cond``.  ``lines``: filled
+    with the node -> line map of the source."""
     from .torch_emit import generate
 
     return generate(prepare(src), source_name=_source_name(src), flat=flat,
-                    control_flow=control_flow)
+                    control_flow=control_flow, lines=lines)
 
 
 def to_torch(src: ModelSource, flat: bool = False, control_flow: str = "if"):
@@ -125,7 +126,8 @@ def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool =
     check_output_path(dst)
     from .torch_emit import build_module, write
 
-    source, state = generate_torch(src, flat=flat, control_flow=control_flow)
+    lines: dict[str, int] = {}
+    source, state = generate_torch(src, flat=flat, control_flow=control_flow, lines=lines)
     report = None
     if verify:
         from .verify import verify as run_verify
@@ -135,5 +137,5 @@ def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool =
                             rtol=rtol, atol=atol)
         report.b = str(dst)
         del module  # its mapped weights leave memory before the writer maps them again
-    py, st = write(source, state, dst)
+    py, st = write(source, state, dst, lines=lines)
     return ConvertResult([py, st], report)

@@ -46,8 +46,10 @@ CONTROL_FLOW = ("if", "cond")
 
 
 def generate(model: ir.Model, source_name: str = "model.onnx", record: bool = False,
-             flat: bool = False, control_flow: str = "if") -> tuple[str, dict[str, Any]]:
+             flat: bool = False, control_flow: str = "if",
+             lines: dict[str, int] | None = None) -> tuple[str, dict[str, Any]]:
     """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model.
+    ``lines``: a dict to fill with the line (1-based) of the source that computes each node.
     ``record=True`` makes forward() report every node output to ``module.recorder``.
     ``flat=True``: one ``Model`` class, as before the module tree (tree.py) was recovered.
     ``control_flow="cond"``: an If on a runtime value is ``torch.cond`` (torch.export keeps
@@ -60,8 +62,12 @@ def generate(model: ir.Model, source_name: str = "model.onnx", record: bool = Fa
     # also when recording (verify --locate): the module must hold the same weights under the
     # same names as the written model.py; a fused node records the output it replaces
     fuse(model)
-    return CodeGen(model, source_name=source_name, record=record, flat=flat,
-                   control_flow=control_flow).generate()
+    gen = CodeGen(model, source_name=source_name, record=record, flat=flat,
+                  control_flow=control_flow)
+    source, state = gen.generate()
+    if lines is not None:
+        lines.update(gen.line_of)
+    return source, state
 
 
 def tensor_of(value: Any, maps: dict | None = None):
@@ -153,9 +159,22 @@ def _folder_lock(path: Path):
 
 from .st_writer import write_safetensors  # noqa: E402  (re-exported)
 
+# model.safetensors metadata: the line map of the model.py written with it (verify --locate
+# reads it while the file is unchanged, see verify/locate.py)
+LINES_KEY, SOURCE_KEY = "nnport.lines", "nnport.source_sha256"
 
-def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tuple[Path, Path]:
-    """Write model.py and model.safetensors atomically (temp files, then rename)."""
+
+def line_metadata(source: str, lines: dict[str, int]) -> dict[str, str]:
+    import json
+
+    return {SOURCE_KEY: hashlib.sha256(source.encode()).hexdigest(),
+            LINES_KEY: json.dumps(lines, separators=(",", ":"))}
+
+
+def write(source: str, state: dict[str, Any], py_path: str | os.PathLike,
+          lines: dict[str, int] | None = None) -> tuple[Path, Path]:
+    """Write model.py and model.safetensors atomically (temp files, then rename).  ``lines``:
+    the node -> line map of ``source``, kept in the weights' metadata."""
     py_path = check_output_path(py_path)
     st_path = py_path.with_suffix(".safetensors")
     tmp_py = temp_path_beside(py_path)
@@ -165,7 +184,10 @@ def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tup
         discard(tmp_py)
         raise
     try:
-        write_safetensors(state, tmp_st)
+        if lines:
+            write_safetensors(state, tmp_st, line_metadata(source, lines))
+        else:
+            write_safetensors(state, tmp_st)
         with open(tmp_py, "w", encoding="utf-8") as fh:
             fh.write(source)
         # two conversions into one folder at once: the pair of renames is one critical section
