@@ -159,6 +159,15 @@ class Ctx:
             return weight.value.name
         return self.node.op_type.lower()
 
+    def note(self, text: str) -> None:
+        """A comment line for the generated file's header (written once)."""
+        self.gen.note(text)
+
+    @property
+    def control_flow(self) -> str:
+        """How an If on a runtime value is written: ``"if"`` (Python) or ``"cond"``."""
+        return self.gen.control_flow
+
     def helper(self, name: str) -> str:
         """Copy a helper function from ``torch_emit/helpers`` into the generated file."""
         return self.gen.add_helper(name)

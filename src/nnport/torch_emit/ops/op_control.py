@@ -40,7 +40,7 @@ def if_(ctx: Ctx, cond: Arg, *, then_branch, else_branch):
         branch = then_branch if bool(c.reshape(-1)[0]) else else_branch
         _assign(ctx, names, ctx.subgraph(branch, []))
         return None
-    if ctx.gen.control_flow == "cond" and not _tracked(ctx, cond) and _cond_fits(
+    if ctx.control_flow == "cond" and not _tracked(ctx, cond.value) and _cond_fits(
             ctx, then_branch, else_branch):
         _torch_cond(ctx, cond, then_branch, else_branch)
         return None
@@ -65,9 +65,8 @@ _VIEW_OPS = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpos
              "Split", "Expand", "Gather", "Cast", "Unbind"}
 
 
-def _tracked(ctx: Ctx, arg: Arg) -> bool:
-    """The condition is a Python value (shape arithmetic), not a tensor."""
-    v = arg.value
+def _tracked(ctx: Ctx, v) -> bool:
+    """The value is held as Python values (shape arithmetic, symbolic.py), not a tensor."""
     return v is not None and (bool(ctx.gen.syms.get(id(v))) or id(v) in ctx.gen.bools)
 
 
@@ -82,7 +81,7 @@ def _cond_fits(ctx: Ctx, then_branch, else_branch) -> bool:
         why = "its branches return different shapes or types"
     else:
         return True
-    ctx.gen.note(f"{_if_label(ctx.node)} stays a Python if: {why}, which torch.cond does not take.")
+    ctx.note(f"{_if_label(ctx.node)} stays a Python if: {why}, which torch.cond does not take.")
     return False
 
 
@@ -128,13 +127,13 @@ def _torch_cond(ctx: Ctx, cond: Arg, then_branch, else_branch) -> None:
     """``a, b = torch.cond(pred, then_branch, else_branch, (x, y))``, each branch a local
     function of the tensors it reads (other values: weights, tracked shape ints, sequences,
     are read from the enclosing scope, which torch.cond allows)."""
-    ctx.gen.note("If nodes on runtime values are torch.cond calls (--control-flow cond): "
-                 "torch.export keeps both branches.")
+    ctx.note("If nodes on runtime values are torch.cond calls (--control-flow cond): "
+             "torch.export keeps both branches.")
     operands = []
     for v in _free_values([then_branch, else_branch]):
         expr = ctx.name_of(v)
         if isinstance(v.type, ir.TensorType) and expr.isidentifier() and not (
-                expr.startswith("__") or ctx.gen.syms.get(id(v)) or id(v) in ctx.gen.bools):
+                expr.startswith("__") or _tracked(ctx, v)):
             operands.append(expr)
     fns = []
     for label, branch in (("then_branch", then_branch), ("else_branch", else_branch)):
