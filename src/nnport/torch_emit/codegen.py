@@ -28,14 +28,16 @@ from ..registry import Registry, norm_domain, py_attr_name
 from . import helpers as _helpers
 from .assemble import (Body, assemble, file_header, free_dead_locals, model_doc, node_texts,
                        tree_header)
-from .emitter import REGISTRY, Arg, Ctx, Transposed, model_opsets, node_label, preflight
-from .naming import TS_REPEAT, Namer, py_literal, short_hint
+from .emitter import (REGISTRY, Arg, Ctx, Transposed, iter_nodes, model_opsets, node_label,
+                      preflight, register)
+from .naming import TS_REPEAT, Namer, py_literal, sanitize, short_hint
 from .placement import Placement, Submodule, Weight, leaf_path, learnable, rewritten_user
 from .symbolic import materialize, try_symbolic
 
-# re-exported: where tests and older callers import them from
-__all__ = ["CodeGen", "REGISTRY", "Arg", "Ctx", "Transposed", "learnable", "preflight",
-           "model_opsets", "node_label", "py_literal"]
+# re-exported: where tests and emitters written before the split import them from
+__all__ = ["CodeGen", "REGISTRY", "register", "Arg", "Ctx", "Transposed", "iter_nodes",
+           "learnable", "preflight", "model_opsets", "node_label", "py_literal", "sanitize",
+           "Namer"]
 
 
 @dataclass
