@@ -1,6 +1,12 @@
-"""Small plain-torch models with a module tree worth recovering (used by test_module_tree.py)."""
+"""Small plain-torch models with a module tree worth recovering (used by test_module_tree.py
+and test_round_trip.py)."""
 from __future__ import annotations
 
+import io
+import warnings
+
+import numpy as np
+import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -221,3 +227,46 @@ def _build(name: str):
 
 
 MODELS = ["resnet", "vit", "yolo", "lstm", "bert"]
+
+
+_EXPORTS: dict = {}
+
+
+def export_onnx(name: str, exporter: str):
+    """(model, example inputs, ModelProto) of ``build(name)`` exported with the dynamo
+    (``"dynamo"``) or TorchScript (``"ts"``) exporter, dynamic batch; cached per process."""
+    key = (name, exporter)
+    if key not in _EXPORTS:
+        model, example = build(name)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                dyn = tuple({0: torch.export.Dim.DYNAMIC} for _ in example)
+                prog = torch.onnx.export(model, example, dynamo=True, verbose=False,
+                                         dynamic_shapes=dyn if name != "lstm" else None)
+                proto = prog.model_proto
+            else:
+                buf = io.BytesIO()
+                names = [f"in{i}" for i in range(len(example))]
+                torch.onnx.export(model, example, buf, dynamo=False, input_names=names,
+                                  dynamic_axes={n: {0: "batch"} for n in names}, opset_version=17)
+                proto = onnx.load_from_string(buf.getvalue())
+        _EXPORTS[key] = (model, example, proto)
+    return _EXPORTS[key]
+
+
+def kept_tensors(model, proto) -> dict:
+    """Original state-dict entries the ONNX file holds unchanged, under their own name, and
+    that conversion keeps as tensors (a table gathered at constant indices is folded)."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    from nnport.convert import prepare
+
+    used = set(prepare(proto).graph.initializers)
+    kept = {}
+    for k, v in model.state_dict().items():
+        t = inits.get(k)
+        if t is not None and k in used and v.is_floating_point():
+            arr = onnx.numpy_helper.to_array(t)
+            if arr.shape == tuple(v.shape) and np.array_equal(arr, v.numpy()):
+                kept[k] = v
+    return kept

@@ -61,6 +61,8 @@ def cmd_convert(args) -> int:
             src = plugin.convert_source(args, src)
     if getattr(args, "flat", False):
         kw["flat"] = True
+    if getattr(args, "control_flow", None):
+        kw["control_flow"] = args.control_flow
     result = convert(src, args.dst, verify=not args.no_verify, **kw)
     if not args.json:
         print("wrote " + ", ".join(str(p) for p in result.outputs))
@@ -178,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--flat", action="store_true",
                    help=".py: one Model class with flat attributes instead of the module tree "
                         "the exporter recorded")
+    c.add_argument("--control-flow", choices=["if", "cond"], default=None,
+                   help=".py: an If on a runtime value as a Python if (default) or as "
+                        "torch.cond, which torch.export keeps with both branches")
     add_verify_options(c)
     c.set_defaults(fn=cmd_convert)
 

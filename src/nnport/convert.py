@@ -44,17 +44,21 @@ def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
     return normalize(load_model(src, lazy=True), infer=infer_shapes)
 
 
-def generate_torch(src: ModelSource, flat: bool = False) -> tuple[str, dict]:
-    """``flat=True``: one ``Model`` class, not the module tree the exporter recorded."""
+def generate_torch(src: ModelSource, flat: bool = False, control_flow: str = "if",
+                   lines: dict | None = None) -> tuple[str, dict]:
+    """``flat=True``: one ``Model`` class, not the module tree the exporter recorded.
+    ``control_flow="cond"``: If nodes on runtime values as ``torch.cond``.  ``lines``: filled
+    with the node -> line map of the source."""
     from .torch_emit import generate
 
-    return generate(prepare(src), source_name=_source_name(src), flat=flat)
+    return generate(prepare(src), source_name=_source_name(src), flat=flat,
+                    control_flow=control_flow, lines=lines)
 
 
-def to_torch(src: ModelSource, flat: bool = False):
+def to_torch(src: ModelSource, flat: bool = False, control_flow: str = "if"):
     from .torch_emit import build_module
 
-    source, state = generate_torch(src, flat=flat)
+    source, state = generate_torch(src, flat=flat, control_flow=control_flow)
     return build_module(source, state, name=_source_name(src))
 
 
@@ -82,15 +86,17 @@ def convert(src, dst: str | os.PathLike, **options) -> ConvertResult:
 def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool = True,
                      input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
                      rtol: float | None = None, atol: float | None = None,
-                     flat: bool = False) -> ConvertResult:
+                     flat: bool = False, control_flow: str = "if") -> ConvertResult:
     """ONNX -> model.py + model.safetensors, verified against onnxruntime.  The code has the
     module tree the exporter recorded (classes, original state-dict keys); ``flat=True``
-    writes one ``Model`` class instead."""
+    writes one ``Model`` class instead.  ``control_flow="cond"``: an If on a runtime value is
+    ``torch.cond`` (torch.export keeps both branches) instead of a Python ``if``."""
     dst = Path(dst)
     check_output_path(dst)
     from .torch_emit import build_module, write
 
-    source, state = generate_torch(src, flat=flat)
+    lines: dict[str, int] = {}
+    source, state = generate_torch(src, flat=flat, control_flow=control_flow, lines=lines)
     report = None
     if verify:
         from .verify import verify as run_verify
@@ -100,5 +106,5 @@ def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool =
                             rtol=rtol, atol=atol)
         report.b = str(dst)
         del module  # its mapped weights leave memory before the writer maps them again
-    py, st = write(source, state, dst)
+    py, st = write(source, state, dst, lines=lines)
     return ConvertResult([py, st], report)

@@ -31,7 +31,7 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     from .convert import prepare
     from .torch_emit import REGISTRY
     from .irutil import iter_nodes
-    from .torch_emit.codegen import preflight
+    from .torch_emit.emitter import preflight
 
     raw = load_model(src, lazy=True)  # describing reads no weight
     inits = set(raw.graph.initializers)

@@ -101,7 +101,7 @@ def test_failed_write_removes_the_folders_it_made(tmp_path, monkeypatch):
     import nnport
     import nnport.torch_emit as te
 
-    def full_disk(state, path):
+    def full_disk(state, path, *metadata):
         with open(path, "wb") as fh:
             fh.write(b"partial")
         raise OSError(28, "No space left on device")

@@ -16,30 +16,8 @@ torch = pytest.importorskip("torch")
 from nnport.convert import prepare  # noqa: E402
 from nnport.torch_emit import build_module, generate  # noqa: E402
 
-from tree_models import build  # noqa: E402
-
-_CACHE: dict = {}
-
-
-def _export(name: str, exporter: str):
-    key = (name, exporter)
-    if key not in _CACHE:
-        model, example = build(name)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            if exporter == "dynamo":
-                dyn = tuple({0: torch.export.Dim.DYNAMIC} for _ in example)
-                prog = torch.onnx.export(model, example, dynamo=True, verbose=False,
-                                         dynamic_shapes=dyn if name != "lstm" else None)
-                proto = prog.model_proto
-            else:
-                buf = io.BytesIO()
-                names = [f"in{i}" for i in range(len(example))]
-                torch.onnx.export(model, example, buf, dynamo=False, input_names=names,
-                                  dynamic_axes={n: {0: "batch"} for n in names}, opset_version=17)
-                proto = onnx.load_from_string(buf.getvalue())
-        _CACHE[key] = (model, example, proto)
-    return _CACHE[key]
+from tree_models import export_onnx as _export  # noqa: E402
+from tree_models import kept_tensors as _kept  # noqa: E402
 
 
 def _generate(proto, **kw):
@@ -51,21 +29,6 @@ def _outputs(module, example):
     with torch.no_grad():
         out = module(*example)
     return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def _kept(model, proto) -> dict:
-    """Original state-dict entries the ONNX file holds unchanged, under their own name, and
-    that conversion keeps as tensors (a table gathered at constant indices is folded)."""
-    inits = {t.name: t for t in proto.graph.initializer}
-    used = set(prepare(proto).graph.initializers)
-    kept = {}
-    for k, v in model.state_dict().items():
-        t = inits.get(k)
-        if t is not None and k in used and v.is_floating_point():
-            arr = onnx.numpy_helper.to_array(t)
-            if arr.shape == tuple(v.shape) and np.array_equal(arr, v.numpy()):
-                kept[k] = v
-    return kept
 
 
 CASES = [(m, e) for m in ("resnet", "vit", "yolo", "lstm", "bert") for e in ("dynamo", "ts")]
@@ -271,3 +234,74 @@ def test_bias_free_linear_keeps_its_key(exporter):
         module.load_state_dict(model.state_dict(), strict=False)
         for got, ref in zip(module(x), model(x)):
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def _export_module(model, example, exporter):
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            return torch.onnx.export(model, example, dynamo=True, verbose=False).model_proto
+        buf = io.BytesIO()
+        torch.onnx.export(model, example, buf, dynamo=False, opset_version=17)
+        return onnx.load_from_string(buf.getvalue())
+
+
+class _Wrapper(torch.nn.Module):
+    """Holds the model as ``attr`` and calls it (what nn.DataParallel does on one device);
+    ``scale``: computes something of its own too (then it is a model, not a wrapper)."""
+
+    def __init__(self, inner, attr="module", scale=False):
+        super().__init__()
+        setattr(self, attr, inner)
+        self.attr, self.scale = attr, scale
+
+    def forward(self, x):
+        y = getattr(self, self.attr)(x)
+        return y * 2 if self.scale else y
+
+
+WRAPPED = [("vit", "dynamo", "DataParallel"), ("yolo", "ts", "module"), ("resnet", "dynamo", "model")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter,wrapper", WRAPPED)
+def test_wrapper_prefix_is_dropped(name, exporter, wrapper):
+    from tree_models import build
+
+    inner, example = build(name)
+    if wrapper == "DataParallel":
+        outer, prefix = torch.nn.DataParallel(inner).eval(), "module."
+    else:
+        outer, prefix = _Wrapper(inner, wrapper).eval(), wrapper + "."
+    proto = _export_module(outer, example, exporter)
+    kept = _kept(outer, proto)
+    assert kept and all(k.startswith(prefix) for k in kept)  # the exporter kept the prefix
+    source, module = _generate(proto)
+    assert f"# Without the prefix '{prefix}' that every path had" in source
+    keys = set(module.state_dict())
+    assert not any(k.startswith(prefix) for k in keys), sorted(keys)[:5]
+    assert {k.removeprefix(prefix) for k in kept} <= keys
+    # the model inside is Model: its own classes, not a Model holding one child
+    assert not re.search(rf"self\.{re.escape(prefix[:-1])} = ", source)
+    docs = [ln for ln in source.splitlines() if ln.lstrip().startswith('"""')]
+    assert not [d for d in docs if re.search(rf"(?<![\w.]){re.escape(prefix)}", d)], docs
+    # as the header says: the wrapper's weights, prefix removed, load and give its outputs
+    with torch.no_grad():
+        for k in kept:
+            module.state_dict()[k.removeprefix(prefix)].zero_()
+        module.load_state_dict({k.removeprefix(prefix): v for k, v in outer.state_dict().items()},
+                               strict=False)
+        torch.testing.assert_close(_outputs(module, example), _outputs(outer, example),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_wrapper_that_computes_keeps_its_prefix():
+    from tree_models import build
+
+    inner, example = build("yolo")
+    outer = _Wrapper(inner, "module", scale=True).eval()
+    source, module = _generate(_export_module(outer, example, "dynamo"))
+    assert "Without the prefix" not in source
+    assert any(k.startswith("module.") for k in module.state_dict())
+    torch.testing.assert_close(_outputs(module, example), _outputs(outer, example),
+                               rtol=1e-4, atol=1e-4)

@@ -147,3 +147,40 @@ def test_locate_in_generated_code_with_fused_linear(tmp_path):
     assert res.output.name == "y"
     assert "h1" in [t.name for t in res.trace] and all(t.ok for t in res.trace[:-1])
     assert res.source["file"] == str(py) and "self." in res.source["text"]
+
+
+def test_locate_reads_the_line_map_stored_with_the_weights(generated, monkeypatch):
+    """The source line comes from the map convert stored in the .safetensors metadata, without
+    generating the code again; once model.py is edited, the map is not trusted."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    import nnport.torch_emit.codegen as codegen
+
+    src, py = generated
+    st = py.with_suffix(".safetensors")
+    with safe_open(str(st), framework="np") as f:
+        assert "nnport.lines" in f.metadata()
+    w = load_file(st)
+    w["conv2.weight"].reshape(-1)[5] += 2.0
+    with safe_open(str(st), framework="np") as f:
+        meta = f.metadata()
+    save_file(w, st, metadata=meta)  # the user's fix of a weight keeps the map
+
+    class NoRegeneration(codegen.CodeGen):
+        def generate(self):
+            raise AssertionError("locate generated the code again")
+
+    monkeypatch.setattr(codegen, "CodeGen", NoRegeneration)
+    res = locate(src, py, chunk_size=4)
+    assert res.found and res.node == "conv2", res.lines()
+    lines = py.read_text().splitlines()
+    assert res.source["file"] == str(py)
+    assert "self.conv2(" in lines[res.source["line"] - 1] == res.source["text"]
+    monkeypatch.undo()
+    # an edited model.py: its lines moved, the stored map is stale and not used
+    py.write_text("# my notes\n" + py.read_text())
+    res2 = locate(src, py, chunk_size=4)
+    assert res2.source["file"] == str(py) and res2.source["line"] == res.source["line"] + 1
+    monkeypatch.setattr(codegen, "CodeGen", NoRegeneration)
+    assert locate(src, py, chunk_size=4).source is None  # it had to generate the code again

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from ..errors import UnsupportedOpsError
+from ..errors import InputError, UnsupportedOpsError
 from ..io import check_output_path, discard, temp_path_beside, written
 from . import ops as _ops  # noqa: F401  (registers every emitter)
-from .codegen import REGISTRY, CodeGen, Transposed, preflight
+from .codegen import CodeGen
+from .emitter import REGISTRY, Transposed, preflight
 
 __all__ = ["generate", "build_module", "write", "preflight", "REGISTRY"]
 
@@ -32,18 +33,32 @@ def fuse(model: ir.Model) -> ir.Model:
     return model
 
 
+CONTROL_FLOW = ("if", "cond")
+
+
 def generate(model: ir.Model, source_name: str = "model.onnx", record: bool = False,
-             flat: bool = False) -> tuple[str, dict[str, Any]]:
+             flat: bool = False, control_flow: str = "if",
+             lines: dict[str, int] | None = None) -> tuple[str, dict[str, Any]]:
     """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model.
+    ``lines``: a dict to fill with the line (1-based) of the source that computes each node.
     ``record=True`` makes forward() report every node output to ``module.recorder``.
-    ``flat=True``: one ``Model`` class, as before the module tree (tree.py) was recovered."""
+    ``flat=True``: one ``Model`` class, as before the module tree (tree.py) was recovered.
+    ``control_flow="cond"``: an If on a runtime value is ``torch.cond`` (torch.export keeps
+    both branches) instead of a Python ``if``."""
+    if control_flow not in CONTROL_FLOW:
+        raise InputError(f"--control-flow {control_flow!r}: use one of {', '.join(CONTROL_FLOW)}")
     missing = preflight(model)
     if missing:
         raise UnsupportedOpsError("torch", missing)
     # also when recording (verify --locate): the module must hold the same weights under the
     # same names as the written model.py; a fused node records the output it replaces
     fuse(model)
-    return CodeGen(model, source_name=source_name, record=record, flat=flat).generate()
+    gen = CodeGen(model, source_name=source_name, record=record, flat=flat,
+                  control_flow=control_flow)
+    source, state = gen.generate()
+    if lines is not None:
+        lines.update(gen.line_of)
+    return source, state
 
 
 def tensor_of(value: Any, maps: dict | None = None):
@@ -135,9 +150,22 @@ def _folder_lock(path: Path):
 
 from .st_writer import write_safetensors  # noqa: E402  (re-exported)
 
+# model.safetensors metadata: the line map of the model.py written with it (verify --locate
+# reads it while the file is unchanged, see verify/locate.py)
+LINES_KEY, SOURCE_KEY = "nnport.lines", "nnport.source_sha256"
 
-def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tuple[Path, Path]:
-    """Write model.py and model.safetensors atomically (temp files, then rename)."""
+
+def line_metadata(source: str, lines: dict[str, int]) -> dict[str, str]:
+    import json
+
+    return {SOURCE_KEY: hashlib.sha256(source.encode()).hexdigest(),
+            LINES_KEY: json.dumps(lines, separators=(",", ":"))}
+
+
+def write(source: str, state: dict[str, Any], py_path: str | os.PathLike,
+          lines: dict[str, int] | None = None) -> tuple[Path, Path]:
+    """Write model.py and model.safetensors atomically (temp files, then rename).  ``lines``:
+    the node -> line map of ``source``, kept in the weights' metadata."""
     py_path = check_output_path(py_path)
     st_path = py_path.with_suffix(".safetensors")
     tmp_py = temp_path_beside(py_path)
@@ -147,7 +175,10 @@ def write(source: str, state: dict[str, Any], py_path: str | os.PathLike) -> tup
         discard(tmp_py)
         raise
     try:
-        write_safetensors(state, tmp_st)
+        if lines:
+            write_safetensors(state, tmp_st, line_metadata(source, lines))
+        else:
+            write_safetensors(state, tmp_st)
         with open(tmp_py, "w", encoding="utf-8") as fh:
             fh.write(source)
         # two conversions into one folder at once: the pair of renames is one critical section

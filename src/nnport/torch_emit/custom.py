@@ -28,7 +28,7 @@ from typing import Callable
 
 from ..errors import InputError
 from ..registry import norm_domain
-from .codegen import REGISTRY
+from .emitter import REGISTRY
 
 _REGISTERED: dict[tuple[str, str], dict] = {}
 

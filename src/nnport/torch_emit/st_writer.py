@@ -25,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..errors import ConversionError
-from .codegen import Transposed
+from .emitter import Transposed
 
 class _Stopped(Exception):
     """The writer gave up (an error, or the consumer went away): the worker ends."""
@@ -276,13 +276,15 @@ def _items(state: dict, keys: list[str], bufs: _Buffers) -> Iterator:
         worker.join()
 
 
-def write_safetensors(state: dict[str, Any], path: str | os.PathLike) -> None:
+def write_safetensors(state: dict[str, Any], path: str | os.PathLike,
+                      metadata: dict[str, str] | None = None) -> None:
     """Write ``state`` (name -> numpy array, onnx_ir tensor, ``Transposed`` or torch tensor) to
-    ``path``, tensor by tensor (never all tensors in memory at once)."""
+    ``path``, tensor by tensor (never all tensors in memory at once).  ``metadata``: string
+    entries for the header's ``__metadata__`` besides ``format``."""
     from .. import progress
 
     keys = sorted(state)
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    header: dict[str, Any] = {"__metadata__": {"format": "pt", **(metadata or {})}}
     sizes = []
     offset = 0
     for key in keys:

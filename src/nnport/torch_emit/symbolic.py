@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import onnx_ir as ir
 
-if TYPE_CHECKING:  # codegen imports this module to emit; the types are for reading only
-    from .codegen import Arg, Ctx
+from ..dtypes import torch_dtype_src
+from .naming import py_literal
+
+if TYPE_CHECKING:  # the emitter API's types, for reading only
+    from .emitter import Arg, Ctx
 
 _INT_TYPES = (ir.DataType.INT64, ir.DataType.INT32)
 _MAX_LEN = 64
@@ -446,3 +449,16 @@ def try_symbolic(ctx: Ctx, args: list, kwargs: dict) -> bool:
         return bool(rule(ctx, args, kwargs))
     except (TypeError, ValueError, IndexError, KeyError):
         return False
+
+
+def materialize(rec) -> str:
+    """A tracked value as a tensor expression, where code needs one: ``rec`` is
+    (list of element expressions or one expression, dtype, device expression or None)."""
+    sym, dtype, device = rec
+    if dtype == ir.DataType.BOOL:
+        body = py_literal([bool(int(e)) for e in sym]) if isinstance(sym, list) else (
+            py_literal(bool(int(sym))))
+    else:
+        body = f"[{', '.join(sym)}]" if isinstance(sym, list) else str(sym)
+    dev = f", device={device}" if device else ""
+    return f"torch.tensor({body}, dtype={torch_dtype_src(dtype)}{dev})"

@@ -27,6 +27,10 @@ from ..irutil import iter_nodes
 _CONTAINERS = {"torch.nn.modules.container.Sequential", "torch.nn.modules.container.ModuleList",
                "torch.nn.modules.container.ModuleDict"}
 _TS_REPEAT = re.compile(r"_\d+$")
+# attributes under which wrappers hold the model they wrap: nn.DataParallel,
+# DistributedDataParallel and FSDP (``module``), torch.compile (``_orig_mod``), Lightning-style
+# and EMA wrappers (``model``)
+WRAPPER_ATTRS = ("module", "model", "_orig_mod")
 
 
 @dataclass(eq=False)
@@ -255,3 +259,17 @@ def is_container(scope: Scope) -> bool:
     if scope.cls is not None:
         return scope.cls in _CONTAINERS
     return bool(kids) and all(_numbered(c, scope) for c in kids)
+
+
+
+def wrapped(root: Scope) -> Scope | None:
+    """The model inside a wrapper: when everything the exporter recorded is inside one child
+    module held as ``module``/``model``/``_orig_mod`` (every parameter path starts with that
+    attribute) and that child is a model of its own (not an nn.Sequential), the child; else
+    None.  The code generator writes it as ``Model`` with the prefix dropped from its keys."""
+    if len(root.items) != 1 or not isinstance(root.items[0], Scope):
+        return None
+    child = root.items[0]
+    if len(child.path) != 1 or child.path[0] not in WRAPPER_ATTRS or is_container(child):
+        return None
+    return child

@@ -157,6 +157,9 @@ class _TorchTap:
         except OSError:
             head = ""
         self.flat = "# Module tree as recorded by the exporter" not in head
+        # and the If nodes as torch.cond (--control-flow cond): its lines are found by the
+        # line map of the same code (the recording module keeps Python ifs)
+        self.control_flow = "cond" if "(--control-flow cond)" in head else "if"
         source, state = generate(model, source_name=_source_name(a), record=True,
                                  flat=self.flat)
         # after generate(): the tensors inside fused nodes (MatMul+Add -> Linear, attention)
@@ -179,6 +182,8 @@ class _TorchTap:
                     f"{describe(a)} ({' '.join(str(exc).split())[:200]}); was {self.path} "
                     f"generated from this model?") from None
         self.module = module.eval()
+        # the line map written beside b (in its weights' metadata), while b is unchanged
+        self.line_map = _stored_lines(self.path, st) if st.is_file() else None
         self.node_of: dict[str, str] = {}  # tensor name -> node name (normalized model)
         self.input_names = None
 
@@ -214,14 +219,22 @@ class _TorchTap:
         return None
 
     def source_line(self, tensor: str, node_name: str | None) -> dict | None:
-        """The line of ``b`` (or of the regenerated code) that computes ``tensor``."""
+        """The line of ``b`` (or of the regenerated code) that computes ``tensor``: from the
+        line map stored with b's weights while b is the file nnport wrote, else by generating
+        the code again and finding the node's lines in b by their text."""
         from ..convert import _source_name, prepare
         from ..torch_emit import fuse
         from ..torch_emit.codegen import CodeGen
 
         node_name = self.node_of.get(tensor, node_name)
+        if self.line_map is not None:
+            line = self.line_map.get(node_name or "")
+            if not line:
+                return None
+            text = self.path.read_text(encoding="utf-8").splitlines()[line - 1]
+            return {"file": str(self.path), "line": line, "text": text}
         gen = CodeGen(fuse(prepare(self.a)), source_name=_source_name(self.a), record=False,
-                      flat=self.flat)
+                      flat=self.flat, control_flow=self.control_flow)
         source, _ = gen.generate()
         try:
             file_lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -239,6 +252,31 @@ class _TorchTap:
                 if line.strip() == want:
                     return {"file": str(self.path), "line": i, "text": line}
         return {"file": f"{self.path} (regenerated)", "line": 0, "text": texts[0]}
+
+
+def _stored_lines(py: Path, st: Path) -> dict[str, int] | None:
+    """The node -> line map nnport stored in ``st`` when it wrote ``py``, if ``py`` is still
+    that file (same SHA-256) and the map is well formed; else None."""
+    import hashlib
+    import json
+
+    from ..torch_emit import LINES_KEY, SOURCE_KEY
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(st), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get(SOURCE_KEY) != hashlib.sha256(py.read_bytes()).hexdigest():
+            return None
+        lines = json.loads(meta[LINES_KEY])
+        n = py.read_text(encoding="utf-8").count("\n") + 1
+    except Exception:  # no map, unreadable, or not ours: the map is only a shortcut
+        return None
+    if not isinstance(lines, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and 1 <= v <= n for k, v in lines.items()):
+        return None
+    return lines
 
 
 def _tap(src, a):

@@ -14,7 +14,7 @@ import math
 
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, Transposed
+from ..emitter import Arg, Ctx, Transposed
 from .op_contrib_basic import _used, assign, register_ms
 
 _F32 = ir.DataType.FLOAT

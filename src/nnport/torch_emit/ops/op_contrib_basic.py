@@ -16,7 +16,7 @@ import inspect
 
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 from .op_conv import conv
 from .op_matmul import gemm
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx
+from ..emitter import Arg, Ctx
 from .op_contrib_basic import _used, embed_layer_norm, register_ms
 from .op_pool import average_pool
 from .op_quant import _INT_RANGES

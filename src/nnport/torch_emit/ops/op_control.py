@@ -4,10 +4,16 @@ Subgraph bodies are emitted inline (``ctx.subgraph``) with their inputs bound to
 variables; outer-scope values are used directly.  Loop-carried values are reassigned in one
 tuple assignment at the end of each iteration, so a body that swaps values stays correct.
 Scan outputs are collected in Python lists and stacked once the loop ends.
+
+With ``--control-flow cond`` an If on a runtime value becomes ``torch.cond`` with its branches
+as local functions, so that torch.export keeps both branches instead of specializing on the
+example input (a Python ``if`` on a tensor is a data-dependent guard there).
 """
 from __future__ import annotations
 
-from ..codegen import Arg, Ctx, register
+import onnx_ir as ir
+
+from ..emitter import Arg, Ctx, iter_nodes, register
 
 _CF_VERSIONS = (1, 11, 13, 16, 19, 21, 23, 24, 25)
 
@@ -34,6 +40,10 @@ def if_(ctx: Ctx, cond: Arg, *, then_branch, else_branch):
         branch = then_branch if bool(c.reshape(-1)[0]) else else_branch
         _assign(ctx, names, ctx.subgraph(branch, []))
         return None
+    if ctx.control_flow == "cond" and not _tracked(ctx, cond.value) and _cond_fits(
+            ctx, then_branch, else_branch):
+        _torch_cond(ctx, cond, then_branch, else_branch)
+        return None
     ctx.line(f"if bool({cond}):")
     with ctx.indent():
         n0 = len(ctx.gen.lines)
@@ -47,6 +57,100 @@ def if_(ctx: Ctx, cond: Arg, *, then_branch, else_branch):
         if len(ctx.gen.lines) == n0:
             ctx.line("pass")
     return None
+
+
+# ops whose output may be a view of their input: a torch.cond branch must not return an alias
+# of what it was given, so such outputs are cloned
+_VIEW_OPS = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
+             "Split", "Expand", "Gather", "Cast", "Unbind"}
+
+
+def _tracked(ctx: Ctx, v) -> bool:
+    """The value is held as Python values (shape arithmetic, symbolic.py), not a tensor."""
+    return v is not None and (bool(ctx.gen.syms.get(id(v))) or id(v) in ctx.gen.bools)
+
+
+def _cond_fits(ctx: Ctx, then_branch, else_branch) -> bool:
+    """torch.cond takes branches that return tensors (not sequences or optionals) of the same
+    type and shape; where the ONNX branches differ (ONNX allows it), the If stays a Python
+    ``if`` and the header says so."""
+    outs = list(ctx.node.outputs) + list(then_branch.outputs) + list(else_branch.outputs)
+    if not all(v.type is None or isinstance(v.type, ir.TensorType) for v in outs):
+        why = "its branches return sequences or optionals"
+    elif any(_differ(a, b) for a, b in zip(then_branch.outputs, else_branch.outputs)):
+        why = "its branches return different shapes or types"
+    else:
+        return True
+    ctx.note(f"{_if_label(ctx.node)} stays a Python if: {why}, which torch.cond does not take.")
+    return False
+
+
+def _differ(a, b) -> bool:
+    if a.dtype is not None and b.dtype is not None and a.dtype != b.dtype:
+        return True
+    if a.shape is None or b.shape is None:
+        return False
+    if len(a.shape) != len(b.shape):
+        return True
+    return any(isinstance(x, int) and isinstance(y, int) and x != y
+               for x, y in zip(a.shape.dims, b.shape.dims))
+
+
+def _if_label(node) -> str:
+    return f"If node {node.name!r}" if node.name else "An If node"
+
+
+def _free_values(graphs) -> list:
+    """Values the graphs (and their subgraphs) read from outside, constants aside, in order."""
+    inside = set()
+    for g in graphs:
+        inside.update(id(v) for v in g.inputs)
+        for node, _ in iter_nodes(g):
+            inside.update(id(v) for v in node.outputs)
+            for attr in node.attributes.values():
+                subs = [attr.value] if attr.type == ir.AttributeType.GRAPH else (
+                    list(attr.value) if attr.type == ir.AttributeType.GRAPHS else [])
+                for sub in subs:
+                    inside.update(id(v) for v in sub.inputs)
+    free, seen = [], set()
+    for g in graphs:
+        for node, _ in iter_nodes(g):
+            for v in node.inputs:
+                if v is None or id(v) in inside or id(v) in seen or v.const_value is not None:
+                    continue
+                seen.add(id(v))
+                free.append(v)
+    return free
+
+
+def _torch_cond(ctx: Ctx, cond: Arg, then_branch, else_branch) -> None:
+    """``a, b = torch.cond(pred, then_branch, else_branch, (x, y))``, each branch a local
+    function of the tensors it reads (other values: weights, tracked shape ints, sequences,
+    are read from the enclosing scope, which torch.cond allows)."""
+    ctx.note("If nodes on runtime values are torch.cond calls (--control-flow cond): "
+             "torch.export keeps both branches.")
+    operands = []
+    for v in _free_values([then_branch, else_branch]):
+        expr = ctx.name_of(v)
+        if isinstance(v.type, ir.TensorType) and expr.isidentifier() and not (
+                expr.startswith("__") or _tracked(ctx, v)):
+            operands.append(expr)
+    fns = []
+    for label, branch in (("then_branch", then_branch), ("else_branch", else_branch)):
+        fn = ctx.tmp(label)
+        ctx.line(f"def {fn}({', '.join(operands)}):")
+        with ctx.indent():
+            outs = ctx.subgraph(branch, [])
+            rets = []
+            for v, expr in zip(branch.outputs, outs):
+                p = v.producer()
+                owned = p is not None and p.graph is branch and p.op_type not in _VIEW_OPS
+                rets.append(expr if owned else f"{expr}.clone()")
+            ctx.line(f"return {', '.join(rets)}")
+        fns.append(fn)
+    args = ", ".join(operands) + ("," if len(operands) == 1 else "")
+    names = ctx.out_names
+    ctx.line(f"{', '.join(names)} = torch.cond({cond}, {fns[0]}, {fns[1]}, ({args}))")
 
 
 @register("Loop", _CF_VERSIONS)

@@ -6,7 +6,7 @@ express (asymmetric pads, auto_pad SAME on dynamic sizes) is applied with ``F.pa
 """
 from __future__ import annotations
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 from ..helpers.h_pads import _same_pads, _torch_pads
 
 

@@ -1,7 +1,7 @@
 """Detection ops: NonMaxSuppression and RoiAlign, through plain-torch helpers (no torchvision)."""
 from __future__ import annotations
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 
 def _scalar(ctx: Ctx, arg: Arg | None, kind: str, default):

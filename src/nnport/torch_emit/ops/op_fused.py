@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, Transposed, register
+from ..emitter import Arg, Ctx, Transposed, register
 from . import op_norm
 
 

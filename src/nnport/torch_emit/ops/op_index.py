@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 
 def _axis_int(ctx: Ctx, arg: Arg) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 ML = "ai.onnx.ml"
 _F32 = ir.DataType.FLOAT

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 ML = "ai.onnx.ml"
 GEMM_MAX_DEPTH = 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 
 def _softmax(fn: str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 _F32 = ir.DataType.FLOAT
 _LOW = {ir.DataType.FLOAT16, ir.DataType.BFLOAT16}

@@ -6,7 +6,7 @@ use the plain-torch helpers in ``helpers/h_cnn.py``.
 """
 from __future__ import annotations
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 from .op_conv import _defaults, _lst, _tup, resolve_pads
 
 

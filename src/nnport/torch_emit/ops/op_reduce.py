@@ -13,7 +13,7 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 _INPUT_AXES_SINCE = {"ReduceSum": 13}
 

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, register
+from ..emitter import Arg, Ctx, register
 
 _BIG = 2**31  # slice bounds beyond this mean "to the end"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from ..codegen import Arg, Ctx, py_literal, register
+from ..emitter import Arg, Ctx, register
+from ..naming import py_literal
 
 TRAINING = "ai.onnx.preview.training"
 
