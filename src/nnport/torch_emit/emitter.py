@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from ..dtypes import torch_dtype_src
 from ..errors import ConversionError
-from ..irutil import iter_nodes  # noqa: F401  (re-exported for emitters)
+from ..irutil import iter_nodes  # used here; also re-exported for emitters
 from ..registry import Registry, norm_domain
 from .naming import py_literal
 
