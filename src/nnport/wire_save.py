@@ -17,25 +17,15 @@ from typing import BinaryIO, Callable
 import onnx
 import onnx_ir as ir
 
+from .skeleton import encode_varint as _varint
+
 # nnport.io calls in with what it owns (inlining other external tensors, the shared file
-# mappings): this module imports nothing of nnport's, so the two make no import cycle
+# mappings): this module imports only the wire reader's encoder, so the two make no import cycle
 
 _GRAPH_FIELD = 7  # ModelProto.graph
 _INIT_FIELD = 5  # GraphProto.initializer
 _RAW_FIELD = 9  # TensorProto.raw_data
 _LEN = 2  # wire type: length-delimited
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def _key(field: int) -> bytes:
