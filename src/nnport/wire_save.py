@@ -56,12 +56,14 @@ def plan(model: ir.Model, to_proto_inline: Callable[[ir.Model], onnx.ModelProto]
     streamed = [(name, value) for name, value in model.graph.initializers.items()
                 if isinstance(value.const_value, ir.ExternalTensor)
                 and value.const_value.dtype.bitwidth >= 8 and value.const_value.size > 0]
+    order = list(model.graph.initializers.values())
     for name, _ in streamed:
         model.graph.initializers.pop(name)
     try:
         proto = to_proto_inline(model)
-    finally:
-        for _, value in streamed:
+    finally:  # the caller's model as it was, initializers in their order
+        model.graph.initializers.clear()
+        for value in order:
             model.graph.register_initializer(value)
     parts = []
     for name, value in streamed:

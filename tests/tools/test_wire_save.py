@@ -80,3 +80,14 @@ def test_lean_model_saves_identically(tmp_path, external):
     half = numpy_helper.to_array(tensors["half"])
     np.testing.assert_allclose(y, (x @ big).astype(np.float16) @ half, rtol=2e-2, atol=0.5)
     assert g.tolist() == [0, 5, 599] and (c == 3).all()
+
+
+def test_saving_leaves_the_model_as_it_was(tmp_path):
+    src = tmp_path / "m.onnx"
+    _model(False, src)
+    model = load_model(src, lazy=True)
+    names = list(model.graph.initializers)
+    save_model(model, tmp_path / "a.onnx")
+    assert list(model.graph.initializers) == names  # file-backed ones not moved to the end
+    save_model(model, tmp_path / "b.onnx")
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
