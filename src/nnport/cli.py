@@ -93,7 +93,10 @@ def _verify_locate(args) -> int:
     if args.report:
         from .io import check_output_path
 
+        from .verify.node_data import node_data_path
+
         check_output_path(args.report)
+        check_output_path(node_data_path(args.report))
     kw = verify_kwargs(args)
     report = verify(args.a, args.b, **kw)
     loc = None
@@ -103,12 +106,17 @@ def _verify_locate(args) -> int:
         from .verify.report_html import write_html_report
 
         write_html_report(report, loc, args.report)
+        from .verify.node_data import node_data_path, write_node_data
+
+        overlay = node_data_path(args.report)
+        write_node_data(loc, overlay)
     if args.json:
         d = report.to_dict()
         if loc is not None:
             d["locate"] = loc.to_dict()
         if args.report:
             d["html_report"] = str(args.report)
+            d["node_data"] = str(overlay)
         print(json.dumps(d, indent=2, default=float))
     else:
         print_report(report, False)
@@ -119,7 +127,9 @@ def _verify_locate(args) -> int:
                 for line in loc.lines():
                     print(line)
         if args.report:
-            print(f"wrote {args.report}")
+            print(f"wrote {args.report} and {overlay} (per-node errors for Model Explorer: "
+                  f"model-explorer {args.a} --extensions=model_explorer_onnx "
+                  f"--node_data_paths={overlay})")
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
@@ -142,6 +152,13 @@ def cmd_show(args) -> int:
 
     def announce(line):
         print(line, flush=True)
+
+    if args.node_data:
+        from .show import show_node_data
+
+        show_node_data(args.src, args.node_data, host=args.host, port=args.port,
+                       browse=not args.no_browser, announce=announce)
+        return EXIT_OK
 
     show(args.src, host=args.host, port=args.port, browse=not args.no_browser,
          input_shapes=shapes, announce=announce)
@@ -219,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only serve; print the address to open")
     w.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="example input shape to export a generated .py with (repeatable)")
+    w.add_argument("--node-data", metavar="FILE.json", default=None,
+                   help="colour the graph with per-node data (verify --locate --report writes "
+                   "PAGE.nodedata.json): shown in Google's Model Explorer instead of Netron")
     w.set_defaults(fn=cmd_show)
 
     d = sub.add_parser("demo", help="build a small model, convert it and verify it")

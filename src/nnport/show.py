@@ -206,3 +206,58 @@ def show(src: str | os.PathLike, *, host: str = "localhost", port: int = 0, brow
     finally:
         server.stop()
         work.cleanup()
+
+
+def read_node_data(path: str | os.PathLike) -> dict:
+    """A Model Explorer node-data file (``verify --locate --report`` writes one), checked enough
+    to fail here with one line rather than silently in the viewer."""
+    import json
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--node-data: no such file: {p}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"--node-data: {p} is not a JSON node-data file ({e})") from None
+    graphs = data.get("graphsData", data) if isinstance(data, dict) else None
+    if (not isinstance(graphs, dict) or not graphs
+            or not all(isinstance(g, dict) and isinstance(g.get("results"), dict)
+                       for g in graphs.values())):
+        raise InputError(f"--node-data: {p} is not Model Explorer node data "
+                         "({graph id: {\"results\": {node id: {\"value\": ...}}}})")
+    return graphs
+
+
+def show_node_data(src: str | os.PathLike, node_data: str | os.PathLike, *,
+                   host: str = "localhost", port: int = 0, browse: bool = True,
+                   announce=print) -> None:
+    """Serve ``src`` (the reference .onnx of a ``verify --locate --report``) in Google's Model
+    Explorer with the per-node errors coloured on the graph (``pip install 'nnport[show]'``).  Blocks until Ctrl-C.  Netron, the default viewer, has no overlay."""
+    src = Path(src)
+    if src.suffix.lower() != ".onnx":
+        raise InputError(f"--node-data: {src} must be the .onnx model the node data was computed "
+                         "on (the reference of verify --locate)")
+    if not src.is_file():
+        raise InputError(f"no such file: {src}")
+    read_node_data(node_data)
+    try:
+        import model_explorer
+        import model_explorer_onnx  # noqa: F401  (the ONNX adapter, loaded by name below)
+    except ImportError:
+        raise InputError("nnport show --node-data needs Google's Model Explorer and its ONNX "
+                         "adapter: pip install 'nnport[show]' (ai-edge-model-explorer, "
+                         "model-explorer-onnx)") from None
+    if not port:
+        import socket
+
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+    config = (model_explorer.config().add_model_from_path(str(src.resolve()))
+              .add_node_data_from_path(str(Path(node_data).resolve())))
+    announce(f"showing {src} with {node_data} in Model Explorer on http://{host}:{port} "
+             "(Ctrl-C stops)")
+    model_explorer.visualize_from_config(config=config, host=host, port=port,
+                                         extensions=["model_explorer_onnx"],
+                                         no_open_in_browser=not browse)

@@ -163,6 +163,7 @@ def _check(cmd: str, rc: int, out: str, err: str, cwd: Path) -> None:
     if "--report" in argv:
         page = cwd / argv[argv.index("--report") + 1]
         assert page.read_text().startswith("<!DOCTYPE html>"), cmd
+        assert page.with_name(page.stem + ".nodedata.json").is_file(), cmd
 
 
 @pytest.mark.slow

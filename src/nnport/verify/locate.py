@@ -52,6 +52,8 @@ class LocateResult:
     nodes_total: int = 0
     compared: int = 0
     note: str = ""
+    graph_id: str = "<main>"  # the reference's graph and node ids, as Model Explorer names them
+    node_ids: dict = field(default_factory=dict, repr=False)  # output tensor -> node id
 
     def to_dict(self) -> dict:
         return {"found": self.found, "node": self.node, "op": self.op, "index": self.index,
@@ -319,6 +321,9 @@ def locate(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
         return result
     tap_a = _OnnxTap(a)
     tap_b = _tap(b, a)
+    from .node_data import node_ids
+
+    result.graph_id, result.node_ids = node_ids(tap_a.proto)
     if specs is None:
         specs = specs_from_model(load_model(tap_a.proto))
     shapes = resolve_shapes(specs, input_shapes)
