@@ -185,3 +185,17 @@ def test_ncnn_output_that_is_an_input_does_not_crash(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nnport.cli", "convert", str(tmp_path / "m.onnx"),
                         str(tmp_path / "m.param")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "MATCH" in r.stdout, (r.returncode, r.stdout, r.stderr[-500:])
+
+
+@pytest.mark.parametrize("op,dtype", [("ConvTranspose", np.bool_), ("Conv", np.int32)])
+def test_layer_with_an_integer_weight_is_a_one_line_error(op, dtype, tmp_path):
+    """A ConvTranspose whose weight is a bool initializer (fuzz, seed 22) got as far as
+    load_state_dict ("Only Tensors of floating point ... can require gradients")."""
+    w = numpy_helper.from_array(np.ones((3, 2, 3), dtype), "w")
+    g = helper.make_graph([helper.make_node(op, ["x", "w"], ["y"], kernel_shape=[3], name="n3")],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(nnport.ConversionError, match=f"node 'n3' \\({op}\\): its weight is "):
+        nnport.convert(model, tmp_path / "m.py", verify=True)
+    assert not (tmp_path / "m.py").exists()

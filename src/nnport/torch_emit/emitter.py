@@ -141,7 +141,17 @@ class Ctx:
         return self.gen.add_weight(array, hint, parameter, node=self.node)
 
     def module(self, hint: str, ctor: str, tensors: dict[str, Any]) -> str:
-        """Register a submodule (e.g. ``nn.Conv2d(...)``) with its state; returns ``self.x``."""
+        """Register a submodule (e.g. ``nn.Conv2d(...)``) with its state; returns ``self.x``.
+        torch's layers hold floating-point tensors only (their parameters require grad): an
+        integer or boolean weight, which the op's ONNX type constraints forbid too, is refused
+        here by name rather than failing when the module is built."""
+        for key, t in tensors.items():
+            if t is None:
+                continue
+            dt = ir.DataType.from_numpy(t.dtype) if isinstance(t, np.ndarray) else t.dtype
+            if dt is not None and not dt.is_floating_point():
+                self.fail(f"its {key} is {dt.name.lower()}; {ctor.split('(')[0]} takes "
+                          "floating-point tensors (so does the ONNX op)")
         return self.gen.add_module(hint, ctor, tensors, node=self.node)
 
     def module_hint(self, weight: Arg | None = None) -> str:
