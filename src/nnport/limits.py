@@ -426,10 +426,18 @@ def check_node(node) -> None:
     above the limit.  Call at the top of ``passes.normalize.fold_constants._should_fold`` and
     before each
     evaluation in ``fold_simple``: the folder is where a computed shape becomes an allocation."""
+    n = node_output_elements(node)
+    if n is not None:
+        _check_count(n, _label(node))
+
+
+def node_output_elements(node) -> int | None:
+    """The elements ``node`` (an ``onnx_ir.Node``) would make from its constant operands and
+    known input shapes, where that is computable (None otherwise)."""
     import onnx_ir as ir
 
     if node.domain not in ("", "ai.onnx"):
-        return
+        return None
     consts: list = []
     dims: list = []
     for v in node.inputs:
@@ -455,6 +463,4 @@ def check_node(node) -> None:
         a = node.attributes.get(name)
         if a is not None and a.type in (ir.AttributeType.INTS, ir.AttributeType.FLOATS):
             attrs[name] = list(a.value)
-    n = op_output_elements(node.op_type, consts, dims, attrs)
-    if n is not None:
-        _check_count(n, _label(node))
+    return op_output_elements(node.op_type, consts, dims, attrs)

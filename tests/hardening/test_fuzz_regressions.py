@@ -199,3 +199,24 @@ def test_layer_with_an_integer_weight_is_a_one_line_error(op, dtype, tmp_path):
     with pytest.raises(nnport.ConversionError, match=f"node 'n3' \\({op}\\): its weight is "):
         nnport.convert(model, tmp_path / "m.py", verify=True)
     assert not (tmp_path / "m.py").exists()
+
+
+@pytest.mark.parametrize("rows", [4, 134217730])
+def test_a_huge_constant_of_shape_is_computed_not_folded(rows):
+    """A ConstantOfShape of 134217730x3x4 (1.6e9 elements, fuzz seed 22) was folded into a
+    6.4 GB constant (39 s, past the fuzzer's time cap, then copied by Expand and Add).  Above
+    2**28 elements such ops stay in the code; small ones still fold."""
+    shape = numpy_helper.from_array(np.array([rows, 3, 4], np.int64), "shape")
+    g = helper.make_graph(
+        [helper.make_node("ConstantOfShape", ["shape"], ["z"],
+                          value=numpy_helper.from_array(np.ones(1, np.float32), "one")),
+         helper.make_node("Add", ["x", "z"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, 3, 4])], [shape])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    source, state = generate_torch(model)
+    sizes = [int(np.prod(v.shape)) for v in state.values()]
+    if rows == 4:
+        assert 48 in sizes  # folded
+    else:
+        assert max(sizes, default=0) < 100 and "134217730" in source

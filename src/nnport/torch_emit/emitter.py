@@ -146,7 +146,7 @@ class Ctx:
         integer or boolean weight, which the op's ONNX type constraints forbid too, is refused
         here by name rather than failing when the module is built."""
         for key, t in tensors.items():
-            if t is None:
+            if t is None or key == "num_batches_tracked":  # BatchNorm's int64 counter
                 continue
             dt = ir.DataType.from_numpy(t.dtype) if isinstance(t, np.ndarray) else t.dtype
             if dt is not None and not dt.is_floating_point():

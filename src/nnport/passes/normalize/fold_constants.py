@@ -37,6 +37,12 @@ _FOLD = {
 }
 # Large limits: a ConstantOfShape that makes a 100M-element fc weight must fold too.
 _SIZE_LIMIT = 1 << 40
+# ...but an op that makes a tensor much larger than its operands is not folded beyond 2**28
+# elements (1 GiB of float32): storing it would take gigabytes of memory and file, and filling
+# it seconds to minutes; it is computed at run time instead (the fuzzer's 1.6e9-element
+# ConstantOfShape took 39 s to fold, then Expand and Add copied it twice more).
+_GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "OneHot", "EyeLike", "Pad"}
+_FOLD_MAX_GROWN = 1 << 28
 
 
 def _should_fold(node: ir.Node) -> bool | None:
@@ -45,6 +51,10 @@ def _should_fold(node: ir.Node) -> bool | None:
     # Sizes are checked first: a constant ConstantOfShape/Expand/Tile/Range must not allocate
     # terabytes.
     limits.check_node(node)
+    if node.op_type in _GROWING:
+        n = limits.node_output_elements(node)
+        if n is not None and n > _FOLD_MAX_GROWN:
+            return False  # computed where it is used (torch.full, expand), not stored
     return node.op_type in _FOLD and node.domain in ("", "ai.onnx")
 
 
@@ -94,9 +104,8 @@ def fold_simple(model: ir.Model) -> ir.Model:
     graph = model.graph
     opset = model.opset_imports.get("", 1)
     for node in list(graph):
-        if not _is_constant_node(node):
+        if not _is_constant_node(node) or not _should_fold(node):
             continue
-        limits.check_node(node)
         names = [f"i{i}" if v is not None else "" for i, v in enumerate(node.inputs)]
         outs = [f"o{i}" for i in range(len(node.outputs))]
         proto = ir.to_proto(node)
