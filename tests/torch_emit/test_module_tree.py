@@ -80,6 +80,27 @@ def test_resnet_reads_like_torchvision(exporter):
     assert type(module.layer1[1]) is type(module.layer1[2])
 
 
+def test_torchscript_scopes_give_readable_names():
+    """The TorchScript exporter records scopes, not classes.  A block class shared by
+    layer1.1 and layer2.1 is not named after one of the lists (it was ``Layer1``); blocks are
+    told apart by what they have (``LayerBlockDownsample``); constructor arguments read
+    ``in_channels`` when that is unambiguous (were ``conv1_in_channels``); the stem conv is
+    named after its scope like the convs inside blocks (``conv1_folded``, was
+    ``conv1_Conv_folded``, from the node name /conv1/Conv)."""
+    model, example, proto = _export("resnet", "ts")
+    source, module = _generate(proto)
+    classes = _classes(source)
+    assert "LayerBlock" in classes and "LayerBlockDownsample" in classes, classes
+    assert not [c for c in classes if re.fullmatch(r"Layer\d+", c)], classes
+    assert type(module.layer1[1]) is type(module.layer2[1])
+    assert type(module.layer1[0]).__name__.startswith("LayerBlockDownsample")
+    assert "def __init__(self, in_channels, out_channels):" in source
+    assert "conv1_in_channels" not in source
+    assert hasattr(module, "conv1_folded") and "Conv_folded" not in source
+    torch.testing.assert_close(_outputs(module, example), _outputs(model, example),
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("exporter", ["dynamo", "ts"])
 def test_vit_has_one_block_class(exporter):

@@ -17,7 +17,7 @@ from typing import Any
 import onnx_ir as ir
 
 from .._version import __version__
-from .naming import RESERVED, Namer, class_hint, comment_safe, sanitize
+from .naming import RESERVED, Namer, camel, comment_safe, group_class_hint, sanitize
 
 
 @dataclass(eq=False)
@@ -83,12 +83,13 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
             members.append([])
         members[g].append(b)
         gid[b.idx] = g
+    hints = _class_hints(members)
     for g in sorted(range(len(members)),
                     key=lambda g: (max(height[b.idx] for b in members[g]), g)):
         mem = members[g]
         texts = [text_of(b)[0] for b in mem]
         distinct = list(dict.fromkeys(texts))
-        name = cls_names.new(class_hint(mem[0].scope), "Block")
+        name = cls_names.new(hints[g], "Block")
         name = name[0].upper() + name[1:]
         cls_names.taken.add(name)
         init_t, params, args = _parameterize(distinct)
@@ -150,6 +151,39 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
     source = parts[0] + "\n" + "\n\n\n".join(p.strip("\n") for p in parts[1:]) + "\n"
     return Assembled(source, state, _line_map(source, lines_out, bodies),
                      [o[0] for o in order])
+
+
+def _child_attrs(b: Body) -> list[str]:
+    """The attributes a block's __init__ sets, as a reader names them (``downsample_0_folded``
+    -> ``downsample``)."""
+    out = []
+    for line in b.init_lines:
+        m = re.match(r"\s*self\.(\w+)\s*=", line)
+        if m:
+            name = re.sub(r"(_\d+)*$", "", m.group(1).replace("_folded", ""))
+            if name and name not in out:
+                out.append(name)
+    return out
+
+
+def _class_hints(members: list[list[Body]]) -> list[str]:
+    """A class name for each group of blocks.  Groups that would share a name (no recorded
+    class, the same list stem) are told apart by their first child that another of them lacks
+    (``LayerBlock``, ``LayerBlockDownsample``), then by the namer's number."""
+    hints = [group_class_hint([b.scope for b in mem if b.scope is not None] or [None])
+             for mem in members]
+    by_hint: dict[str, list[int]] = {}
+    for g, h in enumerate(hints):
+        by_hint.setdefault(h, []).append(g)
+    for h, gs in by_hint.items():
+        if len(gs) < 2 or members[gs[0]][0].scope is None or members[gs[0]][0].scope.cls:
+            continue
+        attrs = {g: _child_attrs(members[g][0]) for g in gs}
+        for g in gs:
+            extra = [a for a in attrs[g] if any(a not in attrs[o] for o in gs if o != g)]
+            if extra:
+                hints[g] = h + camel(extra[0])
+    return hints
 
 
 def node_texts(bodies: list[Body], node_name: str) -> list[str]:
@@ -244,13 +278,17 @@ def _parameterize(texts: list[str]) -> tuple[str, list[str], list[str]]:
     n = len(spans[0])
     cols = [j for j in range(n) if len({sp[j][2] for sp in spans}) > 1]
     names = Namer(RESERVED | {"self"})
-    by_sig: dict[tuple, str] = {}
-    col_name: dict[int, str] = {}
+    by_sig: dict[tuple, tuple[str, str]] = {}  # column values -> (attribute, label)
     for j in cols:
         sig = tuple(sp[j][2] for sp in spans)
         if sig not in by_sig:
-            by_sig[sig] = names.new(_arg_name(texts[0], spans[0][j][0]), "n")
-        col_name[j] = by_sig[sig]
+            by_sig[sig] = _arg_name(texts[0], spans[0][j][0])
+    # ``in_channels`` rather than ``conv1_in_channels`` where the label alone is unambiguous
+    labels = [label for _, label in by_sig.values()]
+    final = {sig: names.new(label if labels.count(label) == 1 and not re.fullmatch(
+        r"(arg|dim)\d*", label) else f"{attr}_{label}", "n")
+        for sig, (attr, label) in by_sig.items()}
+    col_name = {j: final[tuple(sp[j][2] for sp in spans)] for j in cols}
     out, last = [], 0
     for j in cols:
         start, end, _ = spans[0][j]
@@ -268,9 +306,9 @@ def _parameterize(texts: list[str]) -> tuple[str, list[str], list[str]]:
     return "".join(out), params, args
 
 
-def _arg_name(text: str, pos: int) -> str:
-    """A name for the integer at ``pos`` of an __init__ line: the attribute and the argument
-    it is passed as (``conv1_out_channels``, ``conv2_stride``, ``pos_embed_dim1``)."""
+def _arg_name(text: str, pos: int) -> tuple[str, str]:
+    """What the integer at ``pos`` of an __init__ line is: the attribute and the argument it
+    is passed as (``("conv1", "out_channels")``, ``("pos_embed", "dim1")``)."""
     start = text.rfind("\n", 0, pos) + 1
     line = text[start:pos]
     m = re.match(r"\s*self\.([\w.]+)\s*=|\s*self\.(?:[\w.]+\.)?register_buffer\('(\w+)'", line)
@@ -306,7 +344,7 @@ def _arg_name(text: str, pos: int) -> str:
             known = _KNOWN_ARGS.get(base, [])
             label = known[idx] if idx < len(known) else f"arg{idx}"
             break
-    return f"{attr}_{label}"
+    return attr, label
 
 
 def _line_map(source: str, classes: list, bodies: list) -> dict[str, int]:

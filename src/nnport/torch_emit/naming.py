@@ -110,6 +110,32 @@ def class_hint(scope) -> str:
         or "Block"
 
 
+def camel(word: str) -> str:
+    """``downsample_0`` -> ``Downsample0``; ``patch_embed`` -> ``PatchEmbed``."""
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^0-9a-zA-Z]+", word) if p)
+
+
+def group_class_hint(scopes: list) -> str:
+    """A class name for one class written for several blocks: ``class_hint`` of the first,
+    except for unrecorded classes whose blocks are items of numbered lists (``layer1.0``,
+    ``layer2.1``: the TorchScript exporter records scopes, not classes), which are named after
+    the lists' stem (``LayerBlock``), not after one list of them."""
+    first = scopes[0] if scopes else None
+    if first is None or first.cls:
+        return class_hint(first)
+    stems = set()
+    for sc in scopes:
+        atoms = list(sc.path)
+        if len(atoms) < 2 or not atoms[-1].isdigit() or not re.search(r"\d$", atoms[-2]):
+            return class_hint(first)
+        stems.add((tuple(atoms[:-2]), re.sub(r"_?\d+$", "", atoms[-2])))
+    stem = next(iter(stems))[1]
+    if len(stems) != 1 or not stem:
+        return class_hint(first)
+    word = camel(stem)
+    return word if word.lower().endswith("block") else word + "Block"
+
+
 # attribute names a generated module cannot take from the model (nn.Module's own, ours)
 _MODULE_ATTRS = {"forward", "training", "record", "recorder", "parameters", "buffers",
                  "modules", "children", "state_dict", "load_state_dict", "register_buffer",

@@ -107,6 +107,12 @@ def leaf_path(node: ir.Node | None, scope_path: tuple[str, ...]) -> tuple[str, .
     return path[n:]
 
 
+def _from_node_name(hint: str, node: ir.Node | None) -> bool:
+    """Whether ``hint`` is the node's name made an identifier (Ctx.module_hint's fallback)."""
+    return node is not None and bool(node.name) and \
+        hint == node.name.strip("/").replace("/", "_")
+
+
 class Placement:
     """Weights and submodules of the class being written (mixed into codegen.CodeGen)."""
 
@@ -258,8 +264,10 @@ class Placement:
             # equal initializers; tied weights): the module this node was recorded in has
             # the same values under its own name
             rel, trusted = leaf, True
-        elif not trusted and leaf and (rel is None or len(rel) != 1):
-            rel = leaf  # else the name the tensors carry (dynamo: conv1 for a BN-fused conv)
+        elif not trusted and leaf and (rel is None or len(rel) != 1 or _from_node_name(hint, node)):
+            # else the name the tensors carry (dynamo: conv1 for a BN-fused conv); a hint made
+            # from the node's name (TorchScript's /conv1/Conv) gives way to its scope (conv1)
+            rel = leaf
         if rel is not None and trusted:
             target = self._slot(rel, single)
             if target is not None:
