@@ -64,16 +64,17 @@ def test_dynamic_dim_needs_input_shape(tmp_path):
 
 
 def test_batch_other_than_one_of_rank_5(tmp_path):
-    """A batch of 2 is held whole (4-D convolutions run per sample), but a 5-D tensor with a
-    batch of 2 does not fit ncnn's 4 dims: refused by name."""
+    """A 5-D tensor with a batch of 2 is held as N*C ncnn channels: the Conv runs per sample,
+    but an op that is not exact on that layout is refused by name."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4, 8, 8])
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1, 1], [0.5] * 12)
     nodes = [helper.make_node("Relu", ["x"], ["r"]),
-             helper.make_node("Conv", ["r", "w"], ["y"], name="the_conv")]
+             helper.make_node("Conv", ["r", "w"], ["c"], name="the_conv"),
+             helper.make_node("Softmax", ["c"], ["y"], axis=1, name="the_softmax")]
     src = _model(tmp_path / "m.onnx", nodes, [x], [y], [w])
     r = _cli("convert", src, tmp_path / "m.param", "--input-shape", "x=2,3,4,8,8")
-    _assert_error(r, tmp_path, "rank 5", "'x'")
+    _assert_error(r, tmp_path, "batch of 2", "the_softmax")
 
 
 def test_batch_of_one_held_whole_converts(tmp_path):

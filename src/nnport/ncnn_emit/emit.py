@@ -42,6 +42,7 @@ class Context:
         self.quant_log: list[tuple] = []
         # DequantizeLinear outputs computed when a float layer first reads them (op_quant)
         self.fake_quant: dict[str, ir.Node] = {}
+        self.merged_ok = False  # the node being emitted may write ``merged`` values
 
     # ---- facts about ONNX values ----
     def shape(self, v) -> tuple:
@@ -77,10 +78,25 @@ class Context:
         shp = self.shape(name)
         return len(shp) >= 2 and shp[0] == 1
 
+    def merged(self, v) -> int:
+        """N when ``v`` is a rank-5 (N, C, D, H, W) tensor with its batch held in ncnn's
+        channel axis: one blob (c=N*C, d, h, w), the same bytes; else 0.  Only the ops that
+        ``merged.emitter`` lets through read or write such a value."""
+        shp = self.shape(v)
+        return int(shp[0]) if len(shp) == MAX_NCNN_RANK + 1 and not self.drop(v) else 0
+
     def nshape(self, v) -> tuple:
         """The ncnn shape (outermost first: c, d, h, w) of a value."""
         shp = self.shape(v)
+        if self.merged(v):
+            return (shp[0] * shp[1],) + tuple(shp[2:])
         return tuple(shp[1:]) if self.drop(v) else tuple(shp)
+
+    def layout(self, v) -> str:
+        """How a graph input or output is fed or read, recorded in its Input/Noop layer name:
+        "1" batch of 1 dropped, "0" held whole, "m<N>" batch of N merged into the channels."""
+        n = self.merged(v)
+        return f"m{n}" if n else str(int(self.drop(v)))
 
     def axis(self, v, onnx_axis: int) -> int:
         r = self.rank(v)
@@ -97,9 +113,20 @@ class Context:
         one call.  A batch of N held whole is cropped sample by sample (Crop 9=starts 10=ends
         11=axes), each sample is reshaped to its own (C, spatial...) blob, run, reshaped back
         to (1, C', spatial'...) and the N results are concatenated on ncnn axis 0 (Concat
-        0=axis): ncnn's convolution-like layers run one sample."""
+        0=axis): ncnn's convolution-like layers run one sample.  A rank-5 batch of N held
+        ``merged`` as (N*C, d, h, w) is cropped on its channels; the results concatenated
+        there are the merged output."""
         if self.drop(x):
             return fn(self.blob(x), self.out(y, True))
+        if self.merged(x):  # sample i is channels [i*C, (i+1)*C): no reshapes
+            if self.rank(y) != self.rank(x):
+                self.fail("internal: a per-sample op on a merged rank-5 batch changes the rank")
+            c, src, parts = self.shape(x)[1], self.blob(x), []
+            for i in range(self.merged(x)):
+                one = self.add("Crop", [src], [self.g.unique(f"{y.name}_s{i}")],
+                               {9: [i * c], 10: [(i + 1) * c], 11: [0]})
+                parts.append(fn(one, self.g.unique(f"{y.name}_s{i}_out")))
+            return self.add("Concat", parts, [self.out(y, False)], {0: 0})
         from .ops.op_shape import reshape_params
 
         xs, ys = self.shape(x), self.shape(y)
@@ -121,9 +148,10 @@ class Context:
         """Emit ``fn(in_blob, out_blob)`` for an op that treats every channel of an
         (N, C, spatial...) tensor alone (pooling, resizing, spatial padding): a dropped batch
         of 1 is one call; a batch of N held whole is reshaped to (N*C, spatial...) around it
-        (Reshape 0=w 1=h 11=d 2=c), which is exact and one layer each side."""
-        if self.drop(x):
-            return fn(self.blob(x), self.out(y, True))
+        (Reshape 0=w 1=h 11=d 2=c), which is exact and one layer each side; a rank-5 batch
+        of N is already held so (``merged``)."""
+        if self.drop(x) or self.merged(x):
+            return fn(self.blob(x), self.out(y, not self.merged(x)))
         from .ops.op_shape import reshape_params
 
         xs, ys = self.shape(x), self.shape(y)
@@ -215,7 +243,8 @@ class Context:
         if drop is not None:
             self.drop_of[v.name] = drop
         shp = self.shape(v)
-        if len(shp) - (1 if self.drop(v) else 0) > MAX_NCNN_RANK:
+        if len(shp) - (1 if self.drop(v) else 0) > MAX_NCNN_RANK and not (
+                self.merged_ok and self.merged(v)):
             self.fail(f"output {v.name!r} has rank {len(shp)}; ncnn holds at most 4 dims "
                       "besides the batch")
         return name
@@ -261,22 +290,23 @@ class Context:
 
 def convert_graph(model: ir.Model, probe: Probe) -> Graph:
     from .ops import OPS
+    from . import merged
     from .legalize import fuse, patterns, split
 
     ctx = Context(model, probe)
     for s in probe.specs:
         shp = probe.input_shapes[s.name]
         v = model.graph.inputs[[i.name for i in model.graph.inputs].index(s.name)]
-        if len(shp) - (1 if ctx.drop(v) else 0) > MAX_NCNN_RANK:
+        if len(ctx.nshape(v)) > MAX_NCNN_RANK:
             raise InputError(f"input {s.name!r} has rank {len(shp)}; ncnn holds at most 4 dims "
                              "besides the batch")
         name = ctx.g.unique(s.name)
         ctx.blob_of[s.name] = name
 
         params = {}  # Input 0=w 1=h 2=c are hints only: left out so that any size loads
-        # the layer name records whether the feed loses its batch axis (the runner reads it)
+        # the layer name records the feed's layout, e.g. a batch axis of 1 lost (runner.py)
         ctx.g.add("Input", [], [name], params,
-                  name=ctx.g.unique(f"nnport_input_{int(ctx.drop(v))}_{s.name}"))
+                  name=ctx.g.unique(f"nnport_input_{ctx.layout(v)}_{s.name}"))
         ctx.g.inputs.append(name)
     claimed = patterns.find(ctx)
     for node in model.graph:
@@ -289,6 +319,7 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
                                        else None)
         if fn is None:
             ctx.fail("no ncnn mapping")
+        fn = merged.emitter(ctx, node, fn)
         try:
             fn(ctx, node)
         except NnportError:
@@ -305,9 +336,9 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
             else:
                 raise ConversionError(f"graph output {v.name!r} was not produced")
         ctx.g.outputs.append(ctx.blob_of[v.name])
-        ctx.g.output_drop.append(ctx.drop(v))
-    for i, (blob, dropped) in enumerate(zip(ctx.g.outputs, ctx.g.output_drop)):
-        ctx.g.add("Noop", [blob], [], name=f"nnport_output_{i}_{int(dropped)}")
+        ctx.g.output_layout.append(ctx.layout(v))
+    for i, (blob, layout) in enumerate(zip(ctx.g.outputs, ctx.g.output_layout)):
+        ctx.g.add("Noop", [blob], [], name=f"nnport_output_{i}_{layout}")
     fuse.run(ctx.g)
     split.run(ctx.g)
     from .ops.op_quant import quant_notes

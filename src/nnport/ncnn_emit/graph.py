@@ -32,7 +32,7 @@ class Graph:
         self._names: set[str] = set()
         self.inputs: list[str] = []
         self.outputs: list[str] = []
-        self.output_drop: list[bool] = []
+        self.output_layout: list[str] = []  # per output: "1", "0" or "m<N>" (Context.layout)
         self.notes: list[str] = []  # what the conversion chose (int8 or float32 layers)
 
     def unique(self, base: str) -> str:

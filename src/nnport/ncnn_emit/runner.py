@@ -2,8 +2,11 @@
 ``load_model``, extractor ``input``/``extract`` by blob name).
 
 Feeds drop the batch axis of 1; outputs get it back.  Which outputs had it dropped, and their
-order, is recorded in the .param by ``Noop`` layers named ``nnport_output_<i>_<dropped>``
-reading each graph output (ncnn never runs a layer whose output nobody extracts).
+order, is recorded in the .param by ``Noop`` layers named ``nnport_output_<i>_<layout>``
+reading each graph output (ncnn never runs a layer whose output nobody extracts), and each
+input's layout by its ``Input`` layer's name, ``nnport_input_<layout>_<name>``.  Layouts:
+``1`` batch of 1 dropped, ``0`` held whole, ``m<N>`` a rank-5 (N, C, D, H, W) tensor held as
+(N*C, D, H, W) (``merged.py``): fed and read back by a reshape.
 """
 from __future__ import annotations
 
@@ -14,24 +17,30 @@ import numpy as np
 
 from ..errors import InputError, VerificationError
 
-_META = re.compile(r"^nnport_output_(\d+)_([01])$")
-_INPUT = re.compile(r"^nnport_input_([01])_")
+_META = re.compile(r"^nnport_output_(\d+)_([01]|m\d+)$")
+_INPUT = re.compile(r"^nnport_input_([01]|m\d+)_")
 
 
-def read_inputs(param_path) -> dict[str, bool]:
-    """{blob: batch axis dropped} for the inputs nnport wrote (Input layers named
-    ``nnport_input_<dropped>_<name>``)."""
+def _layout(code: str):
+    """True (batch of 1 dropped), False (held whole) or N (batch of N merged)."""
+    return int(code[1:]) if code.startswith("m") else code == "1"
+
+
+def read_inputs(param_path) -> dict[str, bool | int]:
+    """{blob: layout} for the inputs nnport wrote (Input layers named
+    ``nnport_input_<layout>_<name>``): True batch axis dropped, False held whole, N a rank-5
+    batch of N merged into the channels."""
     out = {}
     for line in Path(param_path).read_text(encoding="utf-8", errors="replace").splitlines()[2:]:
         parts = line.split()
         if len(parts) >= 5 and parts[0] == "Input":
             m = _INPUT.match(parts[1])
             if m:
-                out[parts[4]] = m.group(1) == "1"
+                out[parts[4]] = _layout(m.group(1))
     return out
 
 
-def read_outputs(param_path) -> list[tuple[str, bool]]:
+def read_outputs(param_path) -> list[tuple[str, bool | int]]:
     lines = Path(param_path).read_text(encoding="utf-8", errors="replace").splitlines()
     split_src, found, inputs = {}, [], set()
     for line in lines[2:]:
@@ -50,7 +59,7 @@ def read_outputs(param_path) -> list[tuple[str, bool]]:
         m = _META.match(name)
         if typ == "Noop" and m and bottoms:
             found.append((int(m.group(1)), split_src.get(bottoms[0], bottoms[0]),
-                          m.group(2) == "1"))
+                          _layout(m.group(2))))
     return [(b, d) for _, b, d in sorted(found)]
 
 
@@ -102,7 +111,12 @@ class NcnnRunner:
                 drop = a.ndim >= 2 and a.shape[0] == 1
                 if a.ndim >= 2 and a.shape[0] != 1:
                     raise InputError(f"input {name!r}: ncnn runs a batch of 1, got {a.shape[0]}")
-            if drop:
+            if not isinstance(drop, bool):  # a rank-5 batch of N, merged
+                if a.ndim != 5 or a.shape[0] != drop:
+                    raise InputError(f"input {name!r}: converted for shape (N={drop}, C, D, H, "
+                                     f"W), got {a.shape}")
+                a = a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
+            elif drop:
                 if a.shape[0] != 1:
                     raise InputError(f"input {name!r}: ncnn runs a batch of 1, got {a.shape[0]}")
                 a = a[0]
@@ -119,5 +133,7 @@ class NcnnRunner:
             if mat.empty():  # the ncnn package's array conversion crashes on an empty Mat
                 raise VerificationError(f"ncnn returned no data for {name!r}")
             y = np.array(mat).copy()
-            outs.append(y[None] if dropped else y)
+            if not isinstance(dropped, bool):  # merged: (N*C, ...) -> (N, C, ...)
+                y = y.reshape((dropped, -1) + y.shape[1:])
+            outs.append(y[None] if dropped is True else y)
         return outs

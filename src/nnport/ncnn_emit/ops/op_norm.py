@@ -22,7 +22,10 @@ def batchnorm(ctx, node):
     scale, bias, mean, var = (np.asarray(ctx.need_const(v, "BatchNormalization statistics"),
                                          np.float32) for v in node.inputs[1:5])
     c = scale.size
-    if ctx.rank(x) >= 2 and not ctx.drop(x):
+    if ctx.merged(x):  # a rank-5 batch of N held as N*C channels: the statistics repeat
+        scale, bias, mean, var = (np.tile(t.ravel(), ctx.merged(x))
+                                  for t in (scale, bias, mean, var))
+    elif ctx.rank(x) >= 2 and not ctx.drop(x):
         # (N, C, ...) with N > 1 (e.g. tokens as the batch, LeViT): per-channel scale and shift
         # as two broadcasting BinaryOps
         from .op_binary import scale_shift
@@ -32,7 +35,7 @@ def batchnorm(ctx, node):
         return scale_shift(ctx, x, k.reshape(shape), (bias - mean * k).reshape(shape),
                            node.outputs[0])
     ctx.add("BatchNorm", [ctx.blob(x)], [ctx.out(node.outputs[0], ctx.drop(x))],
-            {0: c, 1: float(a.get("epsilon", 1e-5))},
+            {0: scale.size, 1: float(a.get("epsilon", 1e-5))},
             [Weight(scale), Weight(mean), Weight(var), Weight(bias)])
 
 

@@ -392,6 +392,11 @@ def pad(ctx, node):
         if begin[0] or end[0]:
             ctx.fail("Pad of the batch axis, which ncnn does not have")
         begin, end = begin[1:], end[1:]
+    elif ctx.merged(x):  # (N, C, D, H, W) held as (N*C, D, H, W): D, H and W only
+        if any(begin[:2]) or any(end[:2]):
+            ctx.fail("Pad of the batch or channel axis of a rank-5 tensor with a batch of "
+                     f"{ctx.merged(x)}, held as N*C ncnn channels, has no exact ncnn mapping")
+        begin, end = [0] + begin[2:], [0] + end[2:]
     n = len(begin)
     if any(begin[:-3]) or any(end[:-3]) or n > 4:
         ctx.fail(f"Pad of the outermost axis of a {n}-D ncnn blob (ncnn pads w, h and the "
