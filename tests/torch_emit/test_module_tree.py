@@ -101,6 +101,68 @@ def test_torchscript_scopes_give_readable_names():
                                rtol=1e-4, atol=1e-4)
 
 
+class _BatchNormAct(torch.nn.BatchNorm2d):
+    """timm's BatchNormAct2d: a BatchNorm2d subclass with its activation inside."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(super().forward(x))
+
+
+class _ConvNormAct(torch.nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn = _BatchNormAct(cout)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _ConvNormAct(3, 8)
+        self.blocks = torch.nn.Sequential(_ConvNormAct(8, 8), _ConvNormAct(8, 8))
+
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+
+def test_fused_conv_goes_to_the_module_owning_its_weight():
+    """The dynamo exporter's optimizer fuses BatchNorm into the Conv and gives the new Conv the
+    BatchNorm's record while the weight keeps the conv's path: on timm's RegNetY-002 every
+    BatchNormAct2d became a class holding a convolution (110 classes, 1,629 lines; 17 and 326
+    after).  The Conv belongs to ConvNormAct, as ``conv_folded``; the BatchNorm class keeps
+    the activation."""
+    torch.manual_seed(0)
+    model = _Net()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.randn(1, 3, 8, 8)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(model, (x,), dynamo=True, optimize=True,
+                                  verbose=False).model_proto
+    assert any("FuseBatchNormIntoConv" in p.value for n in proto.graph.node
+               for p in n.metadata_props)  # the case this test is about
+    source, module = _generate(proto)
+    bn_class = source[source.index("class BatchNormAct("):]
+    bn_class = bn_class[:bn_class.index("\nclass ")]
+    assert "nn.Conv2d" not in bn_class and "relu" in bn_class, bn_class
+    assert isinstance(module.blocks[1].conv_folded, torch.nn.Conv2d)
+    assert type(module.blocks[0]) is type(module.blocks[1])
+    assert len(_classes(source)) <= 4, _classes(source)
+    torch.testing.assert_close(_outputs(module, (x,)), _outputs(model, (x,)),
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("exporter", ["dynamo", "ts"])
 def test_vit_has_one_block_class(exporter):

@@ -89,19 +89,29 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
         mem = members[g]
         texts = [text_of(b)[0] for b in mem]
         distinct = list(dict.fromkeys(texts))
+        name = f"__N{g}__"  # named below, in file order
+        init_t, params, args = _parameterize(distinct)
+        for b, t in zip(mem, texts):
+            resolved[b.idx] = f"{name}({args[distinct.index(t)]})"
+        order.append((g, mem, init_t, params))
+    order.sort(key=lambda o: o[1][0].idx)
+    # names in the order the classes are written: the first of several ConvNormAct classes
+    # is ConvNormAct, the next ConvNormAct_1
+    final: dict[str, str] = {}
+    for g, mem, _, _ in order:
         name = cls_names.new(hints[g], "Block")
         name = name[0].upper() + name[1:]
         cls_names.taken.add(name)
-        init_t, params, args = _parameterize(distinct)
-        for b, t in zip(mem, texts):
+        final[f"__N{g}__"] = name
+        for b in mem:
             b.cls = name
-            resolved[b.idx] = f"{name}({args[distinct.index(t)]})"
-        order.append((name, mem, init_t, params))
-    order.sort(key=lambda o: o[1][0].idx)
+    named = lambda text: re.sub(r"__N\d+__", lambda m: final[m.group()], text)
+    order = [(final[f"__N{g}__"], mem, named(init_t), params) for g, mem, init_t, params in order]
     state = {}
     for k, v in root.state.items():
         state[k] = v
     init_text, forward_src = text_of(root)
+    init_text = named(init_text)
     helpers_src = "\n\n".join(helpers[name].rstrip() for name in helpers)
     parts = [header, _IMPORTS_HELPERS if helpers_src else _IMPORTS]
     if helpers_src:

@@ -76,7 +76,8 @@ def node_scope(node: ir.Node) -> tuple[tuple[str, ...], dict] | None:
         if not mods:
             return (), {(): classes[0] if classes and isinstance(classes[0], str) else None}
         cls = {tuple(n.split(".")): c for n, c in mods if isinstance(c, str)}
-        return tuple(mods[-1][0].split(".")), cls
+        path = tuple(mods[-1][0].split("."))
+        return _fused_owner(node, path) or path, cls
     name = node.name or ""
     if name.startswith("/") and len(name) > 1:
         comps = [c for c in name.split("/")[1:-1] if c]
@@ -88,6 +89,25 @@ def node_scope(node: ir.Node) -> tuple[tuple[str, ...], dict] | None:
             prev = comp
         return tuple(atoms), {}
     return None
+
+
+def _fused_owner(node: ir.Node, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Where a node the exporter's optimizer fused belongs.  onnxscript's FuseBatchNormIntoConv
+    gives the new Conv the BatchNorm's record (``stem.bn``) while its weight keeps the conv's
+    parameter path (``stem.conv.weight``); written in the BatchNorm's scope, timm's
+    ``BatchNormAct2d`` class would hold the convolution.  The node goes to the module owning its
+    weight when that module is a sibling branch of the recorded one (``stem.conv``)."""
+    if "Fuse" not in node.metadata_props.get("pkg.onnxscript.rewriter.rule_name", ""):
+        return None
+    w = node.inputs[1] if len(node.inputs) > 1 else None
+    if w is None or not w.name or not w.name.endswith(".weight"):
+        return None
+    owner = tuple(w.name[:-len(".weight")].split("."))
+    parent = owner[:-1]
+    if not all(owner) or owner == path or len(path) <= len(parent) or \
+            path[:len(parent)] != parent:
+        return None
+    return owner
 
 
 def build(graph: ir.Graph) -> tuple[Scope | None, str]:
