@@ -220,7 +220,7 @@ def _build(name: str):
     if name == "yolo":
         return _randomize_bn(YOLOLike()).eval(), (torch.randn(1, 3, 64, 64),)
     if name == "lstm":
-        return LSTMTagger().eval(), (torch.randint(0, 50, (1, 7)),)
+        return LSTMTagger().eval(), (torch.randint(0, 50, (2, 7)),)  # batch 2: see export_onnx
     if name == "bert":
         return tiny_bert().eval(), (torch.randint(0, 64, (1, 8)),)
     raise KeyError(name)
@@ -243,7 +243,7 @@ def export_onnx(name: str, exporter: str):
             if exporter == "dynamo":
                 dyn = tuple({0: torch.export.Dim.DYNAMIC} for _ in example)
                 prog = torch.onnx.export(model, example, dynamo=True, verbose=False,
-                                         dynamic_shapes=dyn if name != "lstm" else None)
+                                         dynamic_shapes=dyn)
                 proto = prog.model_proto
             else:
                 buf = io.BytesIO()

@@ -19,7 +19,7 @@ import nnport  # noqa: E402
 
 from tree_models import export_onnx, kept_tensors  # noqa: E402
 
-CASES = [(m, e) for m in ("resnet", "vit", "yolo") for e in ("dynamo", "ts")]
+CASES = [(m, e) for m in ("resnet", "vit", "yolo", "lstm", "bert") for e in ("dynamo", "ts")]
 
 
 def _load_generated(py):
@@ -63,12 +63,15 @@ def test_round_trip(tmp_path, name, exporter):
     arg = proto.graph.input[0].name
     out = tmp_path / "round_trip.onnx"
     nnport.export(f"{py}:load", str(out), exporter="dynamo",
-                  input_shapes={arg: tuple(example[0].shape)}, dynamic={arg: {0: "batch"}})
+                  inputs={arg: np.concatenate([example[0].numpy()] * 2)},  # batch 2: no 0/1
+                  dynamic={arg: {0: "batch"}})                            # specialization
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert len(sess.get_inputs()) == 1
     for batch in (1, 3):
-        x = torch.randn((batch,) + tuple(example[0].shape[1:]),
-                        generator=torch.Generator().manual_seed(batch))
+        shape = (batch,) + tuple(example[0].shape[1:])
+        g = torch.Generator().manual_seed(batch)
+        x = torch.randint(0, 50, shape, generator=g) if not example[0].is_floating_point() \
+            else torch.randn(shape, generator=g)  # token ids (LSTM tagger, BERT) or images
         with torch.no_grad():
             ref = _first(model(x)).numpy()
         got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]

@@ -468,15 +468,15 @@ class CodeGen(Placement):
             if ph not in names:
                 value = self.pending[ph]
                 tensor = value.const_value
+                param = learnable(tensor)
                 if self.flat or not self._tree:
                     attr = self.attrs.new(value.name or "const", "c")
                 else:
                     attr = self._place(value.name or "const", {"": tensor},
-                                       rewritten_user(value), "c", single=True)
+                                       rewritten_user(value), "c", single=True, mark=param)
                 names[ph] = attr
                 self.weights[attr] = Weight(attr, tensor, tensor.dtype,
-                                            tuple(tensor.shape.numpy()),
-                                            parameter=learnable(tensor))
+                                            tuple(tensor.shape.numpy()), parameter=param)
         if names:
             forward_src = re.sub(r"self\.(__c\d+__)", lambda m: "self." + names[m.group(1)],
                                  forward_src)

@@ -124,9 +124,9 @@ class Placement:
         else:
             dt = array.dtype
             shape = tuple(array.shape.numpy())
-        attr = self._place(hint, {"": array}, node, "w", single=True)
-        self.weights[attr] = Weight(attr, array, dt, shape,
-                                    dt in _PARAM_TYPES if parameter is None else parameter)
+        param = dt in _PARAM_TYPES if parameter is None else parameter
+        attr = self._place(hint, {"": array}, node, "w", single=True, mark=param)
+        self.weights[attr] = Weight(attr, array, dt, shape, param)
         return f"self.{attr}"
 
     def add_module(self, hint: str, ctor: str, tensors: dict[str, Any],
@@ -160,6 +160,16 @@ class Placement:
         ref = self.const_array(value)
         return ref is not None and ref.shape == v.shape and ref.dtype == v.dtype and (
             ref is v or np.array_equal(ref, v))
+
+    def _exporter_folded(self, name: str) -> bool:
+        """The file's tensor ``name`` is a constant the exporter's optimizer computed (dynamo
+        names it after a graph node, ``embedding_2``; onnxscript records ``folded_from``), not
+        an original parameter."""
+        if self._inits is None:
+            self._inits = dict(self.model.graph.initializers)
+        value = self._inits.get(name)
+        return value is not None and \
+            "pkg.onnxscript.optimizer.folded_from" in value.metadata_props
 
     def _slot(self, rel: tuple[str, ...], single: bool):
         """``rel`` as an attribute, a ModuleList slot (``name.3``) or a holder path
@@ -242,7 +252,7 @@ class Placement:
         return atoms[n:]
 
     def _place(self, hint: str, tensors: dict[str, Any], node: ir.Node | None, default: str,
-               single: bool = False):
+               single: bool = False, mark: bool = False):
         """The attribute (or ``(list, index)`` ModuleList slot) for a module or tensor named
         ``hint``.  In tree mode, a name that is the exporter's parameter path of every tensor
         (``layer1.0.conv1`` with ``layer1.0.conv1.weight``) becomes the path relative to the
@@ -256,7 +266,8 @@ class Placement:
         full = lambda k: ".".join((hint,) + ((k,) if k else ()))
         # the tensors are the file's tensors named after ``hint`` (the original parameters)
         orig = bool(hint) and not _rewritten(node) and all(
-            self._is_tensor(v, full(k)) or (k == "weight" and self._linear_t(v, tensors, full, node))
+            (self._is_tensor(v, full(k)) and not self._exporter_folded(full(k)))
+            or (k == "weight" and self._linear_t(v, tensors, full, node))
             for k, v in tensors.items())
         trusted = orig and rel is not None
         if orig and leaf and leaf != rel and not single:
@@ -277,6 +288,10 @@ class Placement:
             if trusted:
                 return self.attrs.new(name, default)
             attr = self.attrs.new(name + "_folded", default)
+            self.untrusted.append(".".join(self.scope_path + (attr,)))
+            return attr
+        if mark:  # a parameter with no original key (a constant the exporter computed)
+            attr = self.attrs.new(hint + "_folded", default)
             self.untrusted.append(".".join(self.scope_path + (attr,)))
             return attr
         return self.attrs.new(hint, default)

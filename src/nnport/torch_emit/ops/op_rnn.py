@@ -133,6 +133,10 @@ def _torch_layer(ctx: Ctx, kind: str, X, W, R, B, seq, h0, c0, P, acts, clip, in
     x = str(X)
     if direction == "reverse":
         x = f"torch.flip({X}, [{time_axis}])"
+    # a constant all-zero initial state is nn.LSTM/GRU/RNN's default: left out, the module
+    # makes it for any batch size (the exporter's constant has the export's batch)
+    h0 = None if _zeros(ctx, h0) else h0
+    c0 = None if _zeros(ctx, c0) else c0
     hs, cs = state(h0), state(c0)
     out, hn = ctx.tmp(f"{kind.lower()}_out"), ctx.tmp("h_n")
     if kind == "LSTM":
@@ -162,6 +166,37 @@ def _torch_layer(ctx: Ctx, kind: str, X, W, R, B, seq, h0, c0, P, acts, clip, in
         if s is not None and _used(ctx, i):
             ctx.line(f"{names[i]} = {s}.transpose(0, 1)" if layout == 1 else f"{names[i]} = {s}")
     return True
+
+
+def _zeros(ctx: Ctx, arg) -> bool:
+    """A constant all-zero tensor, or one the graph makes from a constant zero (dynamo writes
+    the zero initial state as Expand(0.0, [1, batch, hidden]); torch.export's LSTM refuses
+    such a stride-0 state)."""
+    if arg is None or arg.value is None:
+        return False
+    if ctx.is_const(arg):
+        v = ctx.const(arg)
+        return v is not None and v.size > 0 and not np.any(v)
+    node = arg.value.producer()
+    for _ in range(8):  # through ops that move values without changing them
+        if node is None or node.domain not in ("", "ai.onnx") or not node.inputs or \
+                node.op_type not in ("Identity", "Reshape", "Unsqueeze", "Squeeze",
+                                     "Transpose", "Cast", "Slice", "Gather") or \
+                node.inputs[0] is None:
+            break
+        if node.inputs[0].const_value is not None:
+            src = node.inputs[0].const_value
+            return src.size > 0 and not np.any(src.numpy())
+        node = node.inputs[0].producer()
+    if node is None or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return False
+    if node.op_type == "Expand" and node.inputs[0] is not None:
+        src = node.inputs[0].const_value
+        return src is not None and src.size > 0 and not np.any(src.numpy())
+    if node.op_type == "ConstantOfShape":
+        attr = node.attributes.get("value")
+        return attr is None or not np.any(attr.value.numpy())
+    return False
 
 
 def _recurrent(kind: str, ctx: Ctx, X, W, R, B, seq, h0, c0, P, *, activation_alpha,
