@@ -11,18 +11,6 @@ from .legalize.probe import Probe
 MAX_NCNN_RANK = 4
 
 
-def attrs_of(node: ir.Node) -> dict:
-    out = {}
-    for k, a in node.attributes.items():
-        v = a.value
-        if isinstance(v, ir.TensorProtocol):
-            v = v.numpy()
-        elif isinstance(v, (list, tuple)):
-            v = list(v)
-        out[k] = v
-    return out
-
-
 class Context:
     def __init__(self, model: ir.Model, probe: Probe):
         self.model = model
@@ -100,7 +88,7 @@ class Context:
         0=axis): ncnn's convolution-like layers run one sample."""
         if self.drop(x):
             return fn(self.blob(x), self.out(y, True))
-        from .ops.op_shape import reshape_params
+        from .ops.common import reshape_params
 
         xs, ys = self.shape(x), self.shape(y)
         if len(xs) < 2 or len(xs) > MAX_NCNN_RANK:
@@ -124,7 +112,7 @@ class Context:
         (Reshape 0=w 1=h 11=d 2=c), which is exact and one layer each side."""
         if self.drop(x):
             return fn(self.blob(x), self.out(y, True))
-        from .ops.op_shape import reshape_params
+        from .ops.common import reshape_params
 
         xs, ys = self.shape(x), self.shape(y)
         if len(xs) < 3 or len(xs) - 1 > MAX_NCNN_RANK:
@@ -314,5 +302,3 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
 
     ctx.g.notes.extend(quant_notes(ctx.quant_log))
     return ctx.g
-
-

@@ -160,7 +160,7 @@ def _sdpa(ctx, sm, claimed):
         ctx.skip.add(id(n))
 
     def emit(ctx, node, q=q, k=k, v=v, scale=scale, kperm=kperm):
-        from ..ops.op_shape import permute_type
+        from ..ops.common import permute_type
 
         kb = ctx.blob(k)
         if kperm is not None:  # k as (heads, seq, d)
