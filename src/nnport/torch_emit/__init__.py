@@ -26,10 +26,10 @@ def fuse(model: ir.Model) -> ir.Model:
     """The torch-only fusions (attention -> SDPA, erf/tanh-GELU, SiLU, Mish, HardSwish,
     LayerNorm/RMSNorm decompositions, MatMul(+bias) -> Linear, Split+Squeeze -> unbind), in
     place."""
+    from ..passes.base import run_passes
     from ..passes.torch import FUSIONS
 
-    for fusion in FUSIONS:
-        fusion(model)
+    run_passes(model, FUSIONS)
     return model
 
 

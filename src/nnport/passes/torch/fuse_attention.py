@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from .match import DOMAIN, FLOATS, finish, only_use, replace_output, scalar
 
@@ -119,8 +120,8 @@ def _next_user(value: ir.Value) -> ir.Node | None:
     return uses[0][0] if len(uses) == 1 else None
 
 
-def fuse_attention(model: ir.Model) -> int:
-    """Rewrite every matching attention block in the main graph; returns how many."""
+def fuse_attention(model: ir.Model) -> PassResult:
+    """Rewrite every matching attention block in the main graph."""
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
     graph = model.graph
     count = 0

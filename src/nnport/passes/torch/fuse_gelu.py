@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from .match import (DOMAIN, FLOATS, close, finish, is_op, only_use, other, replace_output, scalar,
                     single_user)
@@ -54,8 +55,8 @@ def _match(erf: ir.Node):
     return None
 
 
-def fuse_gelu(model: ir.Model) -> int:
-    """Rewrite every erf-GELU of the main graph; returns how many."""
+def fuse_gelu(model: ir.Model) -> PassResult:
+    """Rewrite every erf-GELU of the main graph."""
     graph = model.graph
     count = 0
     for node in list(graph):

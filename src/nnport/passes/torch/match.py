@@ -4,6 +4,7 @@ instead of helpers borrowed from one pass by the next."""
 from __future__ import annotations
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import replace_value
 
@@ -32,14 +33,15 @@ def replace_output(graph: ir.Graph, last: ir.Node, fused: ir.Node) -> None:
     replace_value(out, new, keep_name=True)
 
 
-def finish(model: ir.Model, count: int) -> int:
-    """After a fusion pass: declare the private domain and drop what the fused nodes replaced."""
+def finish(model: ir.Model, count: int) -> PassResult:
+    """After a fusion pass that fused ``count`` patterns: declare the private domain and drop
+    what the fused nodes replaced."""
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     if count:
         model.opset_imports.setdefault(DOMAIN, 1)
         RemoveUnusedNodesPass()(model)
-    return count
+    return PassResult(model, count > 0)
 
 
 def scalar(value: ir.Value | None) -> float | None:
