@@ -17,7 +17,7 @@ import math
 import onnx_ir as ir
 from onnx_ir.passes import PassResult
 
-from .match import (DOMAIN, FLOATS, close, finish, is_op, other, product, replace_output, scalar,
+from ..match import (DOMAIN, FLOATS, close, finish, is_op, other, product, replace_output, scalar,
                     single_user)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnx_ir.passes import PassResult
 
-from .match import DOMAIN, FLOATS, finish, is_op, only_use, other, replace_output
+from ..match import DOMAIN, FLOATS, finish, is_op, only_use, other, replace_output
 
 
 def _match(mm: ir.Node):

@@ -16,7 +16,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import PassResult
 
-from .match import (DOMAIN, FLOATS, finish, is_op, other, product, replace_output, scalar,
+from ..match import (DOMAIN, FLOATS, finish, is_op, other, product, replace_output, scalar,
                     single_user)
 
 

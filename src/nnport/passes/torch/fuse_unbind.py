@@ -13,7 +13,7 @@ import onnx_ir as ir
 from onnx_ir.passes import PassResult
 
 from ...irutil import const_array, replace_value
-from .match import DOMAIN, finish, is_op
+from ..match import DOMAIN, finish, is_op
 
 
 def _axis(value: ir.Value, axis: int) -> int | None:
