@@ -77,6 +77,12 @@ class Registry:
     def ops(self) -> dict[tuple[str, str], list[Emitter]]:
         return self._ops
 
+    def copy(self) -> Registry:
+        """A registry with the same emitters, registered into without changing this one."""
+        new = Registry(self.target)
+        new._ops = {key: list(ems) for key, ems in self._ops.items()}
+        return new
+
     def reviewed_versions(self, domain: str, op_type: str) -> set[int]:
         out: set[int] = set()
         for em in self._ops.get((norm_domain(domain), op_type), []):
