@@ -27,7 +27,7 @@ class Emitter:
     since: int
     versions: tuple[int, ...]
     fn: Callable
-    signature: inspect.Signature = field(repr=False, default=None)
+    signature: inspect.Signature = field(init=False, repr=False)
 
     def __post_init__(self):
         self.signature = inspect.signature(self.fn)
