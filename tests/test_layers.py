@@ -147,30 +147,11 @@ def _one_cycle(graph, comp: set[str]) -> list[str]:
     return sorted(comp)
 
 
-# Cycles still inside one package, to be undone there (issue 18).  ncnn_emit: the op modules
-# import `register` from ops/__init__ (which imports them to fill OPS), `attrs_of` from emit
-# (which looks up OPS), and each other's helpers (reshape_params, binary, _whole, _STEP); the
-# package is being edited in parallel, so its cycle is confined here, not broken yet.  A cycle
-# that reaches outside its package, or one in any other package, fails.
-CONFINED = {"nnport.ncnn_emit"}
-
-
-def _confined(component: list[str]) -> bool:
-    return any(all(m.startswith(pkg + ".") for m in component) for pkg in CONFINED)
-
-
 def test_nnport_has_no_import_cycles():
     graph = import_graph(SRC, "nnport")
-    found = [_one_cycle(graph, set(c)) for c in tangles(graph) if not _confined(c)]
+    found = cycles(graph)
     assert not found, "import cycles in src/nnport:\n" + "\n".join(
         "  " + " -> ".join(c) for c in found)
-
-
-def test_the_confined_cycles_are_still_there():
-    """When a confined package's cycle is undone, take it off CONFINED."""
-    found = tangles(import_graph(SRC, "nnport"))
-    for pkg in CONFINED:
-        assert any(_confined(c) and c[0].startswith(pkg + ".") for c in found), pkg
 
 
 GROUND = {"nnport.errors", "nnport.dtypes", "nnport.limits", "nnport.progress", "nnport.irutil",
@@ -223,9 +204,3 @@ def test_type_checking_imports_and_a_tree_are_no_cycle(tmp_path):
         "pkg/b.py": "import pkg.a\ny = pkg.a.x\n",
     })
     assert cycles(import_graph(root, "pkg")) == []
-
-
-def test_a_cycle_leaving_a_confined_package_is_not_excused():
-    assert _confined(["nnport.ncnn_emit.emit", "nnport.ncnn_emit.ops"])
-    assert not _confined(["nnport.ncnn_emit.emit", "nnport.io"])
-    assert not _confined(["nnport.convert", "nnport.verify"])

@@ -1,6 +1,7 @@
 """``ruff check src`` with the rules in pyproject.toml, as part of the test command: the rules
 hold the design (only the allowed modules touch protobuf ``onnx``; torch, TensorFlow and the
-runtimes are imported where they are used, never at module level elsewhere)."""
+runtimes are imported where they are used, never at module level elsewhere).  And ``mypy`` on
+the modules ``[tool.mypy]`` lists (skipped where mypy is not installed)."""
 from __future__ import annotations
 
 import subprocess
@@ -46,3 +47,25 @@ def test_onnx_ir_and_lazy_imports_are_fine():
     res = _ruff("check", "--output-format", "concise", "--no-cache", "--stdin-filename",
                 "src/nnport/passes/new_pass.py", "-", stdin=code)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _mypy(*args: str) -> subprocess.CompletedProcess:
+    pytest.importorskip("mypy", reason="mypy is not installed: pip install 'nnport[test]'")
+    return subprocess.run([sys.executable, "-m", "mypy", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_mypy_on_the_typed_modules():
+    """The modules listed in pyproject.toml's [tool.mypy] type-check."""
+    res = _mypy()
+    assert res.returncode == 0, f"mypy:\n{res.stdout}{res.stderr}"
+
+
+def test_mypy_reads_nnport_with_that_configuration(tmp_path):
+    """The same configuration finds nnport's types (mypy_path) and reports a wrong one, so the
+    check above cannot pass by reading nothing."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from nnport.errors import InputError\n\nx: int = InputError('no')\n")
+    res = _mypy(str(bad))
+    assert res.returncode == 1 and "Incompatible types in assignment" in res.stdout, \
+        res.stdout + res.stderr

@@ -45,20 +45,23 @@ def prepare(src: ModelSource, *, infer_shapes: bool = True) -> ir.Model:
 
 
 def generate_torch(src: ModelSource, flat: bool = False, control_flow: str = "if",
-                   lines: dict | None = None) -> tuple[str, dict]:
+                   lines: dict | None = None, custom_ops: dict | None = None) -> tuple[str, dict]:
     """``flat=True``: one ``Model`` class, not the module tree the exporter recorded.
     ``control_flow="cond"``: If nodes on runtime values as ``torch.cond``.  ``lines``: filled
-    with the node -> line map of the source."""
+    with the node -> line map of the source.  ``custom_ops``: ``{"domain::op_type": fn or
+    "module:function"}`` for custom-domain nodes (``torch_emit.custom``), this conversion only."""
     from .torch_emit import generate
 
     return generate(prepare(src), source_name=_source_name(src), flat=flat,
-                    control_flow=control_flow, lines=lines)
+                    control_flow=control_flow, lines=lines, custom_ops=custom_ops)
 
 
-def to_torch(src: ModelSource, flat: bool = False, control_flow: str = "if"):
+def to_torch(src: ModelSource, flat: bool = False, control_flow: str = "if",
+             custom_ops: dict | None = None):
     from .torch_emit import build_module
 
-    source, state = generate_torch(src, flat=flat, control_flow=control_flow)
+    source, state = generate_torch(src, flat=flat, control_flow=control_flow,
+                                   custom_ops=custom_ops)
     return build_module(source, state, name=_source_name(src))
 
 
@@ -86,17 +89,20 @@ def convert(src, dst: str | os.PathLike, **options) -> ConvertResult:
 def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool = True,
                      input_shapes: dict | None = None, inputs: dict | None = None, seed: int = 0,
                      rtol: float | None = None, atol: float | None = None,
-                     flat: bool = False, control_flow: str = "if") -> ConvertResult:
+                     flat: bool = False, control_flow: str = "if",
+                     custom_ops: dict | None = None) -> ConvertResult:
     """ONNX -> model.py + model.safetensors, verified against onnxruntime.  The code has the
     module tree the exporter recorded (classes, original state-dict keys); ``flat=True``
     writes one ``Model`` class instead.  ``control_flow="cond"``: an If on a runtime value is
-    ``torch.cond`` (torch.export keeps both branches) instead of a Python ``if``."""
+    ``torch.cond`` (torch.export keeps both branches) instead of a Python ``if``.
+    ``custom_ops``: your code for custom-domain nodes (``generate_torch``)."""
     dst = Path(dst)
     check_output_path(dst)
     from .torch_emit import build_module, write
 
     lines: dict[str, int] = {}
-    source, state = generate_torch(src, flat=flat, control_flow=control_flow, lines=lines)
+    source, state = generate_torch(src, flat=flat, control_flow=control_flow, lines=lines,
+                                   custom_ops=custom_ops)
     report = None
     if verify:
         from .verify import verify as run_verify

@@ -113,9 +113,9 @@ def _usable(ref: str | None) -> bool:
 
 def targets() -> dict[str, str]:
     """Output suffix -> ``"module:function"`` of the target that writes it."""
-    out = {}
+    out: dict[str, str] = {}
     for f in FORMATS:
-        if _usable(f.target):
+        if f.target is not None and _usable(f.target):
             for sfx in f.target_suffixes or f.suffixes:
                 out[sfx] = f.target
     return out
@@ -145,7 +145,7 @@ def runner_for(path: str | Path) -> Callable:
     return resolve(f.runner)
 
 
-def source_loader(path: str | Path) -> Callable | None:
+def source_loader(path: str | os.PathLike) -> Callable | None:
     """The loader of a non-ONNX source (a path that becomes ONNX on load), or None."""
     path = Path(path)
     for f in FORMATS:

@@ -443,7 +443,8 @@ def node_output_elements(node) -> int | None:
     for v in node.inputs:
         tensor = getattr(v, "const_value", None) if v is not None else None
         if tensor is not None:
-            shape = [int(d) for d in tensor.shape] if tensor.shape is not None else None
+            shape: list[int | None] | None = (
+                [int(d) for d in tensor.shape] if tensor.shape is not None else None)
             dims.append(shape)
             if shape is not None and numel(shape) <= _SMALL:
                 try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
-_state = {"t0": None, "quiet": False, "drawn": False, "last": 0.0}
+_state: dict[str, Any] = {"t0": None, "quiet": False, "drawn": False, "last": 0.0}
 _WIDTH = 24
 
 

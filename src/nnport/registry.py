@@ -27,7 +27,7 @@ class Emitter:
     since: int
     versions: tuple[int, ...]
     fn: Callable
-    signature: inspect.Signature = field(repr=False, default=None)
+    signature: inspect.Signature = field(init=False, repr=False)
 
     def __post_init__(self):
         self.signature = inspect.signature(self.fn)
@@ -76,6 +76,12 @@ class Registry:
 
     def ops(self) -> dict[tuple[str, str], list[Emitter]]:
         return self._ops
+
+    def copy(self) -> Registry:
+        """A registry with the same emitters, registered into without changing this one."""
+        new = Registry(self.target)
+        new._ops = {key: list(ems) for key, ems in self._ops.items()}
+        return new
 
     def reviewed_versions(self, domain: str, op_type: str) -> set[int]:
         out: set[int] = set()

@@ -12,12 +12,15 @@ computed up front, so nothing larger than one tensor's header is ever built in m
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable, cast
 
 import onnx
 import onnx_ir as ir
 
 from .skeleton import encode_varint as _varint
+
+if TYPE_CHECKING:
+    import mmap
 
 # nnport.io calls in with what it owns (inlining other external tensors, the shared file
 # mappings): this module imports only the wire reader's encoder, so the two make no import cycle
@@ -67,7 +70,7 @@ def plan(model: ir.Model, to_proto_inline: Callable[[ir.Model], onnx.ModelProto]
             model.graph.register_initializer(value)
     parts = []
     for name, value in streamed:
-        t = value.const_value
+        t = cast(ir.ExternalTensor, value.const_value)  # as chosen above
         header = onnx.TensorProto(name=name, data_type=t.dtype.value)
         header.dims.extend(int(d) for d in t.shape.numpy())
         if t.doc_string:
@@ -89,7 +92,7 @@ def total_size(proto: onnx.ModelProto, parts: list[_Streamed]) -> int:
 
 
 def write(proto: onnx.ModelProto, parts: list[_Streamed], fh: BinaryIO,
-          file_map: Callable[[str], object]) -> None:
+          file_map: Callable[[str], mmap.mmap | bytes]) -> None:
     """Serialize what ``plan`` returned into ``fh``, reading each part's bytes through
     ``file_map(path)`` (a buffer of the whole file).  ``proto`` loses its graph: it is the
     plan's own; a plain ModelProto with no parts is written as it is."""

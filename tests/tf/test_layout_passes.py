@@ -28,7 +28,7 @@ def _model(nodes, inputs, outputs, inits):
 
 def _run_pass(proto, fn):
     model = ir.from_proto(proto)
-    changed = fn(model)
+    changed = fn(model).modified
     from onnx_ir.passes import common
 
     common.RemoveUnusedNodesPass()(model)

@@ -11,18 +11,6 @@ from .legalize.probe import Probe
 MAX_NCNN_RANK = 4
 
 
-def attrs_of(node: ir.Node) -> dict:
-    out = {}
-    for k, a in node.attributes.items():
-        v = a.value
-        if isinstance(v, ir.TensorProtocol):
-            v = v.numpy()
-        elif isinstance(v, (list, tuple)):
-            v = list(v)
-        out[k] = v
-    return out
-
-
 class Context:
     def __init__(self, model: ir.Model, probe: Probe):
         self.model = model
@@ -127,7 +115,7 @@ class Context:
                                {9: [i * c], 10: [(i + 1) * c], 11: [0]})
                 parts.append(fn(one, self.g.unique(f"{y.name}_s{i}_out")))
             return self.add("Concat", parts, [self.out(y, False)], {0: 0})
-        from .ops.op_shape import reshape_params
+        from .ops.common import reshape_params
 
         xs, ys = self.shape(x), self.shape(y)
         if len(xs) < 2 or len(xs) > MAX_NCNN_RANK:
@@ -152,7 +140,7 @@ class Context:
         of N is already held so (``merged``)."""
         if self.drop(x) or self.merged(x):
             return fn(self.blob(x), self.out(y, not self.merged(x)))
-        from .ops.op_shape import reshape_params
+        from .ops.common import reshape_params
 
         xs, ys = self.shape(x), self.shape(y)
         if len(xs) < 3 or len(xs) - 1 > MAX_NCNN_RANK:
@@ -345,5 +333,3 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
 
     ctx.g.notes.extend(quant_notes(ctx.quant_log))
     return ctx.g
-
-

@@ -114,18 +114,12 @@ def clean_layout(model: ir.Model) -> ir.Model:
     into Conv, Transposes pushed down and cancelled."""
     from onnx_ir.passes import common as ir_common
 
-    from ..passes.tf_layout import ROUND, rewrite_keras_rnn
+    from ..passes.base import run_passes
+    from ..passes.tf_layout import FIRST, ROUND, ROUNDS
 
-    rewrite_keras_rnn(model)
-    ir_common.RemoveUnusedNodesPass()(model)
-    for _ in range(4):
-        changed = False
-        for layout_pass in ROUND:
-            changed |= bool(layout_pass(model))
-        if not changed:
-            break
-    ir_common.RemoveUnusedNodesPass()(model)
-    ir_common.TopologicalSortPass()(model)
+    run_passes(model, [*FIRST, ir_common.RemoveUnusedNodesPass()])
+    run_passes(model, ROUND, rounds=ROUNDS)
+    run_passes(model, [ir_common.RemoveUnusedNodesPass(), ir_common.TopologicalSortPass()])
     return model
 
 

@@ -19,43 +19,49 @@ from onnx_ir.passes import common as ir_common
 from ..errors import InputError, NnportError
 from ..io import (ModelProto, ModelSource, check_lean_model, check_output_path, from_proto,
                   load_model, owned_proto, save_model, to_proto_inline)
+from ..passes.base import Pass, PassResult, run_passes
 from ..passes.normalize.fold_constants import fold_constants
 from ..passes.normalize.noop import eliminate_noops
 from ..passes.normalize.shapes import infer_shapes
 from ..passes.simplify.fuse_bn import fuse_bn_into_conv
 from ..passes.simplify.shape_ops import fold_shape_ops
 
+# What ``passes=``/``extra_passes=`` take: a pass (passes/base.py), or any function changing the
+# model in place; its result is not read, the simplifier compares the model before and after.
 PassFn = Callable[[ir.Model], object]
 
 
-def _onnxscript_optimize(model: ir.Model) -> None:
+def _onnxscript_optimize(model: ir.Model) -> PassResult:
     from onnxscript.optimizer import optimize_ir
 
     optimize_ir(model, num_iterations=2, onnx_shape_inference=True, stop_if_no_change=True)
+    return PassResult(model, True)  # onnxscript does not say; taken as changed
 
 
-def _fold_constants(model: ir.Model) -> None:
-    fold_constants(model)
-    ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
+def _fold_constants(model: ir.Model) -> PassResult:
+    return run_passes(model, [fold_constants, ir_common.LiftConstantsToInitializersPass(
+        lift_all_constants=True, size_limit=0)])
 
 
-def _fold_shapes(model: ir.Model) -> None:
-    if fold_shape_ops(model):
+def _fold_shapes(model: ir.Model) -> PassResult:
+    if fold_shape_ops(model).modified:
         _fold_constants(model)
+        return PassResult(model, True)
+    return PassResult(model, False)
 
 
-def _remove_dead(model: ir.Model) -> None:
-    ir_common.RemoveUnusedNodesPass()(model)
-    ir_common.RemoveUnusedFunctionsPass()(model)
-    ir_common.RemoveUnusedOpsetsPass()(model)
+def _remove_dead(model: ir.Model) -> PassResult:
+    return run_passes(model, [ir_common.RemoveUnusedNodesPass(),
+                              ir_common.RemoveUnusedFunctionsPass(),
+                              ir_common.RemoveUnusedOpsetsPass()])
 
 
-def _cse(model: ir.Model) -> None:
-    ir_common.CommonSubexpressionEliminationPass()(model)
+def _cse(model: ir.Model) -> PassResult:
+    return ir_common.CommonSubexpressionEliminationPass()(model)
 
 
-# (name, function(ir.Model) modifying it in place), in the order they run each round.
-DEFAULT_PASSES: list[tuple[str, PassFn]] = [
+# The simplifier's pipeline: (name, pass), in the order they run each round.
+DEFAULT_PASSES: list[tuple[str, Pass]] = [
     ("onnxscript_optimize", _onnxscript_optimize),
     ("fold_constants", _fold_constants),
     ("fold_shape_ops", _fold_shapes),

@@ -17,6 +17,7 @@ from ..errors import InputError, UnsupportedOpsError
 from ..io import check_output_path, discard, temp_path_beside, written
 from . import ops as _ops  # noqa: F401  (registers every emitter)
 from .codegen import CodeGen
+from .custom import registry_with
 from .emitter import REGISTRY, Transposed, preflight
 
 __all__ = ["generate", "build_module", "write", "preflight", "REGISTRY"]
@@ -26,10 +27,10 @@ def fuse(model: ir.Model) -> ir.Model:
     """The torch-only fusions (attention -> SDPA, erf/tanh-GELU, SiLU, Mish, HardSwish,
     LayerNorm/RMSNorm decompositions, MatMul(+bias) -> Linear, Split+Squeeze -> unbind), in
     place."""
+    from ..passes.base import run_passes
     from ..passes.torch import FUSIONS
 
-    for fusion in FUSIONS:
-        fusion(model)
+    run_passes(model, FUSIONS)
     return model
 
 
@@ -38,22 +39,26 @@ CONTROL_FLOW = ("if", "cond")
 
 def generate(model: ir.Model, source_name: str = "model.onnx", record: bool = False,
              flat: bool = False, control_flow: str = "if",
-             lines: dict[str, int] | None = None) -> tuple[str, dict[str, Any]]:
+             lines: dict[str, int] | None = None,
+             custom_ops: dict | None = None) -> tuple[str, dict[str, Any]]:
     """Source code and state (state_dict key -> ir tensor or numpy array) for a normalized model.
     ``lines``: a dict to fill with the line (1-based) of the source that computes each node.
     ``record=True`` makes forward() report every node output to ``module.recorder``.
     ``flat=True``: one ``Model`` class, as before the module tree (tree.py) was recovered.
     ``control_flow="cond"``: an If on a runtime value is ``torch.cond`` (torch.export keeps
-    both branches) instead of a Python ``if``."""
+    both branches) instead of a Python ``if``.
+    ``custom_ops``: ``{"domain::op_type": fn or "module:function"}``, your code for custom-domain
+    nodes, for this conversion only (``custom.registry_with``)."""
     if control_flow not in CONTROL_FLOW:
         raise InputError(f"--control-flow {control_flow!r}: use one of {', '.join(CONTROL_FLOW)}")
-    missing = preflight(model)
+    registry = registry_with(custom_ops)
+    missing = preflight(model, registry)
     if missing:
         raise UnsupportedOpsError("torch", missing)
     # also when recording (verify --locate): the module must hold the same weights under the
     # same names as the written model.py; a fused node records the output it replaces
     fuse(model)
-    gen = CodeGen(model, source_name=source_name, record=record, flat=flat,
+    gen = CodeGen(model, source_name=source_name, registry=registry, record=record, flat=flat,
                   control_flow=control_flow)
     source, state = gen.generate()
     if lines is not None:

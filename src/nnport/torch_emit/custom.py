@@ -2,14 +2,21 @@
 
 ::
 
-    from nnport.torch_emit import custom
-
     def upscale(x, scale, mode="bilinear"):          # inputs positionally, attributes by keyword
         s = float(scale)
         return torch.nn.functional.interpolate(x, scale_factor=s, mode=mode)
 
+    # for one conversion (``nnport convert --custom-op my.domain::Upscale=ops.py:upscale``):
+    nnport.convert("m.onnx", "m.py", custom_ops={"my.domain::Upscale": upscale})
+    nnport.to_torch("m.onnx", custom_ops={"my.domain::Upscale": "mypkg.ops:upscale"})
+
+    # or for every later conversion in this process:
+    from nnport.torch_emit import custom
     custom.register("my.domain", "Upscale", upscale)   # the source is copied into model.py
     custom.register("my.domain", "Upscale", "mypkg.ops:upscale")  # or model.py imports it
+
+``custom_ops`` travels with the conversion as its other options do (``registry_with`` builds the
+registry that conversion looks ops up in); ``register`` changes the process-wide registry.
 
 With a function, its source is copied into the generated file (renamed ``_custom_<op>``), so the
 file stays standalone: the function may use only ``torch``, ``nn``, ``F`` (torch.nn.functional),
@@ -26,8 +33,10 @@ import re
 import textwrap
 from typing import Callable
 
+from collections.abc import Mapping
+
 from ..errors import InputError
-from ..registry import norm_domain
+from ..registry import Registry, norm_domain
 from .emitter import REGISTRY
 
 _REGISTERED: dict[tuple[str, str], dict] = {}
@@ -65,14 +74,41 @@ def _import_source(ref: str, new_name: str) -> str:
 
 
 def register(domain: str, op_type: str, fn: Callable | str, *, versions=(1,)) -> None:
-    """Emit a call to ``fn`` for every ``domain::op_type`` node (see the module docstring)."""
+    """Emit a call to ``fn`` for every ``domain::op_type`` node of every later conversion in
+    this process (see the module docstring)."""
+    _add(REGISTRY, domain, op_type, fn, versions)
+    _REGISTERED[(norm_domain(domain), op_type)] = {"fn": fn, "name": _name(domain, op_type)}
+
+
+def registry_with(custom_ops: Mapping[str, Callable | str] | None,
+                  base: Registry = REGISTRY) -> Registry:
+    """The registry one conversion uses: ``base`` when ``custom_ops`` is empty, else a copy of
+    it with an emitter for each ``{"domain::op_type": fn or "module:function"}`` (``base`` is
+    left as it was)."""
+    if not custom_ops:
+        return base
+    reg = base.copy()
+    for key, fn in custom_ops.items():
+        domain, sep, op_type = str(key).rpartition("::")
+        if not sep or not domain or not op_type:
+            raise InputError(f"custom op {key!r}: expected 'domain::op_type'")
+        _add(reg, domain, op_type, fn, (1,))
+    return reg
+
+
+def _name(domain: str, op_type: str) -> str:
+    return f"_custom_{_ident(norm_domain(domain))}_{_ident(op_type)}"
+
+
+def _add(registry: Registry, domain: str, op_type: str, fn: Callable | str, versions) -> None:
+    """Register into ``registry`` an emitter calling ``fn``, replacing the op's emitters."""
     dom = norm_domain(domain)
     if not dom:
         raise InputError(f"custom op {op_type!r}: give its custom domain (the standard ONNX "
                          "domain has its own converters)")
-    name = f"_custom_{_ident(dom)}_{_ident(op_type)}"
+    name = _name(dom, op_type)
     src = _import_source(fn, name) if isinstance(fn, str) else _function_source(fn, name)
-    unregister(domain, op_type)
+    registry.ops().pop((dom, op_type), None)
 
     def emit(ctx, *inputs, **attrs):
         if ctx.gen.helpers.get(name, src) != src:
@@ -93,8 +129,7 @@ def register(domain: str, op_type: str, fn: Callable | str, *, versions=(1,)) ->
             plain.append("**{" + ", ".join(f"{k!r}: {v}" for k, v in odd.items()) + "}")
         return f"{name}({', '.join(list(args) + plain)})"
 
-    REGISTRY.register(op_type, versions, domain=dom)(emit)
-    _REGISTERED[(dom, op_type)] = {"fn": fn, "name": name}
+    registry.register(op_type, versions, domain=dom)(emit)
 
 
 def unregister(domain: str, op_type: str) -> None:

@@ -151,9 +151,12 @@ def _control_flow_ops(model) -> list[str]:
 
 def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict | None = None,
                            inputs: dict | None = None, seed: int = 0, rtol: float | None = None,
-                           atol: float | None = None) -> ConvertResult:
+                           atol: float | None = None,
+                           custom_ops: dict | None = None) -> ConvertResult:
     """ONNX -> generated PyTorch code -> TorchScript (.pt), verified against onnxruntime.  A
-    PyTorch source is scripted (or traced) directly and verified against itself."""
+    PyTorch source is scripted (or traced) directly and verified against itself.
+    ``custom_ops``: your code for custom-domain nodes of an ONNX source
+    (``convert.generate_torch``)."""
     import torch
 
     dst = check_output_path(dst)
@@ -169,7 +172,8 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
         prepared = prepare(src)
         specs = specs_from_model(prepared)
         flow = _control_flow_ops(prepared)
-        source, state = generate(prepared, source_name=_source_name(src))
+        source, state = generate(prepared, source_name=_source_name(src),
+                                 custom_ops=custom_ops)
         del prepared
         module = build_module(source, state, name=_source_name(src))
         del state

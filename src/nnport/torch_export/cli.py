@@ -26,10 +26,11 @@ def add_convert_options(convert_parser) -> None:
         "(model.py imports it) (repeatable)")
 
 
-def register_custom_op_arg(text: str) -> None:
-    """``my.domain::Upscale=ops.py:upscale`` -> nnport.torch_emit.custom.register(...)."""
+def parse_custom_op_arg(text: str) -> tuple[str, object]:
+    """``my.domain::Upscale=ops.py:upscale`` -> ``("my.domain::Upscale", the function)``, an
+    entry of the ``custom_ops`` option (``package.module:function`` stays that string: the
+    generated file imports it)."""
     from ..errors import InputError
-    from ..torch_emit import custom
     from .sources import _import_file, _import_module
 
     key, sep, ref = text.partition("=")
@@ -44,26 +45,24 @@ def register_custom_op_arg(text: str) -> None:
         fn = getattr(_import_file(Path(left), f"--custom-op {text}"), attr, None)
         if not callable(fn):
             raise InputError(f"--custom-op {text!r}: {left!r} has no function {attr!r}")
-        custom.register(domain, op, fn)
-    else:
-        mod = _import_module(left, f"--custom-op {text}")
-        if not callable(getattr(mod, attr, None)):
-            raise InputError(f"--custom-op {text!r}: {left!r} has no function {attr!r}")
-        custom.register(domain, op, f"{left}:{attr}")
+        return f"{domain}::{op}", fn
+    mod = _import_module(left, f"--custom-op {text}")
+    if not callable(getattr(mod, attr, None)):
+        raise InputError(f"--custom-op {text!r}: {left!r} has no function {attr!r}")
+    return f"{domain}::{op}", f"{left}:{attr}"
 
 
 def convert_options(args) -> dict:
     from .args import parse_dynamic_arg, parse_export_shape
 
-    for text in getattr(args, "custom_op", []) or []:
-        register_custom_op_arg(text)  # a registration, not a convert() option
+    custom_ops = dict(parse_custom_op_arg(t) for t in getattr(args, "custom_op", []) or [])
     dynamic = dict(parse_dynamic_arg(s) for s in getattr(args, "dynamic", []) or [])
     checks = dict(parse_export_shape(s, "--check-shape")
                   for s in getattr(args, "check_shape", []) or [])
     return {"dynamic": dynamic or None, "opset": getattr(args, "opset", None),
             "exporter": getattr(args, "exporter", None),
             "no_simplify": bool(getattr(args, "no_simplify", False)),
-            "check_shapes": checks or None}
+            "check_shapes": checks or None, "custom_ops": custom_ops or None}
 
 
 def cmd_export(args) -> int:

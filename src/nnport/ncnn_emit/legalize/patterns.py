@@ -6,21 +6,26 @@ softmax(q @ k^T * scale) @ v -> SDPA.  Returns
 
 ncnn SDPA (scaled dot-product attention, src/layer/sdpa.cpp): bottoms q (heads, seq, d),
 k and v (groups, seq_k, d); params 5=attn_mask (a 4th bottom, added to the scores) 6=scale
-(0 = 1/sqrt(d)) 7=kv_cache."""
+(0 = 1/sqrt(d)) 7=kv_cache.
+
+GELU is recognized by the PyTorch fusions' matcher (``passes/match.gelu``), and attention ends
+the same way there (``passes/match.attention_output``); what leads to the scores is matched
+here, as ncnn's SDPA takes it (no mask; K in any layout that one Permute makes (heads, seq, d);
+chains of scalar scales).  The other helpers come from ``passes/match.py`` too."""
 from __future__ import annotations
 
 import numpy as np
 
+from ...passes.match import attention_output, gelu, other
+
 
 def _scalar(ctx, v):
+    """A one-element constant as a float: the probe's values, so also what shape arithmetic
+    computes (the ``scalar`` this target gives the shared matchers)."""
     c = ctx.const(v)
     if c is None or np.asarray(c).size != 1:
         return None
     return float(np.asarray(c).ravel()[0])
-
-
-def _other(node, v):
-    return node.inputs[1] if node.inputs[0] is v else node.inputs[0]
 
 
 def find(ctx) -> dict:
@@ -42,49 +47,23 @@ def find(ctx) -> dict:
 
 
 def _gelu(ctx, erf, claimed):
-    div = erf.inputs[0].producer()
-    if div is None or div.op_type not in ("Div", "Mul"):
+    m = gelu(erf, scalar=lambda v: _scalar(ctx, v))
+    if m is None:
         return
-    k = _scalar(ctx, div.inputs[1])
-    if k is None or not np.isclose(k if div.op_type == "Div" else 1 / k, np.sqrt(2), rtol=1e-3):
-        return
-    x = div.inputs[0]
-    add = ctx.single_consumer(erf.outputs[0])
-    if add is None or add.op_type != "Add" or _scalar(ctx, _other(add, erf.outputs[0])) != 1.0:
-        return
-    m1 = ctx.single_consumer(add.outputs[0])
-    if m1 is None or m1.op_type != "Mul":
-        return
-    chain = [div, erf, add, m1]
-    o = _other(m1, add.outputs[0])
-    if o is x:  # (x * (1+erf)) * 0.5
-        m2 = ctx.single_consumer(m1.outputs[0])
-        if m2 is None or m2.op_type != "Mul" or _scalar(ctx, _other(m2, m1.outputs[0])) != 0.5:
-            return
-        chain.append(m2)
-    else:  # (x*0.5) * (1+erf)
-        half = o.producer()
-        if half is None or half.op_type != "Mul" or x not in half.inputs or \
-                _scalar(ctx, _other(half, x)) != 0.5:
-            return
-        if ctx.single_consumer(half.outputs[0]) is not m1:
-            return
-        chain.append(half)
-    last = chain[-1] if o is x else m1
-    for n in chain:
-        if n is not last:
-            ctx.skip.add(id(n))
+    x, chain = m
+    for n in chain[:-1]:
+        ctx.skip.add(id(n))
 
     def emit(ctx, node, x=x):
         ctx.unary("GELU", {0: 0}, x=x, y=node.outputs[0])
 
-    claimed[id(last)] = emit
+    claimed[id(chain[-1])] = emit
 
 
 def _swish(ctx, sig, claimed):
     x = sig.inputs[0]
     mul = ctx.single_consumer(sig.outputs[0])
-    if mul is None or mul.op_type != "Mul" or _other(mul, sig.outputs[0]) is not x:
+    if mul is None or mul.op_type != "Mul" or other(mul, sig.outputs[0]) is not x:
         return
     ctx.skip.add(id(sig))
 
@@ -123,8 +102,8 @@ def _sdpa(ctx, sm, claimed):
     r = len(ctx.probe.shape.get(scores.name, ()))
     if axis is None or axis.value not in (-1, r - 1) or r not in (3, 4):
         return
-    mm2 = ctx.single_consumer(sm.outputs[0])
-    if mm2 is None or mm2.op_type != "MatMul" or mm2.inputs[0] is not sm.outputs[0]:
+    mm2 = attention_output(sm)
+    if mm2 is None:
         return
     v = mm2.inputs[1]
     raw, post, chain = _peel_scale(ctx, scores)
@@ -160,7 +139,7 @@ def _sdpa(ctx, sm, claimed):
         ctx.skip.add(id(n))
 
     def emit(ctx, node, q=q, k=k, v=v, scale=scale, kperm=kperm):
-        from ..ops.op_shape import permute_type
+        from ..ops.common import permute_type
 
         kb = ctx.blob(k)
         if kperm is not None:  # k as (heads, seq, d)
@@ -189,7 +168,7 @@ def _hardswish_hs(ctx, hs, claimed):
     """x * HardSigmoid(x) -> HardSwish."""
     x = hs.inputs[0]
     mul = ctx.single_consumer(hs.outputs[0])
-    if mul is None or mul.op_type != "Mul" or _other(mul, hs.outputs[0]) is not x:
+    if mul is None or mul.op_type != "Mul" or other(mul, hs.outputs[0]) is not x:
         return
     ctx.skip.add(id(hs))
     claimed[id(mul)] = _hardswish(x, float(_attr(hs, "alpha", 0.2)), float(_attr(hs, "beta", 0.5)))
@@ -225,11 +204,11 @@ def _hardswish_clip(ctx, clip, claimed):
     if first is None:
         return
     last = ctx.single_consumer(first.outputs[0])
-    if first.op_type == "Mul" and _other(first, clip.outputs[0]) is x:  # (x * clip) / 6
+    if first.op_type == "Mul" and other(first, clip.outputs[0]) is x:  # (x * clip) / 6
         if not _by_six(ctx, last):
             return
     elif _by_six(ctx, first):  # x * (clip / 6)
-        if last is None or last.op_type != "Mul" or _other(last, first.outputs[0]) is not x:
+        if last is None or last.op_type != "Mul" or other(last, first.outputs[0]) is not x:
             return
     else:
         return
@@ -272,7 +251,7 @@ def _layernorm(ctx, mean, claimed):
     if var is None or var.op_type != "ReduceMean" or not _last_axis(ctx, var, pw.outputs[0]):
         return
     add = ctx.single_consumer(var.outputs[0])
-    eps = _scalar(ctx, _other(add, var.outputs[0])) if add is not None and \
+    eps = _scalar(ctx, other(add, var.outputs[0])) if add is not None and \
         add.op_type == "Add" else None
     if eps is None:
         return

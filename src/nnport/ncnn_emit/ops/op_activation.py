@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Weight
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of
 
 UNARY = {"Abs": 0, "Neg": 1, "Floor": 2, "Ceil": 3, "Sqrt": 5, "Exp": 7, "Log": 8, "Sin": 9,
          "Cos": 10, "Tan": 11, "Asin": 12, "Acos": 13, "Atan": 14, "Reciprocal": 15,

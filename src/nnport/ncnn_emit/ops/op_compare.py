@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register
-from .op_binary import binary
+from ..registry import register
+from .common import STEP as _STEP, binary
 
-_BIG = 1e38
-_STEP = [("BinaryOp", {0: 2, 1: 1, 2: _BIG}), ("Clip", {0: 0.0, 1: 1.0})]
 _NOT = [("BinaryOp", {0: 7, 1: 1, 2: 1.0})]  # 1 - x
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Weight
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of, whole as _whole
 
 
 def _pads(ctx, a, nsp):
@@ -73,19 +73,6 @@ def _operands(ctx, node, what: str):
         return x, None, b, nsp
     bias = None if b is None else np.asarray(ctx.need_const(b, f"the {what} bias"), np.float32)
     return x, W, bias, nsp
-
-
-def _whole(ctx, v):
-    """The blob of ``v`` with all its dims (a leading 1 is kept: dynamic weights are read
-    as (c=out, [d=in,] h, w) blobs)."""
-    if not ctx.drop(v) and not ctx.is_const(v):
-        return ctx.blob(v)
-    from .op_shape import reshape_params
-
-    if ctx.is_const(v):
-        return ctx.memory_data(np.asarray(ctx.const(v), np.float32), v.name)
-    return ctx.add("Reshape", [ctx.blob(v)], [ctx.g.unique(v.name + "_whole")],
-                   reshape_params(ctx, ctx.shape(v), None))
 
 
 def _emit(ctx, node, typ, x, p, W, bias, dynamic_key=19):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Weight
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of
 
 
 def _bias_add(ctx, y, n):
@@ -148,8 +148,7 @@ def _gemm_dynamic(ctx, node, at, a, b, c):
     """Gemm whose B is computed at run time: ncnn Gemm (0=alpha 2=transA 3=transB, A and B as
     bottoms, 2-D blobs whatever their first dim) then the bias C added by a broadcasting
     BinaryOp."""
-    from .op_binary import binary
-    from .op_conv import _whole
+    from .common import binary, whole as _whole
 
     y = node.outputs[0]
     alpha = float(at.get("alpha", 1.0))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Weight
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of
 
 
 @register("BatchNormalization")
@@ -28,7 +28,7 @@ def batchnorm(ctx, node):
     elif ctx.rank(x) >= 2 and not ctx.drop(x):
         # (N, C, ...) with N > 1 (e.g. tokens as the batch, LeViT): per-channel scale and shift
         # as two broadcasting BinaryOps
-        from .op_binary import scale_shift
+        from .common import scale_shift
 
         k = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
         shape = (c,) + (1,) * (ctx.rank(x) - 2)
@@ -68,7 +68,7 @@ def layernorm(ctx, node):
     y = node.outputs[0]
     if not merge:
         return ctx.add("LayerNorm", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], p, w)
-    from .op_shape import reshape_params
+    from .common import reshape_params
 
     outer = list(nsh[:len(nsh) - n_norm])
     src = ctx.add("Reshape", [ctx.blob(x)], [ctx.g.unique(y.name + "_merged")],
@@ -84,7 +84,7 @@ def _per_channel(ctx, x, y, type_, params, weights):
     if len(nsh) == 3:
         return ctx.per_sample(x, y, lambda src, dst: ctx.add(type_, [src], [dst], params,
                                                              weights))
-    from .op_shape import reshape_params
+    from .common import reshape_params
 
     c = int(nsh[0])
     dyn = ctx.probe.shape_varies.get(y.name)

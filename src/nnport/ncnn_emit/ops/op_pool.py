@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of
 
 _TYPE = {1: "Pooling1D", 2: "Pooling", 3: "Pooling3D"}
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register
+from ..registry import register
 
 
 def _const(ctx, node, i):
@@ -45,7 +45,7 @@ def _const(ctx, node, i):
 def _qparams(ctx, node):
     """(scale array, zero point array or None, quantized dtype name or None, axis,
     block_size) of a QuantizeLinear/DequantizeLinear."""
-    from ..emit import attrs_of
+    from .common import attrs_of
 
     a = attrs_of(node)
     scale = _const(ctx, node, 1)
@@ -174,7 +174,7 @@ def emit_fake_quant(ctx, dq, y):
     DequantizeLinear compute it, in float: BinaryOp 3=div, UnaryOp 0=op_type 18=round (to
     nearest even, as QuantizeLinear), Clip 0=min 1=max (qmin - zp, qmax - zp), BinaryOp 2=mul;
     a per-axis scale is a MemoryData broadcast along its axis."""
-    from .op_binary import binary
+    from .common import binary
 
     saved, ctx.node = ctx.node, dq
     try:

@@ -3,8 +3,8 @@
 5=fixbug0 (1: axes count from the outermost ncnn dim)."""
 from __future__ import annotations
 
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of
 
 OPS = {"ReduceSum": 0, "ReduceSumSquare": 2, "ReduceMean": 3, "ReduceMax": 4, "ReduceMin": 5,
        "ReduceProd": 6, "ReduceL1": 7, "ReduceL2": 8, "ReduceLogSum": 9, "ReduceLogSumExp": 10}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of
 
 
 @register("Resize", "Upsample")

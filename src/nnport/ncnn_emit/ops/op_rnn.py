@@ -14,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Weight
-from . import register
-from ..emit import attrs_of
-from .op_shape import reshape_params
+from ..registry import register
+from .common import attrs_of, reshape_params
 
 
 def _rnn(ctx, node, kind):

@@ -9,38 +9,13 @@ first); Concat 0=axis; Slice -23300 0=slices array (-233 = rest) 1=axis; Crop -2
 """
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of, permute_type, reshape_params
 from ..graph import Weight
 
 KEYS = [0, 1, 11, 2]  # w, h, d, c: innermost first
-
-
-def reshape_params(ctx, out_nshape, out_dyn, in_nshape=None, in_dyn=None) -> dict:
-    """Reshape params for a target ncnn shape; size-dependent dims become 0 (copy) or -1."""
-    vals = list(out_nshape)
-    dyn = list(out_dyn) if out_dyn is not None else [False] * len(vals)
-    n = len(vals)
-    if sum(dyn) > 1 and in_nshape is not None and len(in_nshape) == n and in_dyn is not None:
-        for i in range(n):
-            if dyn[i] and in_dyn[i] and in_nshape[i] == vals[i]:
-                vals[i], dyn[i] = 0, False
-    if sum(dyn) > 1:
-        ctx.fail("reshape with several size-dependent dims cannot be written as ncnn params; "
-                 "convert with a fixed --input-shape of a static model")
-    for i in range(n):
-        if dyn[i]:
-            vals[i] = -1
-    return {k: int(v) for k, v in zip(shape_keys(n), reversed(vals))}
-
-
-def shape_keys(n: int) -> list[int]:
-    """Param ids of w, h, (d,) c for an n-dim ncnn blob, innermost first."""
-    return [0, 1, 11, 2] if n == 4 else [0, 1, 2][:n]
 
 
 def _ndyn(ctx, v):
@@ -72,10 +47,6 @@ def reshape(ctx, node):
     # data moved into axis 0 (windows or patches as a batch) stays a plain ncnn dim: ops that
     # need a real batch of 1 (convolutions, pooling) check for it themselves
     emit_reshape(ctx, x, y)
-
-
-def permute_type(order) -> int:
-    return list(itertools.permutations(range(len(order)))).index(tuple(order))
 
 
 @register("Transpose")
@@ -420,7 +391,7 @@ def cast(ctx, node):
     T = ir.DataType
     src_float = x.dtype is None or x.dtype.is_floating_point()
     if to == T.BOOL and src_float:  # x != 0: step(|x|) (see op_compare)
-        from .op_compare import _STEP
+        from .common import STEP as _STEP
 
         ctx.unary("UnaryOp", {0: 0})
         return ctx.then(y, _STEP)
@@ -495,7 +466,7 @@ def scatter_nd(ctx, node):
     """ScatterND of a run of consecutive rows of axis 0 (constant indices of shape (n, 1), as
     slice_scatter exports): the rows of data before the run, the updates, and the rows after
     it, joined by Concat 0=axis (Crop 9=starts 10=ends 11=axes for the data rows)."""
-    from .op_conv import _whole
+    from .common import whole as _whole
 
     data, idx, upd = node.inputs
     y = node.outputs[0]

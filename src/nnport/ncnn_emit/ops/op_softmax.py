@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register
-from ..emit import attrs_of
+from ..registry import register
+from .common import attrs_of
 
 
 @register("Softmax", "LogSoftmax")
@@ -27,7 +27,7 @@ def softmax(ctx, node):
 
 def _coerced(ctx, node, x, y, axis):
     """Before opset 13 the softmax runs over all axes from ``axis`` on, flattened."""
-    from .op_shape import reshape_params
+    from .common import reshape_params
 
     if ctx.drop(x) and axis == 0:
         ctx.fail("softmax over the batch axis")

@@ -6,11 +6,13 @@ leaves it nothing to rewrite.
 from __future__ import annotations
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import iter_nodes, replace_value
 
 
-def castlike_to_cast(model: ir.Model) -> ir.Model:
+def castlike_to_cast(model: ir.Model) -> PassResult:
+    changed = False
     for node, _ in list(iter_nodes(model.graph)):
         if node.op_type != "CastLike" or node.domain not in ("", "ai.onnx"):
             continue
@@ -29,4 +31,5 @@ def castlike_to_cast(model: ir.Model) -> ir.Model:
         cast.outputs[0].shape = node.outputs[0].shape
         replace_value(node.outputs[0], cast.outputs[0], keep_name=True)
         graph.remove(node, safe=True)
-    return model
+        changed = True
+    return PassResult(model, changed)

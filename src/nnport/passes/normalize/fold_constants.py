@@ -14,6 +14,7 @@ import logging
 
 import onnx
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 from onnxscript.optimizer import _constant_folding
 
 from ... import limits
@@ -58,7 +59,7 @@ def _should_fold(node: ir.Node) -> bool | None:
     return node.op_type in _FOLD and node.domain in ("", "ai.onnx")
 
 
-def fold_constants(model: ir.Model, *, shape_inference: bool = False) -> ir.Model:
+def fold_constants(model: ir.Model, *, shape_inference: bool = False) -> PassResult:
     """Fold in place.  ``shape_inference=True``: onnx's shape inference runs on each node as
     the folder walks the graph, so a shape that becomes known (a Pad whose pads were just
     folded) makes the next Shape node a constant in the same walk."""
@@ -66,14 +67,14 @@ def fold_constants(model: ir.Model, *, shape_inference: bool = False) -> ir.Mode
     # onnxscript logs every node it declines to fold; that is not news for our users
     logging.getLogger("onnxscript").setLevel(logging.ERROR)
     try:
-        _constant_folding.fold_constants(
+        result = _constant_folding.fold_constants(
             model,
             onnx_shape_inference=shape_inference,
             input_size_limit=_SIZE_LIMIT,
             output_size_limit=_SIZE_LIMIT,
             should_fold=_should_fold,
         )
-        return model
+        return PassResult(model, bool(result.modified))
     except InputError:
         raise
     except Exception:
@@ -97,12 +98,13 @@ def _is_constant_node(node: ir.Node) -> bool:
     return all(v is None or v.const_value is not None for v in node.inputs)
 
 
-def fold_simple(model: ir.Model) -> ir.Model:
+def fold_simple(model: ir.Model) -> PassResult:
     """Evaluate, in topological order, every main-graph node whose inputs are all constant."""
     from onnx.reference import ReferenceEvaluator
 
     graph = model.graph
     opset = model.opset_imports.get("", 1)
+    changed = False
     for node in list(graph):
         if not _is_constant_node(node) or not _should_fold(node):
             continue
@@ -127,4 +129,5 @@ def fold_simple(model: ir.Model) -> ir.Model:
         for i, (out, arr) in enumerate(zip(node.outputs, results)):
             replace_with_constant(graph, out, arr, f"{node.name}_value{i}")
         graph.remove(node, safe=True)
-    return model
+        changed = True
+    return PassResult(model, changed)

@@ -29,6 +29,7 @@ import re
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array, replace_value
 
@@ -294,12 +295,12 @@ def _chain_nodes(base: ir.Node, mul: ir.Node) -> list[ir.Node]:
         node = user
 
 
-def fold_scale(model: ir.Model) -> int:
-    """Fold every constant feature-wise Mul of the main graph; returns how many."""
+def fold_scale(model: ir.Model) -> PassResult:
+    """Fold every constant feature-wise Mul of the main graph (each one folded is removed)."""
     graph = model.graph
     names = _Names(graph)
     count = 0
     for node in list(graph):
         if _is(node, "Mul") and node.graph is graph:
             count += _fold_one(graph, names, node)
-    return count
+    return PassResult(model, count > 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array, replace_value
 
@@ -132,8 +133,8 @@ def _is_noop(node: ir.Node) -> bool:
     return False
 
 
-def eliminate_noops(model: ir.Model) -> bool:
-    """Bypass no-op nodes in the main graph; returns whether anything changed."""
+def eliminate_noops(model: ir.Model) -> PassResult:
+    """Bypass no-op nodes in the main graph."""
     graph = model.graph
     changed = False
     for node in list(graph):
@@ -146,4 +147,4 @@ def eliminate_noops(model: ir.Model) -> bool:
         replace_value(y, x)  # a graph output's name moves to the producer's output
         graph.remove(node, safe=True)
         changed = True
-    return changed
+    return PassResult(model, changed)

@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 from onnx_ir.passes import common as ir_common
 
 from ...irutil import const_array, iter_nodes, replace_with_constant, shape_op_dims
@@ -16,7 +17,7 @@ SHAPE_FAILURE_KEY = "nnport.shape_inference_failed"
 _MAP_OUTPUT_OPS = {"ZipMap", "CastMap", "DictVectorizer"}
 
 
-def infer_shapes(model: ir.Model) -> ir.Model:
+def infer_shapes(model: ir.Model) -> PassResult:
     """Never fatal.  onnx_ir's pass logs a failure with a traceback on stderr (the lastResort
     handler prints it when the application configured no logging): we silence that logger and
     keep the one-line reason in ``model.meta[SHAPE_FAILURE_KEY]`` (``nnport inspect`` shows it)."""
@@ -47,8 +48,10 @@ def infer_shapes(model: ir.Model) -> ir.Model:
         n.domain = "nnport.hidden"
     if hidden:
         model.opset_imports["nnport.hidden"] = 1
+    modified = False
     try:
-        ir_common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
+        modified = ir_common.ShapeInferencePass(check_type=False, strict_mode=False,
+                                                data_prop=True)(model).modified
     except Exception as exc:
         failures.append(" ".join(str(exc).split()))
     finally:
@@ -62,7 +65,7 @@ def infer_shapes(model: ir.Model) -> ir.Model:
         model.meta[SHAPE_FAILURE_KEY] = failures[0]
     else:
         model.meta.pop(SHAPE_FAILURE_KEY, None)
-    return model
+    return PassResult(model, modified)
 
 
 def _shape_dims(node: ir.Node) -> list | None:
@@ -104,10 +107,10 @@ def _picked(use: ir.Node, dims: list) -> list | None:
     return None
 
 
-def fold_static_dims(model: ir.Model) -> bool:
+def fold_static_dims(model: ir.Model) -> PassResult:
     """``Shape(x)`` followed by a Slice or Gather that picks only static dims of ``x`` becomes
     a constant, even where other dims of ``x`` are symbolic (the head size of an attention whose
-    batch and sequence are dynamic).  Returns whether anything changed."""
+    batch and sequence are dynamic)."""
     graph = model.graph
     changed = False
     for node in list(graph):
@@ -129,4 +132,4 @@ def fold_static_dims(model: ir.Model) -> bool:
                                   f"{use.name}_value")
             graph.remove(use, safe=True)
             changed = True
-    return changed
+    return PassResult(model, changed)

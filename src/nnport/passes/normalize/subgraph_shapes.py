@@ -19,6 +19,7 @@ shape; shape inference derives it again from the relaxed facts.
 from __future__ import annotations
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 
 def _dims(v: ir.Value | None) -> list | None:
@@ -135,9 +136,8 @@ def _forget_downstream(relaxed: list) -> None:
                 stack.append(out)
 
 
-def relax_subgraph_shapes(model: ir.Model) -> bool:
-    """Relax declared shapes of loop-carried values and If outputs (in place).  Returns whether
-    any shape changed."""
+def relax_subgraph_shapes(model: ir.Model) -> PassResult:
+    """Relax declared shapes of loop-carried values and If outputs (in place)."""
     any_change = False
     for _ in range(8):  # shapes only lose information: a few rounds reach the fixed point
         changed: list = []
@@ -146,4 +146,4 @@ def relax_subgraph_shapes(model: ir.Model) -> bool:
             break
         any_change = True
         _forget_downstream(changed)
-    return any_change
+    return PassResult(model, any_change)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array, replace_value
 
@@ -68,10 +69,10 @@ def _fuse_one(graph: ir.Graph, bn: ir.Node) -> bool:
     return True
 
 
-def fuse_bn_into_conv(model: ir.Model) -> bool:
+def fuse_bn_into_conv(model: ir.Model) -> PassResult:
     graph = model.graph
     changed = False
     for node in list(graph):
         if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx"):
             changed |= _fuse_one(graph, node)
-    return changed
+    return PassResult(model, changed)

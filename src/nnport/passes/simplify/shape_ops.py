@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import replace_with_constant, shape_op_dims
 
@@ -15,7 +16,7 @@ def _static(v: ir.Value | None):
     return tuple(dims) if all(isinstance(d, int) for d in dims) else None
 
 
-def fold_shape_ops(model: ir.Model) -> bool:
+def fold_shape_ops(model: ir.Model) -> PassResult:
     graph = model.graph
     changed = False
     for node in list(graph):
@@ -31,4 +32,4 @@ def fold_shape_ops(model: ir.Model) -> bool:
         replace_with_constant(graph, node.outputs[0], arr, f"{node.name}_value")
         graph.remove(node, safe=True)
         changed = True
-    return changed
+    return PassResult(model, changed)

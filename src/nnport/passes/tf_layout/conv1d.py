@@ -5,6 +5,7 @@ Unsqueeze/Squeeze (and Unsqueeze -> Transpose -> Squeeze) chains that are left a
 from __future__ import annotations
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array as const, replace_value
 from .common import attr, is_op, new_const, remove_if_dead
@@ -164,7 +165,7 @@ def _cancel(graph: ir.Graph, sq: ir.Node) -> bool:
     return False
 
 
-def conv2d_to_conv1d(model: ir.Model) -> bool:
+def conv2d_to_conv1d(model: ir.Model) -> PassResult:
     graph = model.graph
     changed = False
     for node in list(graph):
@@ -176,4 +177,4 @@ def conv2d_to_conv1d(model: ir.Model) -> bool:
         for node in list(graph):
             if node.graph is graph and is_op(node, "Squeeze") and _cancel(graph, node):
                 again = changed = True
-    return changed
+    return PassResult(model, changed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array as const, replace_value
 from .common import is_op, new_const, single_use
@@ -72,7 +73,7 @@ def _fold_one(graph: ir.Graph, op: ir.Node) -> bool:
     return True
 
 
-def fold_conv_affine(model: ir.Model) -> bool:
+def fold_conv_affine(model: ir.Model) -> PassResult:
     graph = model.graph
     changed = False
     again = True
@@ -81,4 +82,4 @@ def fold_conv_affine(model: ir.Model) -> bool:
         for node in list(graph):
             if node.graph is graph and _fold_one(graph, node):
                 again = changed = True
-    return changed
+    return PassResult(model, changed)

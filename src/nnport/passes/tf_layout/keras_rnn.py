@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array as const, replace_value
 from .common import attr, is_op, new_const
@@ -277,8 +278,8 @@ def _rewrite(graph: ir.Graph, loop: ir.Node, m: dict) -> None:
     graph.remove(loop, safe=True)
 
 
-def rewrite_keras_rnn(model: ir.Model) -> int:
-    """Replace every Keras GRU loop in the main graph; returns how many were replaced."""
+def rewrite_keras_rnn(model: ir.Model) -> PassResult:
+    """Replace every Keras GRU loop in the main graph."""
     graph = model.graph
     count = 0
     for node in list(graph):
@@ -287,4 +288,4 @@ def rewrite_keras_rnn(model: ir.Model) -> int:
             if m is not None:
                 _rewrite(graph, node, m)
                 count += 1
-    return count
+    return PassResult(model, count > 0)

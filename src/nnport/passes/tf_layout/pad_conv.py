@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array as const
 from .common import attr, is_op, remove_if_dead, single_use
@@ -45,7 +46,7 @@ def _spatial_pads(pad: ir.Node, rank: int) -> list[int] | None:
     return [begin.get(a, 0) for a in range(2, rank)] + [end.get(a, 0) for a in range(2, rank)]
 
 
-def fuse_pad_into_conv(model: ir.Model) -> bool:
+def fuse_pad_into_conv(model: ir.Model) -> PassResult:
     graph = model.graph
     changed = False
     for conv in list(graph):
@@ -70,5 +71,5 @@ def fuse_pad_into_conv(model: ir.Model) -> bool:
         conv.replace_input_with(0, pad.inputs[0])
         remove_if_dead(graph, pad)
         changed = True
-    return changed
+    return PassResult(model, changed)
 

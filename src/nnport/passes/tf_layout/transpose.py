@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array as const, replace_value
 from .common import attr, is_op, new_const, remove_if_dead
@@ -128,7 +129,7 @@ def push_transposes(graph: ir.Graph) -> bool:
     return changed
 
 
-def optimize_transposes(model: ir.Model, max_rounds: int = 50) -> bool:
+def optimize_transposes(model: ir.Model, max_rounds: int = 50) -> PassResult:
     graph = model.graph
     changed = False
     for _ in range(max_rounds):
@@ -138,4 +139,4 @@ def optimize_transposes(model: ir.Model, max_rounds: int = 50) -> bool:
         if not step:
             break
         changed = True
-    return changed
+    return PassResult(model, changed)

@@ -1,5 +1,6 @@
 """Fusions for the PyTorch target only (``torch_emit.fuse``): patterns -> one ``nnport::`` node each.
-Every fusion is ``fn(model) -> int`` (the number of patterns fused), matching with ``match.py``."""
+Every fusion is a pass (``passes/base.py``: ``fn(model) -> PassResult``), matching with
+``match.py``."""
 from __future__ import annotations
 
 from .fuse_activation import fuse_activations

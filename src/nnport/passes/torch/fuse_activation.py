@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
-from .match import (DOMAIN, FLOATS, close, finish, is_op, other, product, replace_output, scalar,
+from ..match import (DOMAIN, FLOATS, close, finish, is_op, other, product, replace_output, scalar,
                     single_user)
 
 
@@ -148,8 +149,8 @@ _MATCHERS = {
 }
 
 
-def fuse_activations(model: ir.Model) -> int:
-    """Rewrite every matching activation chain of the main graph; returns how many."""
+def fuse_activations(model: ir.Model) -> PassResult:
+    """Rewrite every matching activation chain of the main graph."""
     graph = model.graph
     count = 0
     for node in list(graph):

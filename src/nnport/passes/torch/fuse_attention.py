@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
-from .match import DOMAIN, FLOATS, finish, only_use, replace_output, scalar
+from ..match import DOMAIN, FLOATS, attention_output, finish, only_use, replace_output, scalar
 
 def _rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
@@ -55,12 +56,8 @@ def _match(softmax: ir.Node, opset: int):
     axis = -1 if axis is None else axis.as_int()
     if axis not in (-1, rank - 1):
         return None
-    probs = softmax.outputs[0]
-    uses = list(probs.uses())
-    if probs.is_graph_output() or len(uses) != 1:
-        return None
-    out_mm, idx = uses[0]
-    if out_mm.op_type != "MatMul" or out_mm.domain not in ("", "ai.onnx") or idx != 0:
+    out_mm = attention_output(softmax)
+    if out_mm is None:
         return None
     v = out_mm.inputs[1]
     # optional additive mask
@@ -119,8 +116,8 @@ def _next_user(value: ir.Value) -> ir.Node | None:
     return uses[0][0] if len(uses) == 1 else None
 
 
-def fuse_attention(model: ir.Model) -> int:
-    """Rewrite every matching attention block in the main graph; returns how many."""
+def fuse_attention(model: ir.Model) -> PassResult:
+    """Rewrite every matching attention block in the main graph."""
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
     graph = model.graph
     count = 0

@@ -8,8 +8,9 @@ an extra pass over the activations.  The fused node prints as an ``nn.Linear`` s
 from __future__ import annotations
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
-from .match import DOMAIN, FLOATS, finish, is_op, only_use, other, replace_output
+from ..match import DOMAIN, FLOATS, finish, is_op, only_use, other, replace_output
 
 
 def _match(mm: ir.Node):
@@ -38,8 +39,8 @@ def _match(mm: ir.Node):
     return x, w, b, add
 
 
-def fuse_linear(model: ir.Model) -> int:
-    """Rewrite every MatMul(x, const W) [+ const bias] of the main graph; returns how many."""
+def fuse_linear(model: ir.Model) -> PassResult:
+    """Rewrite every MatMul(x, const W) [+ const bias] of the main graph."""
     graph = model.graph
     count = 0
     for node in list(graph):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
-from .match import (DOMAIN, FLOATS, finish, is_op, other, product, replace_output, scalar,
+from ..match import (DOMAIN, FLOATS, finish, is_op, other, product, replace_output, scalar,
                     single_user)
 
 
@@ -156,8 +157,8 @@ def _match_rms_norm(mean: ir.Node):
     return "RMSNorm", x, w, None, last, axes[0] - len(x.shape), eps
 
 
-def fuse_norms(model: ir.Model) -> int:
-    """Rewrite every decomposed LayerNorm / RMSNorm of the main graph; returns how many."""
+def fuse_norms(model: ir.Model) -> PassResult:
+    """Rewrite every decomposed LayerNorm / RMSNorm of the main graph."""
     graph = model.graph
     count = 0
     for node in list(graph):

@@ -10,9 +10,10 @@ Squeeze of the split axis and by nothing else.
 from __future__ import annotations
 
 import onnx_ir as ir
+from onnx_ir.passes import PassResult
 
 from ...irutil import const_array, replace_value
-from .match import DOMAIN, finish, is_op
+from ..match import DOMAIN, finish, is_op
 
 
 def _axis(value: ir.Value, axis: int) -> int | None:
@@ -73,8 +74,8 @@ def _match(split: ir.Node) -> tuple[int, list[ir.Node]] | None:
     return axis, squeezes
 
 
-def fuse_unbind(model: ir.Model) -> int:
-    """Rewrite every Split + per-piece Squeeze of the main graph; returns how many."""
+def fuse_unbind(model: ir.Model) -> PassResult:
+    """Rewrite every Split + per-piece Squeeze of the main graph."""
     graph = model.graph
     count = 0
     for node in list(graph):

@@ -1,11 +1,22 @@
-"""What the fusion passes share: matching a pattern of onnx_ir nodes and replacing it with one
-fused node in nnport's private domain.  One module, imported by every fusion (``fuse_*.py``),
-instead of helpers borrowed from one pass by the next."""
+"""Matching patterns of onnx_ir nodes, for every target: the PyTorch fusions
+(``passes/torch/fuse_*.py``) and the ncnn patterns (``ncnn_emit/legalize/patterns.py``) match
+with these helpers and, where both recognize the same subgraph, with the same matcher (``gelu``,
+``attention_output``); the fusions then replace the match with one node in nnport's private
+domain (``replace_output``, ``finish``).  One module instead of helpers borrowed from one pass by
+the next, or a second matcher per target.
+
+A matcher that reads constants takes ``scalar`` (``fn(value) -> float | None``), by default
+``scalar`` below (the value's own constant); the ncnn target passes one that also knows the
+values its probe computed."""
 from __future__ import annotations
 
-import onnx_ir as ir
+import math
+from collections.abc import Callable
 
-from ...irutil import replace_value
+import onnx_ir as ir
+from onnx_ir.passes import PassResult
+
+from ..irutil import replace_value
 
 DOMAIN = "nnport"
 FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
@@ -32,14 +43,15 @@ def replace_output(graph: ir.Graph, last: ir.Node, fused: ir.Node) -> None:
     replace_value(out, new, keep_name=True)
 
 
-def finish(model: ir.Model, count: int) -> int:
-    """After a fusion pass: declare the private domain and drop what the fused nodes replaced."""
+def finish(model: ir.Model, count: int) -> PassResult:
+    """After a fusion pass that fused ``count`` patterns: declare the private domain and drop
+    what the fused nodes replaced."""
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     if count:
         model.opset_imports.setdefault(DOMAIN, 1)
         RemoveUnusedNodesPass()(model)
-    return count
+    return PassResult(model, count > 0)
 
 
 def scalar(value: ir.Value | None) -> float | None:
@@ -116,3 +128,57 @@ def product(value: ir.Value, stop: set[int] = frozenset()) -> tuple[list[ir.Valu
     if not walk(value, True):
         return None
     return factors, const
+
+
+def gelu(erf: ir.Node, *, scalar: Callable[[ir.Value | None], float | None] = scalar
+         ) -> tuple[ir.Value, list[ir.Node]] | None:
+    """``erf`` as the core of the erf form of GELU, ``x * 0.5 * (1 + erf(x / sqrt(2)))`` (any
+    order of the two Muls; Div by sqrt(2) or Mul by 1/sqrt(2)): (x, the matched nodes), the
+    node whose output is the GELU's last."""
+    scaled = erf.inputs[0]
+    pre = scaled.producer() if scaled is not None else None
+    if is_op(pre, "Div") and close(scalar(pre.inputs[1]), math.sqrt(2)):
+        x = pre.inputs[0]
+    elif is_op(pre, "Mul") and (close(scalar(pre.inputs[1]), 1 / math.sqrt(2))
+                                or close(scalar(pre.inputs[0]), 1 / math.sqrt(2))):
+        x = pre.inputs[0] if scalar(pre.inputs[0]) is None else pre.inputs[1]
+    else:
+        return None
+    if x is None or not only_use(scaled, erf):
+        return None
+    add = single_user(erf.outputs[0])
+    if not is_op(add, "Add") or not close(scalar(other(add, erf.outputs[0])), 1.0):
+        return None
+    # the remaining product x * 0.5 * add, in any of its spellings
+    m1 = single_user(add.outputs[0])
+    if not is_op(m1, "Mul"):
+        return None
+    o = other(m1, add.outputs[0])
+    if o is x:  # (x * add) * 0.5
+        m2 = single_user(m1.outputs[0])
+        if is_op(m2, "Mul") and close(scalar(other(m2, m1.outputs[0])), 0.5):
+            return x, [pre, erf, add, m1, m2]
+        return None
+    if close(scalar(o), 0.5):  # (add * 0.5) * x
+        m2 = single_user(m1.outputs[0])
+        if is_op(m2, "Mul") and other(m2, m1.outputs[0]) is x:
+            return x, [pre, erf, add, m1, m2]
+        return None
+    half = o.producer() if o is not None else None  # (x * 0.5) * add
+    if is_op(half, "Mul") and other(half, x) is not None and close(
+            scalar(other(half, x)), 0.5) and only_use(o, m1):
+        return x, [pre, erf, add, half, m1]
+    return None
+
+
+def attention_output(softmax: ir.Node) -> ir.Node | None:
+    """The ``MatMul(probs, V)`` that ends an attention: the one use of the Softmax's output,
+    as the MatMul's first input.  What leads to the scores (scale, mask, the layout of K) is
+    matched by each target, which accept different things."""
+    if len(softmax.outputs) != 1:
+        return None
+    probs = softmax.outputs[0]
+    out_mm = single_user(probs)
+    if not is_op(out_mm, "MatMul") or out_mm.inputs[0] is not probs:
+        return None
+    return out_mm

@@ -1,0 +1,121 @@
+"""What the op emitters share: node attributes, Reshape and Permute params, the broadcasting
+BinaryOp, a blob with all its dims, the step function of the comparisons.
+
+The ground of ``ncnn_emit/ops``: it imports no op module, and op modules import helpers from
+here rather than from each other (``op_quant``, the int8 layer support Conv and Gemm call, is
+the one op module others import).
+
+ncnn params: Reshape 0=w 1=h 11=d 2=c (0 = copy from bottom, -1 = remaining); Permute
+0=order_type (index of the axis order among all orders, outermost first); BinaryOp 0=op_type
+(0 add 1 sub 2 mul 3 div 4 max 5 min 6 pow 7 rsub 8 rdiv 9 rpow) 1=with_scalar 2=b; Clip 0=min
+1=max.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnx_ir as ir
+
+
+def attrs_of(node: ir.Node) -> dict:
+    out = {}
+    for k, a in node.attributes.items():
+        v = a.value
+        if isinstance(v, ir.TensorProtocol):
+            v = v.numpy()
+        elif isinstance(v, (list, tuple)):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def reshape_params(ctx, out_nshape, out_dyn, in_nshape=None, in_dyn=None) -> dict:
+    """Reshape params for a target ncnn shape; size-dependent dims become 0 (copy) or -1."""
+    vals = list(out_nshape)
+    dyn = list(out_dyn) if out_dyn is not None else [False] * len(vals)
+    n = len(vals)
+    if sum(dyn) > 1 and in_nshape is not None and len(in_nshape) == n and in_dyn is not None:
+        for i in range(n):
+            if dyn[i] and in_dyn[i] and in_nshape[i] == vals[i]:
+                vals[i], dyn[i] = 0, False
+    if sum(dyn) > 1:
+        ctx.fail("reshape with several size-dependent dims cannot be written as ncnn params; "
+                 "convert with a fixed --input-shape of a static model")
+    for i in range(n):
+        if dyn[i]:
+            vals[i] = -1
+    return {k: int(v) for k, v in zip(shape_keys(n), reversed(vals))}
+
+
+def shape_keys(n: int) -> list[int]:
+    """Param ids of w, h, (d,) c for an n-dim ncnn blob, innermost first."""
+    return [0, 1, 11, 2] if n == 4 else [0, 1, 2][:n]
+
+
+def permute_type(order) -> int:
+    return list(itertools.permutations(range(len(order)))).index(tuple(order))
+
+
+REVERSED = {1: 7, 3: 8, 6: 9}
+
+
+def binary(ctx, op, a, b, y):
+    ca, cb = ctx.const(a), ctx.const(b)
+    if cb is not None and np.asarray(cb).size == 1:
+        return ctx.add("BinaryOp", [ctx.blob(a)], [ctx.out(y, ctx.drop(a))],
+                       {0: op, 1: 1, 2: float(np.asarray(cb).ravel()[0])})
+    if ca is not None and np.asarray(ca).size == 1:
+        op2 = REVERSED.get(op, op)
+        return ctx.add("BinaryOp", [ctx.blob(b)], [ctx.out(y, ctx.drop(b))],
+                       {0: op2, 1: 1, 2: float(np.asarray(ca).ravel()[0])})
+    if ca is not None:
+        ba, bb, ref = ctx.blob(a, like=b), ctx.blob(b), b
+    elif cb is not None:
+        ba, bb, ref = ctx.blob(a), ctx.blob(b, like=a), a
+    else:
+        ref = a if ctx.rank(a) >= ctx.rank(b) else b
+        ba, bb = ctx.blob(a), ctx.blob(b)
+        na, nb = len(ctx.nshape(a)), len(ctx.nshape(b))
+        if na != nb:  # numpy aligns the trailing dims: give the shorter one leading 1s
+            lo, lo_blob = (a, ba) if na < nb else (b, bb)
+            want = max(na, nb)
+            shape = (1,) * (want - len(ctx.nshape(lo))) + tuple(ctx.nshape(lo))
+            full = ctx.nshape(ref)
+            if len(shape) > 4 or any(d not in (1, f) and f != 1 for d, f in zip(shape, full)):
+                ctx.fail(f"broadcast between ranks {ctx.rank(a)} and {ctx.rank(b)} is not "
+                         "mapped")
+            lifted = ctx.add("Reshape", [lo_blob], [ctx.g.unique(lo.name + "_lifted")],
+                             reshape_params(ctx, shape, None))
+            ba, bb = (lifted, bb) if lo is a else (ba, lifted)
+    return ctx.add("BinaryOp", [ba, bb], [ctx.out(y, ctx.drop(ref))], {0: op})
+
+
+def scale_shift(ctx, x, k: np.ndarray, b: np.ndarray, y):
+    """y = x * k + b with constant k, b shaped to broadcast against x (numpy rules)."""
+    r = ctx.rank(x)
+    k = k.reshape((1,) * (r - k.ndim) + k.shape).astype(np.float32)
+    b = b.reshape((1,) * (r - b.ndim) + b.shape).astype(np.float32)
+    if ctx.drop(x):
+        k, b = k[0], b[0]
+    mid = ctx.g.unique(y.name + "_scaled")
+    ctx.add("BinaryOp", [ctx.blob(x), ctx.memory_data(k, y.name + "_k")], [mid], {0: 2})
+    ctx.add("BinaryOp", [mid, ctx.memory_data(b, y.name + "_b")], [ctx.out(y, ctx.drop(x))],
+            {0: 0})
+
+
+def whole(ctx, v):
+    """The blob of ``v`` with all its dims (a leading 1 is kept: dynamic weights are read
+    as (c=out, [d=in,] h, w) blobs)."""
+    if not ctx.drop(v) and not ctx.is_const(v):
+        return ctx.blob(v)
+    if ctx.is_const(v):
+        return ctx.memory_data(np.asarray(ctx.const(v), np.float32), v.name)
+    return ctx.add("Reshape", [ctx.blob(v)], [ctx.g.unique(v.name + "_whole")],
+                   reshape_params(ctx, ctx.shape(v), None))
+
+
+# step(d) = Clip(d * 1e38, 0, 1): 1 for every positive normal float, 0 for d <= 0
+# (see op_compare)
+_BIG = 1e38
+STEP = [("BinaryOp", {0: 2, 1: 1, 2: _BIG}), ("Clip", {0: 0.0, 1: 1.0})]
