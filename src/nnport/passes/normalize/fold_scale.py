@@ -12,7 +12,11 @@ Linear): one element-wise pass over the activations less per block.
 
 The new weights are new initializers (the old ones stay for their other users, if any; unused
 ones are dropped with the dead nodes).  Only the tensors of a matched pattern are read, so the
-lazily loaded (external) weights of the rest of the model stay on disk.  Products are computed
+lazily loaded (external) weights of the rest of the model stay on disk.  A new weight is not
+kept in memory either: it is an ``ir.LazyTensor`` that multiplies again each time it is read
+(the product is checked once, here), and a weight in the file is read on its own each time, so a folded model holds neither the products nor a mapping of the file; its targets
+read the weights one at a time (issue 20: a model whose every weight folded held the file and a
+second copy of its weights through the whole conversion).  Products are computed
 exactly in a wider type (float32 for float16/bfloat16, float64 for float32; float64 weights in
 float64) and rounded once to the weight's dtype, i.e. the value of multiplying in that dtype,
 correctly rounded.  A fold that would overflow or flush a weight to zero / a subnormal (e.g. a
@@ -30,7 +34,8 @@ import re
 import numpy as np
 import onnx_ir as ir
 
-from ...irutil import const_array, replace_value
+from ...io import SharedExternalTensor
+from ...irutil import replace_value
 
 _FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
 _SUFFIX = re.compile(r"(?<=.)([._](weight|bias)|_output_\d+|:\d+)$")
@@ -216,6 +221,25 @@ def _scaled(arr: np.ndarray, scale: np.ndarray, axis_from_end: int, wide) -> np.
     return out
 
 
+def _read(t: ir.TensorProtocol) -> np.ndarray:
+    """``t``'s value; a weight in a file is read on its own (``SharedExternalTensor.read``),
+    not through a mapping of the whole file."""
+    return t.read() if isinstance(t, SharedExternalTensor) else t.numpy()
+
+
+def _lazy_scaled(src: ir.TensorProtocol, scale: np.ndarray, axis_from_end: int, wide,
+                 shape: tuple[int, ...]) -> ir.LazyTensor:
+    """``src`` times ``scale`` (``_scaled``), computed whenever it is read, never held."""
+    dtype = src.dtype
+
+    def compute() -> ir.Tensor:
+        out = _scaled(_read(src), scale, axis_from_end, wide)
+        assert out is not None  # the same product passed _scaled's checks when folded
+        return ir.Tensor(out, dtype=dtype)
+
+    return ir.LazyTensor(compute, dtype, ir.Shape(shape))
+
+
 class _Names:
     def __init__(self, graph: ir.Graph):
         self.used = set(graph.initializers)
@@ -238,11 +262,12 @@ class _Names:
 
 
 def _set_const(graph: ir.Graph, names: _Names, node: ir.Node, index: int,
-               arr: np.ndarray) -> None:
+               tensor: ir.LazyTensor) -> None:
     old = node.inputs[index]
     name = names.fresh(old.name, "folded")
-    val = ir.Value(name=name, const_value=ir.tensor(arr, name=name))
-    val.shape = ir.Shape(arr.shape)
+    tensor.name = name
+    val = ir.Value(name=name, const_value=tensor)
+    val.shape = ir.Shape(tensor.shape.numpy())
     val.type = ir.TensorType(old.const_value.dtype)
     graph.register_initializer(val)
     node.replace_input_with(index, val)
@@ -253,22 +278,27 @@ def _fold_one(graph: ir.Graph, names: _Names, mul: ir.Node) -> bool:
     if m is None:
         return False
     base, waxis, bias, consts, s = m
-    sarr = const_array(s)
-    if sarr is None:
+    try:
+        scale = np.array(_read(s.const_value)).reshape(-1)  # a copy: not a view of the file
+    except Exception:
         return False
     wide = _WIDER[s.const_value.dtype]
-    scale = sarr.reshape(-1)
     # (node, input index, axis counted from the right) of every constant to scale
     todo = [(base, 1, waxis)] + ([(base, bias, 0)] if bias is not None else []) + consts
     new = []
-    for node, ci, k in todo:  # compute everything first: a refused fold changes nothing
-        arr = const_array(node.inputs[ci])
-        out = None if arr is None else _scaled(arr, scale, k, wide)
+    for node, ci, k in todo:  # check everything first: a refused fold changes nothing
+        src = node.inputs[ci].const_value
+        try:
+            arr = _read(src)
+        except Exception:
+            return False
+        out = _scaled(arr, scale, k, wide)
         if out is None:
             return False
-        new.append((node, ci, out))
-    for node, ci, arr in new:
-        _set_const(graph, names, node, ci, arr)
+        new.append((node, ci, _lazy_scaled(src, scale, k, wide, out.shape)))
+        del arr, out  # checked; the product is computed again when read
+    for node, ci, tensor in new:
+        _set_const(graph, names, node, ci, tensor)
     # the values that now hold scaled data get new names; the last takes over the Mul's output
     values = [base.outputs[0]] + [link.outputs[0] for link in _chain_nodes(base, mul)]
     for v in values[:-1]:
