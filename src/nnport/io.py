@@ -382,6 +382,14 @@ def share_file_maps(model: ir.Model, base_dir: str | None = None) -> ir.Model:
     return model
 
 
+def release_tensors(model: ir.Model) -> None:
+    """Let go of what the file-backed tensors of ``model`` have read (they read again when
+    asked): the file's mapping closes once no array of it is left elsewhere."""
+    for tensor in _ir_tensors(model):
+        if isinstance(tensor, SharedExternalTensor):
+            tensor.release()
+
+
 def load_skeleton(src) -> onnx.ModelProto | None:
     """Parse ``src`` without its big weights (``skeleton.read_skeleton``; see
     ``load_model(lazy=True)``); None when the lean path does not apply (then the caller parses
