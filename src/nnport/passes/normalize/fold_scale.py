@@ -198,27 +198,39 @@ def _match(mul: ir.Node):
 def _scaled(arr: np.ndarray, scale: np.ndarray, axis_from_end: int, wide) -> np.ndarray | None:
     """``arr * scale`` with ``scale`` (length 1 or n) laid along the axis ``axis_from_end`` axes
     from the right (``arr`` gets leading unit axes when it has fewer), rounded once to
-    ``arr``'s dtype; None when that would overflow or lose a value to zero / subnormals."""
+    ``arr``'s dtype; None when that would overflow or lose a value to zero / subnormals.
+    Computed in slices of the first axis: the wide temporaries (several times a slice) stay
+    small next to a large weight."""
     if arr.ndim <= axis_from_end:
         arr = arr.reshape((1,) * (axis_from_end + 1 - arr.ndim) + arr.shape)
     shape = [1] * arr.ndim
     shape[arr.ndim - 1 - axis_from_end] = scale.size
-    a = arr.astype(wide)
-    exact = a * scale.astype(wide).reshape(shape)
-    out = exact.astype(arr.dtype)
-    back = np.abs(out.astype(wide))
+    s = scale.astype(wide).reshape(shape)
+    arr = np.broadcast_to(arr, np.broadcast_shapes(arr.shape, s.shape))  # a bias may grow
     try:
-        tiny = np.finfo(arr.dtype).tiny
+        tiny = float(np.finfo(arr.dtype).tiny)
     except ValueError:  # bfloat16 (ml_dtypes)
         import ml_dtypes
 
-        tiny = ml_dtypes.finfo(arr.dtype).tiny
-    lost = (exact != 0) & (back < float(tiny)) & (np.abs(a) >= float(tiny))
-    if np.any(lost) or np.any(np.isinf(back) & np.isfinite(exact) & np.isfinite(a)):
-        return None
-    if np.any(np.isinf(out) & ~np.isinf(a)):
-        return None
+        tiny = float(ml_dtypes.finfo(arr.dtype).tiny)
+    out = np.empty(arr.shape, arr.dtype)
+    row = arr[:1].nbytes or 1
+    step = max(1, _SLICE_BYTES // row)
+    for i in range(0, arr.shape[0], step):
+        a = arr[i:i + step].astype(wide)
+        exact = a * (s[i:i + step] if s.shape[0] > 1 else s)
+        part = exact.astype(arr.dtype)
+        back = np.abs(part.astype(wide))
+        lost = (exact != 0) & (back < tiny) & (np.abs(a) >= tiny)
+        if np.any(lost) or np.any(np.isinf(back) & np.isfinite(exact) & np.isfinite(a)):
+            return None
+        if np.any(np.isinf(part) & ~np.isinf(a)):
+            return None
+        out[i:i + step] = part
     return out
+
+
+_SLICE_BYTES = 4 << 20
 
 
 def _read(t: ir.TensorProtocol) -> np.ndarray:
