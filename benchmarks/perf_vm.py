@@ -9,7 +9,11 @@ own ``/proc/self/status``).  The baseline is a child that only imports torch.  T
 also holds costs that do not grow with the model (onnxruntime's and ncnn's libraries, thread
 stacks and malloc arenas: 0.2-0.6 GB), so ``growth/file`` gives the part that does: the same
 path on a 4-block model of the same width is subtracted, and the difference divided by the
-difference in file size (address space per byte of model).
+difference in file size (address space per byte of model).  glibc gives a thread that
+allocates while another does its own arena (64 MB of address space each, up to 8 per core),
+as timing decides: run with ``MALLOC_ARENA_MAX=2`` in the environment (the children inherit
+it) for ``growth/file`` figures that repeat.  ``verify onnx py --report`` compares every
+intermediate tensor (locate's full scan).
 
 Default model: a generated chain of ``--blocks`` MatMul -> Mul(per-channel) -> Relu blocks of
 ``--width`` (2 x blocks weights in one .onnx file; 1000 x 256 gives 262 MB), the shape of model
@@ -61,8 +65,11 @@ PATHS = {
     "convert-param --no-verify": lambda m, o: ["convert", m, f"{o}/model.param", "--no-verify"],
     "convert-param": lambda m, o: ["convert", m, f"{o}/model.param"],
     "convert-pt --no-verify": lambda m, o: ["convert", m, f"{o}/model.pt", "--no-verify"],
+    "convert-pt": lambda m, o: ["convert", m, f"{o}/model.pt"],
     "to_torch": lambda m, o: ["to_torch", m],
     "verify onnx py --locate": lambda m, o: ["verify", m, f"{o}/model.py", "--locate"],
+    "verify onnx py --report": lambda m, o: ["verify", m, f"{o}/model.py", "--locate",
+                                             "--report", f"{o}/report.html"],
     "verify onnx param": lambda m, o: ["verify", m, f"{o}/model.param"],
     "simplify": lambda m, o: ["simplify", m, f"{o}/s.onnx"],
     "edit --rename": lambda m, o: ["edit", m, f"{o}/e.onnx", "--rename", "{inp}=renamed_input"],

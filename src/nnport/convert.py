@@ -105,12 +105,14 @@ def convert_to_torch(src: ModelSource, dst: str | os.PathLike, *, verify: bool =
                                    custom_ops=custom_ops)
     report = None
     if verify:
+        from .verify import Deferred
         from .verify import verify as run_verify
 
-        module = build_module(source, state, name=_source_name(src))
+        # the module is built once onnxruntime has run and let go of its copy of the weights,
+        # and dropped before the writer reads them again
+        module = Deferred(lambda: build_module(source, state, name=_source_name(src)), str(dst))
         report = run_verify(src, module, input_shapes=input_shapes, inputs=inputs, seed=seed,
                             rtol=rtol, atol=atol)
         report.b = str(dst)
-        del module  # its mapped weights leave memory before the writer maps them again
     py, st = write(source, state, dst, lines=lines)
     return ConvertResult([py, st], report)

@@ -305,6 +305,18 @@ def _file_map(path: str):
         return mm
 
 
+def pread_into(fd: int, view: memoryview, offset: int) -> bool:
+    """Fill ``view`` with the bytes of ``fd`` from ``offset`` on; False when the file ends
+    first."""
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            return False
+        got += n
+    return True
+
+
 class SharedExternalTensor(ir.ExternalTensor):
     """An ``ir.ExternalTensor`` that reads through the file's shared mapping (``_file_map``)
     instead of mapping the whole file for itself."""
@@ -312,25 +324,44 @@ class SharedExternalTensor(ir.ExternalTensor):
     __slots__ = ()
 
     def _load(self):
-        from onnx_ir import _type_casting
-
         self._check_validity()
         self._check_path_containment()
         if self.size == 0:
             self._array = np.empty(self.shape.numpy(), dtype=self.dtype.numpy())
             return
         self.raw = _file_map(self.path)
+        self._array = self._decode(self.raw, self.offset or 0)
+
+    def _decode(self, buf, offset: int) -> np.ndarray:
+        from onnx_ir import _type_casting
+
         bits = self.dtype.bitwidth
         if bits < 8:
             dt, count = np.dtype(np.uint8), self.nbytes  # packed: unpacked below
         else:
             dt, count = np.dtype(self.dtype.numpy()).newbyteorder("<"), self.size
-        arr = np.frombuffer(self.raw, dtype=dt, offset=self.offset or 0, count=count)
+        arr = np.frombuffer(buf, dtype=dt, offset=offset, count=count)
         shape = self.shape.numpy()
         unpack = {4: "unpack_4bitx2", 2: "unpack_2bitx4", 6: "unpack_6bit"}.get(bits)
         if unpack is not None:
             arr = getattr(_type_casting, unpack)(arr, shape).view(self.dtype.numpy())
-        self._array = arr.reshape(shape)
+        return arr.reshape(shape)
+
+    def read(self) -> np.ndarray:
+        """The value as an array of its own, read from the file (``pread``) unless this tensor
+        is mapped already: reading one tensor costs its size, where ``numpy()`` maps the whole
+        file and keeps the mapping while the tensor lives (for a reader that needs each weight
+        once and briefly, e.g. a weight computed from it when it is read)."""
+        if self._array is not None or self.size == 0:
+            return self.numpy()
+        self._check_validity()
+        self._check_path_containment()
+        buf = bytearray(self.nbytes)
+        with open(self.path, "rb") as fh:
+            if not pread_into(fh.fileno(), memoryview(buf), self.offset or 0):
+                raise InputError(f"{self.path}: external data of tensor {self.name!r} is "
+                                 "shorter than its shape says")
+        return self._decode(buf, 0)
 
     def release(self) -> None:
         """Drop this tensor's references; the shared mapping closes with its last user."""
@@ -349,6 +380,14 @@ def share_file_maps(model: ir.Model, base_dir: str | None = None) -> ir.Model:
             if type(tensor) is ir.ExternalTensor and tensor.raw is None:
                 tensor.__class__ = SharedExternalTensor  # same slots: a layout-compatible swap
     return model
+
+
+def release_tensors(model: ir.Model) -> None:
+    """Let go of what the file-backed tensors of ``model`` have read (they read again when
+    asked): the file's mapping closes once no array of it is left elsewhere."""
+    for tensor in _ir_tensors(model):
+        if isinstance(tensor, SharedExternalTensor):
+            tensor.release()
 
 
 def load_skeleton(src) -> onnx.ModelProto | None:

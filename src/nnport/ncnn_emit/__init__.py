@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..convert import ConvertResult, prepare
-from ..io import check_output_path
+from ..io import check_output_path, release_tensors
 
 __all__ = ["convert_to_ncnn", "build_graph"]
 
@@ -88,10 +88,12 @@ def convert_to_ncnn(src, dst: str | os.PathLike, *, verify: bool = True,
     from . import serializer
 
     t0 = time.perf_counter()
-    graph, _ = build_graph(src, input_shapes)
+    graph, model = build_graph(src, input_shapes)
     param, bin_ = serializer.write(graph, dst, fp16=fp16)
     notes = [f"converted in {time.perf_counter() - t0:.2f} s"] + graph.notes
-    del graph  # its weights and the model's mapping of the file: not needed to verify
+    # its weights and the model's mapping of the file: not held while verifying
+    release_tensors(model)
+    del graph, model
     report = None
     if verify:
         from ..verify import verify as run_verify

@@ -18,7 +18,7 @@ from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError, NnportError
 from ..io import (ModelProto, ModelSource, check_lean_model, check_output_path, from_proto,
-                  load_model, owned_proto, save_model, to_proto_inline)
+                  load_model, owned_proto, release_tensors, save_model, to_proto_inline)
 from ..passes.base import Pass, PassResult, run_passes
 from ..passes.normalize.fold_constants import fold_constants
 from ..passes.normalize.noop import eliminate_noops
@@ -256,6 +256,10 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
                 if log:
                     log(f"pass {name}: failed ({step.detail}); change discarded")
                 continue
+            finally:
+                # the weights the pass read are let go, with the file's mapping: not held
+                # while onnxruntime maps them again to check the result
+                release_tensors(cand_model)
             if cand.SerializeToString(deterministic=True) == current.SerializeToString(
                     deterministic=True):
                 result.steps.append(StepResult(name, rnd, "unchanged"))

@@ -131,13 +131,27 @@ def build_module(source: str, state: dict[str, Any], name: str = "nnport_generat
                if isinstance(v, Transposed)) <= _LINEAR_COPY_BYTES
     tensors = {}
     for key, value in state.items():
-        t = tensor_of(value, maps)
-        tensors[key] = t.contiguous() if copy and isinstance(value, Transposed) else t
+        if copy and isinstance(value, Transposed):
+            tensors[key] = _transposed_copy(value)
+        else:
+            tensors[key] = tensor_of(value, maps)
     model.load_state_dict(tensors, assign=True)
     return model.eval()
 
 
 _LINEAR_COPY_BYTES = 256 << 20
+
+
+def _transposed_copy(value: Transposed):
+    """``value`` laid out as nn.Linear's (N, K) weight, in memory of its own: a weight in a
+    file is read by itself, not through a mapping of the whole file (which, alive while the
+    copies are made, would cost the file's size again)."""
+    from ..io import SharedExternalTensor
+
+    base = value.base
+    if isinstance(base, SharedExternalTensor):
+        base = base.read()
+    return tensor_of(base).t().contiguous()
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..errors import ConversionError
+from ..io import pread_into
 from .emitter import Transposed
 
 class _Stopped(Exception):
@@ -93,12 +94,8 @@ def _transpose_into(out: np.ndarray, src: np.ndarray) -> None:
 
 
 def _read_into(fd: int, view: memoryview, offset: int, name: str) -> None:
-    got = 0
-    while got < len(view):
-        r = os.preadv(fd, [view[got:]], offset + got)
-        if r <= 0:
-            raise ConversionError(f"tensor {name!r}: external data is shorter than its shape says")
-        got += r
+    if not pread_into(fd, view, offset):
+        raise ConversionError(f"tensor {name!r}: external data is shorter than its shape says")
 
 
 class _Buffers:

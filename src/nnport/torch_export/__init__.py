@@ -175,26 +175,36 @@ def convert_to_torchscript(src, dst, *, verify: bool = True, input_shapes: dict 
         source, state = generate(prepared, source_name=_source_name(src),
                                  custom_ops=custom_ops)
         del prepared
-        module = build_module(source, state, name=_source_name(src))
-        del state
         shapes = resolve_shapes(specs, input_shapes)
         feeds = random_inputs(specs, shapes, seed, inputs)
         from ..verify.torch_runner import to_torch_input
 
         example = tuple(to_torch_input(feeds[s.name]) for s in specs)
-        # traced wherever the graph allows (pnnx and other TorchScript consumers read traced
-        # graphs; a scripted module's helper calls are prim::CallFunction); scripted only when
-        # the graph branches or loops on values (a trace would freeze one path)
-        scripted, how = to_torchscript(module, example, prefer="script" if flow else "trace")
+        made = []
+
+        def script():
+            module = build_module(source, state, name=_source_name(src))
+            # traced wherever the graph allows (pnnx and other TorchScript consumers read
+            # traced graphs; a scripted module's helper calls are prim::CallFunction); scripted
+            # only when the graph branches or loops on values (a trace would freeze one path)
+            made.append(to_torchscript(module, example, prefer="script" if flow else "trace"))
+            return made[-1][0]
+
+        if verify:
+            from ..verify import Deferred
+            from ..verify import verify as run_verify
+
+            # built once onnxruntime has run and let go of its copy of the weights
+            report = run_verify(src, Deferred(script, str(dst)), input_shapes=input_shapes,
+                                inputs=inputs, seed=seed, rtol=rtol, atol=atol)
+            report.b = str(dst)
+        else:
+            script()
+        del state
+        scripted, how = made[-1]
         why = f" (the graph has {', '.join(flow)}: control flow on values)" if flow and \
             how == "script" else ""
         notes.append(f"TorchScript by torch.jit.{how}{why}")
-        if verify:
-            from ..verify import verify as run_verify
-
-            report = run_verify(src, scripted, input_shapes=input_shapes, inputs=inputs,
-                                seed=seed, rtol=rtol, atol=atol)
-            report.b = str(dst)
     else:
         from .exporter import _gen_inputs, _run_torch
         from .sources import resolve_source

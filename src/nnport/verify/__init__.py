@@ -15,10 +15,26 @@ from .compare import VerifyReport, compare_arrays, default_tolerance
 from .inputs import InputSpec, random_inputs, resolve_shapes, specs_from_model
 from .ort import OrtRunner
 
-__all__ = ["verify", "VerifyReport", "compare_arrays", "default_tolerance"]
+__all__ = ["verify", "Deferred", "VerifyReport", "compare_arrays", "default_tolerance"]
+
+
+class Deferred:
+    """A side of ``verify`` that is made (``make()``: any side ``verify`` takes) only when its
+    turn comes, after the other side has run and been let go: a conversion that verifies what
+    it made never holds onnxruntime's copy of the weights and its own at once."""
+
+    def __init__(self, make, name: str):
+        self.make = make
+        self.name = name
+
+
+def _name(src) -> str:
+    return src.name if isinstance(src, Deferred) else describe(src)
 
 
 def _kind(src) -> str:
+    if isinstance(src, Deferred):
+        return "deferred"
     if isinstance(src, (ModelProto, ir.Model)):
         return "onnx"
     torch = sys.modules.get("torch")  # a module object means torch is imported already
@@ -43,6 +59,8 @@ def _kind(src) -> str:
 
 def _runner(src, specs: list[InputSpec] | None):
     kind = _kind(src)
+    if kind == "deferred":
+        return _runner(src.make(), specs)
     if kind == "onnx":
         return OrtRunner(src)
     names = [s.name for s in specs] if specs else None
@@ -63,7 +81,8 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     """Compare ``b`` against the reference ``a`` on seeded random (or given) inputs.
 
     ``a``/``b``: an .onnx path, ModelProto or ir.Model (run by onnxruntime), a generated .py
-    (its ``load()``), or an nn.Module taking the ONNX inputs positionally.
+    (its ``load()``), or an nn.Module taking the ONNX inputs positionally; ``b`` also a
+    ``Deferred`` one of these (made after ``a`` has run and been released).
     ``quant_step``: with default tolerances, outputs of a quantized ONNX model (QDQ or
     QOperator) also match within one quantization step (``quant.py`` says which step).
     """
@@ -84,23 +103,25 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
         raise InputError("verify needs at least one ONNX side to know the inputs")
     shapes = resolve_shapes(specs, input_shapes)
     feeds = random_inputs(specs, shapes, seed, inputs)
+    # before either side is made: reading the scales maps the model file
+    steps = onnx_quant_steps(a, b) if quant_step and rtol is None and atol is None else {}
     # one side at a time, each released before the next is built: memory stays near one
     # copy of the weights even for large models
     from .. import progress
 
-    progress.update(f"running {describe(a)}")
+    progress.update(f"running {_name(a)}")
     ra = _runner(a, specs)
     outs_a = ra.run(feeds)
     names_a = getattr(ra, "output_names", None)
     del ra
     gc.collect()
-    progress.update(f"running {describe(b)}")
+    progress.update(f"running {_name(b)}")
     rb = _runner(b, specs)
     outs_b = rb.run(feeds)
     names = names_a or getattr(rb, "output_names", None) or [
         f"output_{i}" for i in range(len(outs_a))]
     del rb
-    report = VerifyReport(describe(a), describe(b),
+    report = VerifyReport(_name(a), _name(b),
                           {k: {"shape": list(v.shape), "dtype": v.dtype.name}
                            for k, v in feeds.items()}, seed=seed)
     if len(outs_a) != len(outs_b):
@@ -108,7 +129,6 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
         report.outputs.append(OutputReport("<outputs>", "", [], False, float("inf"), float("inf"),
                                            None, 0, 0, f"{len(outs_a)} outputs vs {len(outs_b)}"))
         return report
-    steps = onnx_quant_steps(a, b) if quant_step and rtol is None and atol is None else {}
     if rtol is None and atol is None and _fp16_ncnn(b):
         rtol, atol = 1e-2, 1e-2  # as `convert --fp16` verifies: float16 weights
     for name, x, y in zip(names, outs_a, outs_b):

@@ -10,14 +10,16 @@ chunk that holds a diverging tensor.
 """
 from __future__ import annotations
 
+import json
 import os
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
 
 from ..errors import InputError
-from ..io import describe, from_proto, owned_proto
+from ..io import describe, from_proto, load_skeleton, owned_proto
 from .compare import compare_arrays
 
 DEFAULT_CHUNK = 64
@@ -107,11 +109,21 @@ class _OnnxTap:
     """Run an ONNX model in onnxruntime with chosen intermediate tensors exposed."""
 
     def __init__(self, src):
-        self.proto = owned_proto(src)  # its outputs are changed below
+        # a single-file model is read lean: its large weights stay in the file, where
+        # onnxruntime maps them (``folder``), instead of in this proto and in every session's
+        # serialized copy of it
+        self.proto = load_skeleton(src) if _onnx_path(src) else None
+        self.folder = str(Path(src).resolve().parent) if self.proto is not None else None
+        if self.proto is None:
+            self.proto = owned_proto(src)  # its outputs are changed below
         self.n_outputs = len(self.proto.graph.output)
         self.name = describe(src)
         self.tensor_names = {o for n in self.proto.graph.node for o in n.output if o}
         self.initializers = {t.name: t for t in self.proto.graph.initializer}
+
+    def model(self):
+        """The model as an ``ir.Model`` (its weights read from their file when asked)."""
+        return from_proto(self.proto, self.folder)
 
     def run(self, feeds: dict, names: list[str]) -> dict:
         from .ort import OrtRunner
@@ -124,7 +136,7 @@ class _OnnxTap:
             vi.name = n
             graph.output.append(vi)
         try:
-            runner = OrtRunner(self.proto)
+            runner = OrtRunner(self.proto, folder=self.folder)
             outs = runner.run(feeds)
             by_name = dict(zip(runner.output_names, outs))
             del runner
@@ -138,7 +150,7 @@ class _OnnxTap:
             return None
         from onnx import numpy_helper
 
-        return numpy_helper.to_array(t)
+        return numpy_helper.to_array(t, self.folder or "")
 
 
 class _TorchTap:
@@ -167,22 +179,25 @@ class _TorchTap:
         # after generate(): the tensors inside fused nodes (MatMul+Add -> Linear, attention)
         # are not computed on this side
         self.tensor_names = {o.name for n in model.graph for o in n.outputs if o.name}
-        module = build_module(source, state, name="locate")
+        del model
         st = self.path.with_suffix(".safetensors")
         if st.is_file():
-            from safetensors.torch import load_file
-
+            # b's weights, not a's: the module is built on them (one copy of the weights)
             try:
-                weights = load_file(str(st))
+                weights = _read_safetensors(st)
             except Exception as exc:
                 raise InputError(f"{st}: cannot read weights ({exc})") from None
             try:
-                module.load_state_dict(weights, strict=True, assign=True)
+                module = build_module(source, weights, name="locate")
             except Exception as exc:
                 raise InputError(
                     f"--locate: the weights in {st} do not fit the code nnport generates from "
                     f"{describe(a)} ({' '.join(str(exc).split())[:200]}); was {self.path} "
                     f"generated from this model?") from None
+            del weights
+        else:
+            module = build_module(source, state, name="locate")
+        del state
         self.module = module.eval()
         # the line map written beside b (in its weights' metadata), while b is unchanged
         self.line_map = _stored_lines(self.path, st) if st.is_file() else None
@@ -256,19 +271,48 @@ class _TorchTap:
         return {"file": f"{self.path} (regenerated)", "line": 0, "text": texts[0]}
 
 
+def _read_safetensors(path: Path) -> dict:
+    """The tensors of a .safetensors file (as ``safetensors.torch.load_file`` gives them), each
+    read into memory of its own: load_file maps the whole file while it copies every tensor
+    out, twice the weights' size at its end."""
+    import torch
+
+    from ..io import pread_into
+    from ..torch_emit.st_writer import _ST_DTYPES
+
+    dtypes = {code: getattr(torch, name) for name, code in _ST_DTYPES.items()}
+    out = {}
+    with open(path, "rb") as fh:
+        header, base = _st_header(fh)
+        header.pop("__metadata__", None)
+        for name, info in header.items():
+            start, end = info["data_offsets"]
+            t = torch.empty(info["shape"], dtype=dtypes[info["dtype"]])
+            view = memoryview(t.reshape(-1).view(torch.uint8).numpy())
+            if len(view) != end - start or not pread_into(fh.fileno(), view, base + start):
+                raise ValueError(f"tensor {name!r} does not fit its place in the file")
+            out[name] = t
+    return out
+
+
+def _st_header(fh) -> tuple[dict, int]:
+    """The JSON header of an open .safetensors file and where its data begins."""
+    (n,) = struct.unpack("<Q", fh.read(8))
+    if n > 100 << 20:
+        raise ValueError("header too large")
+    return json.loads(fh.read(n)), 8 + n
+
+
 def _stored_lines(py: Path, st: Path) -> dict[str, int] | None:
     """The node -> line map nnport stored in ``st`` when it wrote ``py``, if ``py`` is still
     that file (same SHA-256) and the map is well formed; else None."""
     import hashlib
-    import json
 
     from ..torch_emit import LINES_KEY, SOURCE_KEY
 
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(st), framework="pt") as f:
-            meta = f.metadata() or {}
+        with open(st, "rb") as fh:  # the header alone (safe_open maps the whole file)
+            meta = _st_header(fh)[0].get("__metadata__") or {}
         if meta.get(SOURCE_KEY) != hashlib.sha256(py.read_bytes()).hexdigest():
             return None
         lines = json.loads(meta[LINES_KEY])
@@ -281,9 +325,12 @@ def _stored_lines(py: Path, st: Path) -> dict[str, int] | None:
     return lines
 
 
+def _onnx_path(src) -> bool:
+    return isinstance(src, (str, os.PathLike)) and Path(src).suffix.lower() == ".onnx"
+
+
 def _tap(src, a):
-    if isinstance(src, onnx.ModelProto) or (isinstance(src, (str, os.PathLike))
-                                            and Path(src).suffix.lower() == ".onnx"):
+    if isinstance(src, onnx.ModelProto) or _onnx_path(src):
         return _OnnxTap(src)
     if isinstance(src, (str, os.PathLike)) and Path(src).suffix.lower() == ".py":
         return _TorchTap(a, src)
@@ -305,12 +352,10 @@ def locate(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     """Verify ``b`` against ``a`` and, when outputs diverge (or ``scan_all``), compare their
     intermediate tensors to find the first node (in ``a``'s topological order) whose output
     diverges.  ``report``: an already computed VerifyReport for the same options."""
-    from ..io import load_model
     from . import verify
     from .inputs import random_inputs, resolve_shapes, specs_from_model
 
-    if not (isinstance(a, onnx.ModelProto) or (isinstance(a, (str, os.PathLike))
-                                               and Path(a).suffix.lower() == ".onnx")):
+    if not (isinstance(a, onnx.ModelProto) or _onnx_path(a)):
         raise InputError(f"--locate: the reference {describe(a)} must be an .onnx model")
     if report is None:
         report = verify(a, b, input_shapes=input_shapes, inputs=inputs, seed=seed, rtol=rtol,
@@ -325,7 +370,7 @@ def locate(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
 
     result.graph_id, result.node_ids = node_ids(tap_a.proto)
     if specs is None:
-        specs = specs_from_model(load_model(tap_a.proto))
+        specs = specs_from_model(tap_a.model())
     shapes = resolve_shapes(specs, input_shapes)
     feeds = random_inputs(specs, shapes, seed, inputs)
     if isinstance(tap_b, _TorchTap):
@@ -341,7 +386,7 @@ def locate(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
                 order.append(o)
     from . import onnx_quant_steps
 
-    steps = onnx_quant_steps(tap_a.proto, None) if rtol is None and atol is None else {}
+    steps = onnx_quant_steps(tap_a.model(), None) if rtol is None and atol is None else {}
     errors: dict[str, TensorError] = {}
     first: TensorError | None = None
     for start in range(0, len(order), max(1, chunk_size)):

@@ -40,7 +40,9 @@ def _external_folder(src) -> str | None:
 class OrtRunner:
     kind = "onnxruntime"
 
-    def __init__(self, src: ModelSource, threads: int | None = None):
+    def __init__(self, src: ModelSource, threads: int | None = None, folder: str | None = None):
+        """``folder``: where the external data of a ModelProto ``src`` lies (a model read lean,
+        ``io.load_skeleton``: its weights stay in its file there)."""
         import onnxruntime as ort
 
         ort.set_default_logger_severity(4)  # errors reach the user as our one line, not ORT's log
@@ -63,9 +65,10 @@ class OrtRunner:
                 if self.sess is None:
                     self.sess = ort.InferenceSession(str(src), options(), providers=providers)
             else:
-                folder = _external_folder(src)
-                if folder is not None:  # its weights point into files there: hand them over
-                    data = ir.to_proto(src).SerializeToString()  # as references, mapped
+                folder = _external_folder(src) if folder is None else folder
+                if folder is not None and isinstance(src, ir.Model):
+                    # its weights point into files there: hand them over as references, mapped
+                    data = ir.to_proto(src).SerializeToString()
                 else:
                     data = load_proto(src).SerializeToString()
                 self.sess = ort.InferenceSession(data, options(folder), providers=providers)

@@ -216,6 +216,28 @@ def _run(sess, feeds: dict) -> dict[str, np.ndarray]:
     return {o.name: v for o, v in zip(sess.get_outputs(), outs)}
 
 
+class _Values(dict):
+    """Static values by name, the model's initializers (as they were when the probe was made)
+    included; those are read when asked, not held: the emitters take the weights one at a
+    time, and a weight costs memory only while its layer is made."""
+
+    def __init__(self, values: dict, initializers):
+        super().__init__(values)
+        self._inits = {k: v for k, v in initializers.items()
+                       if v.const_value is not None and k not in values}
+
+    def __contains__(self, name) -> bool:
+        return dict.__contains__(self, name) or name in self._inits
+
+    def __getitem__(self, name):
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        return self._inits[name].const_value.numpy()
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+
 class Probe:
     """``shape[name]``: concrete shape; ``value[name]``: ndarray for static values;
     ``varies[name]``: bool mask of the static value's elements that change with the input size
@@ -232,10 +254,8 @@ class Probe:
         self.static = static_values(model)
         walk = _Walk(model, self.static, self.input_shapes, specs)
         self.shape = walk.shape
-        self.value = {k: v for k, v in walk.value.items() if k in self.static}
-        for name, v in model.graph.initializers.items():
-            if name not in self.value:
-                self.value[name] = v.const_value.numpy()
+        self.value = _Values({k: v for k, v in walk.value.items() if k in self.static},
+                             model.graph.initializers)
         missing = [o.name for n in model.graph for o in n.outputs
                    if o.name and o.name not in self.shape]
         if missing:

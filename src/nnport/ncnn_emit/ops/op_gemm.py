@@ -72,8 +72,8 @@ def matmul(ctx, node):
         q = _int8(ctx, node, a, b, 1, True) if _quantized(node) else None
         if q is not None:
             q = (np.ascontiguousarray(q[0].T),) + q[1:]
-        return inner_product(ctx, a, np.ascontiguousarray(np.asarray(B, np.float32).T), None, y,
-                             q)
+        # a transposed view: the .bin writer lays each weight out as it writes it
+        return inner_product(ctx, a, np.asarray(B, np.float32).T, None, y, q)
     if _quantized(node):
         from .op_quant import log
 

@@ -12,7 +12,11 @@ Linear): one element-wise pass over the activations less per block.
 
 The new weights are new initializers (the old ones stay for their other users, if any; unused
 ones are dropped with the dead nodes).  Only the tensors of a matched pattern are read, so the
-lazily loaded (external) weights of the rest of the model stay on disk.  Products are computed
+lazily loaded (external) weights of the rest of the model stay on disk.  A new weight is not
+kept in memory either: it is an ``ir.LazyTensor`` that multiplies again each time it is read
+(the product is checked once, here), and a weight in the file is read on its own each time, so a folded model holds neither the products nor a mapping of the file; its targets
+read the weights one at a time (issue 20: a model whose every weight folded held the file and a
+second copy of its weights through the whole conversion).  Products are computed
 exactly in a wider type (float32 for float16/bfloat16, float64 for float32; float64 weights in
 float64) and rounded once to the weight's dtype, i.e. the value of multiplying in that dtype,
 correctly rounded.  A fold that would overflow or flush a weight to zero / a subnormal (e.g. a
@@ -31,7 +35,8 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import PassResult
 
-from ...irutil import const_array, replace_value
+from ...io import SharedExternalTensor
+from ...irutil import replace_value
 
 _FLOATS = {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
 _SUFFIX = re.compile(r"(?<=.)([._](weight|bias)|_output_\d+|:\d+)$")
@@ -194,27 +199,58 @@ def _match(mul: ir.Node):
 def _scaled(arr: np.ndarray, scale: np.ndarray, axis_from_end: int, wide) -> np.ndarray | None:
     """``arr * scale`` with ``scale`` (length 1 or n) laid along the axis ``axis_from_end`` axes
     from the right (``arr`` gets leading unit axes when it has fewer), rounded once to
-    ``arr``'s dtype; None when that would overflow or lose a value to zero / subnormals."""
+    ``arr``'s dtype; None when that would overflow or lose a value to zero / subnormals.
+    Computed in slices of the first axis: the wide temporaries (several times a slice) stay
+    small next to a large weight."""
     if arr.ndim <= axis_from_end:
         arr = arr.reshape((1,) * (axis_from_end + 1 - arr.ndim) + arr.shape)
     shape = [1] * arr.ndim
     shape[arr.ndim - 1 - axis_from_end] = scale.size
-    a = arr.astype(wide)
-    exact = a * scale.astype(wide).reshape(shape)
-    out = exact.astype(arr.dtype)
-    back = np.abs(out.astype(wide))
+    s = scale.astype(wide).reshape(shape)
+    arr = np.broadcast_to(arr, np.broadcast_shapes(arr.shape, s.shape))  # a bias may grow
     try:
-        tiny = np.finfo(arr.dtype).tiny
+        tiny = float(np.finfo(arr.dtype).tiny)
     except ValueError:  # bfloat16 (ml_dtypes)
         import ml_dtypes
 
-        tiny = ml_dtypes.finfo(arr.dtype).tiny
-    lost = (exact != 0) & (back < float(tiny)) & (np.abs(a) >= float(tiny))
-    if np.any(lost) or np.any(np.isinf(back) & np.isfinite(exact) & np.isfinite(a)):
-        return None
-    if np.any(np.isinf(out) & ~np.isinf(a)):
-        return None
+        tiny = float(ml_dtypes.finfo(arr.dtype).tiny)
+    out = np.empty(arr.shape, arr.dtype)
+    row = arr[:1].nbytes or 1
+    step = max(1, _SLICE_BYTES // row)
+    for i in range(0, arr.shape[0], step):
+        a = arr[i:i + step].astype(wide)
+        exact = a * (s[i:i + step] if s.shape[0] > 1 else s)
+        part = exact.astype(arr.dtype)
+        back = np.abs(part.astype(wide))
+        lost = (exact != 0) & (back < tiny) & (np.abs(a) >= tiny)
+        if np.any(lost) or np.any(np.isinf(back) & np.isfinite(exact) & np.isfinite(a)):
+            return None
+        if np.any(np.isinf(part) & ~np.isinf(a)):
+            return None
+        out[i:i + step] = part
     return out
+
+
+_SLICE_BYTES = 4 << 20
+
+
+def _read(t: ir.TensorProtocol) -> np.ndarray:
+    """``t``'s value; a weight in a file is read on its own (``SharedExternalTensor.read``),
+    not through a mapping of the whole file."""
+    return t.read() if isinstance(t, SharedExternalTensor) else t.numpy()
+
+
+def _lazy_scaled(src: ir.TensorProtocol, scale: np.ndarray, axis_from_end: int, wide,
+                 shape: tuple[int, ...]) -> ir.LazyTensor:
+    """``src`` times ``scale`` (``_scaled``), computed whenever it is read, never held."""
+    dtype = src.dtype
+
+    def compute() -> ir.Tensor:
+        out = _scaled(_read(src), scale, axis_from_end, wide)
+        assert out is not None  # the same product passed _scaled's checks when folded
+        return ir.Tensor(out, dtype=dtype)
+
+    return ir.LazyTensor(compute, dtype, ir.Shape(shape))
 
 
 class _Names:
@@ -239,11 +275,12 @@ class _Names:
 
 
 def _set_const(graph: ir.Graph, names: _Names, node: ir.Node, index: int,
-               arr: np.ndarray) -> None:
+               tensor: ir.LazyTensor) -> None:
     old = node.inputs[index]
     name = names.fresh(old.name, "folded")
-    val = ir.Value(name=name, const_value=ir.tensor(arr, name=name))
-    val.shape = ir.Shape(arr.shape)
+    tensor.name = name
+    val = ir.Value(name=name, const_value=tensor)
+    val.shape = ir.Shape(tensor.shape.numpy())
     val.type = ir.TensorType(old.const_value.dtype)
     graph.register_initializer(val)
     node.replace_input_with(index, val)
@@ -254,22 +291,27 @@ def _fold_one(graph: ir.Graph, names: _Names, mul: ir.Node) -> bool:
     if m is None:
         return False
     base, waxis, bias, consts, s = m
-    sarr = const_array(s)
-    if sarr is None:
+    try:
+        scale = np.array(_read(s.const_value)).reshape(-1)  # a copy: not a view of the file
+    except Exception:
         return False
     wide = _WIDER[s.const_value.dtype]
-    scale = sarr.reshape(-1)
     # (node, input index, axis counted from the right) of every constant to scale
     todo = [(base, 1, waxis)] + ([(base, bias, 0)] if bias is not None else []) + consts
     new = []
-    for node, ci, k in todo:  # compute everything first: a refused fold changes nothing
-        arr = const_array(node.inputs[ci])
-        out = None if arr is None else _scaled(arr, scale, k, wide)
+    for node, ci, k in todo:  # check everything first: a refused fold changes nothing
+        src = node.inputs[ci].const_value
+        try:
+            arr = _read(src)
+        except Exception:
+            return False
+        out = _scaled(arr, scale, k, wide)
         if out is None:
             return False
-        new.append((node, ci, out))
-    for node, ci, arr in new:
-        _set_const(graph, names, node, ci, arr)
+        new.append((node, ci, _lazy_scaled(src, scale, k, wide, out.shape)))
+        del arr, out  # checked; the product is computed again when read
+    for node, ci, tensor in new:
+        _set_const(graph, names, node, ci, tensor)
     # the values that now hold scaled data get new names; the last takes over the Mul's output
     values = [base.outputs[0]] + [link.outputs[0] for link in _chain_nodes(base, mul)]
     for v in values[:-1]:
