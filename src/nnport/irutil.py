@@ -82,3 +82,14 @@ def ir_tensors(model: ir.Model):
                 yield a.value
             elif a.type == ir.AttributeType.TENSORS:
                 yield from a.value
+
+
+def tensor_array(tensor, name: str | None) -> np.ndarray:
+    """``tensor.numpy()``, or one ConversionError naming the tensor when its data cannot be
+    read (an UNDEFINED element type, truncated or missing external data)."""
+    from .errors import ConversionError
+
+    try:
+        return tensor.numpy()
+    except Exception as exc:
+        raise ConversionError(f"tensor {name!r}: cannot read its data ({exc})") from None

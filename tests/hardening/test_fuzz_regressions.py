@@ -220,3 +220,19 @@ def test_a_huge_constant_of_shape_is_computed_not_folded(rows):
         assert 48 in sizes  # folded
     else:
         assert max(sizes, default=0) < 100 and "134217730" in source
+
+
+def test_initializer_of_undefined_type_to_ncnn_is_one_line(tmp_path):
+    """An initializer whose data_type is UNDEFINED (fuzz seed 22, bytes/ncnn) escaped the ncnn
+    probe as a bare ValueError."""
+    t = TensorProto()
+    t.name, t.data_type = "i0", TensorProto.UNDEFINED
+    t.dims.extend([3])
+    g = helper.make_graph([helper.make_node("Add", ["x", "i0"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [t])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    for dst in ("m.param", "m.py"):
+        with pytest.raises(nnport.NnportError, match="tensor 'i0': cannot read its data"):
+            nnport.convert(model, tmp_path / dst, verify=False)
+        assert not (tmp_path / dst).exists()

@@ -24,6 +24,7 @@ import onnx_ir as ir
 
 from ..dtypes import COMPUTE_AS, compute_dtype, torch_dtype_name, torch_dtype_src
 from ..errors import ConversionError, NnportError, UnsupportedOpsError
+from ..irutil import tensor_array
 from ..registry import Registry, norm_domain, py_attr_name
 from . import helpers as _helpers
 from .assemble import (Body, assemble, file_header, free_dead_locals, model_doc, node_texts,
@@ -118,10 +119,7 @@ class CodeGen(Placement):
             return None
         key = id(value)
         if key not in self._const_cache:
-            try:
-                self._const_cache[key] = value.const_value.numpy()
-            except Exception as exc:
-                raise ConversionError(f"tensor {value.name!r}: cannot read its data ({exc})") from None
+            self._const_cache[key] = tensor_array(value.const_value, value.name)
         return self._const_cache[key]
 
     def expr_of(self, value: ir.Value, node: ir.Node | None) -> str:

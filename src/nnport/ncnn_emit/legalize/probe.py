@@ -7,6 +7,7 @@ import onnx_ir as ir
 
 from ...errors import InputError
 from ...io import to_proto_inline
+from ...irutil import tensor_array
 
 STATIC_SOURCES = {"Shape", "Size"}
 
@@ -78,7 +79,7 @@ class _Walk:
             self.shape[name] = tuple(int(d) for d in t.shape.numpy())
             self.dtype[name] = int(t.dtype)
             if t.size <= _DATA_LIMIT or int(t.dtype) in _INT_TYPES:
-                self.value[name] = t.numpy()
+                self.value[name] = tensor_array(t, name)
         self.model = model
         for node in model.graph:
             self._node(node)
@@ -88,7 +89,7 @@ class _Walk:
         if name in self.value:
             return self.value[name]
         v = self.model.graph.initializers.get(name)
-        return None if v is None else v.const_value.numpy()
+        return None if v is None else tensor_array(v.const_value, name)
 
     def _node(self, node: ir.Node):
         outs = [o for o in node.outputs if o.name]
@@ -232,7 +233,7 @@ class _Values(dict):
     def __getitem__(self, name):
         if dict.__contains__(self, name):
             return dict.__getitem__(self, name)
-        return self._inits[name].const_value.numpy()
+        return tensor_array(self._inits[name].const_value, name)
 
     def get(self, name, default=None):
         return self[name] if name in self else default
