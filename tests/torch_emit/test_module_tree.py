@@ -101,6 +101,53 @@ def test_torchscript_scopes_give_readable_names():
                                rtol=1e-4, atol=1e-4)
 
 
+class _Res(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.se = torch.nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        return x + torch.sigmoid(self.se(x)) * torch.relu(self.conv(x))
+
+
+class _Stages(torch.nn.Module):
+    """timm's EfficientNet/MobileNet layout: ``blocks`` is a Sequential of Sequentials."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = torch.nn.Sequential(
+            torch.nn.Sequential(_Res(8), _Res(8)), torch.nn.Sequential(_Res(8)))
+
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "ts"])
+def test_nested_sequentials_stay_sequentials(exporter):
+    """blocks.1.0 was written as a class ``Sequential_1`` holding ``self.m_0``: the stage's
+    members lost their keys (EfficientNet-B0 kept 3% of its keys; ``blocks.1.m_0.se...``)."""
+    torch.manual_seed(0)
+    model = _Stages().eval()
+    x = torch.randn(1, 3, 8, 8)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            proto = torch.onnx.export(model, (x,), dynamo=True, verbose=False).model_proto
+        else:
+            buf = io.BytesIO()
+            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
+            proto = onnx.load_from_string(buf.getvalue())
+    source, module = _generate(proto)
+    assert "m_0" not in source and "class Sequential" not in source, source
+    assert isinstance(module.blocks[0], torch.nn.Sequential) and len(module.blocks[0]) == 2
+    if exporter == "dynamo":  # the TorchScript exporter renames some weights
+        module.load_state_dict(model.state_dict(), strict=True)
+    torch.testing.assert_close(_outputs(module, (x,)), _outputs(model, (x,)),
+                               rtol=1e-4, atol=1e-4)
+
+
 class _BatchNormAct(torch.nn.BatchNorm2d):
     """timm's BatchNormAct2d: a BatchNorm2d subclass with its activation inside."""
 

@@ -257,13 +257,19 @@ _KNOWN_ARGS = {
 
 
 def _wrap(line: str, width: int = 100) -> str:
-    """``self.x = nn.Sequential(A(...), B(...))`` one member a line when it is too long."""
+    """``self.x = nn.Sequential(A(...), B(...))`` one member a line when it is too long (and
+    so on inside a member that is an ``nn.Sequential`` itself)."""
     m = re.match(r"(\s*self\.[\w.]+ = nn\.(?:Sequential\(|ModuleList\(\[))(.*)(\)|\]\))$", line)
     if len(line) <= width or m is None:
         return line
     indent = len(line) - len(line.lstrip())
+    return m.group(1) + _members(m.group(2), indent + 4, width) + " " * indent + m.group(3)
+
+
+def _members(text: str, indent: int, width: int) -> str:
+    """The comma-separated members of a container call, one a line at ``indent``."""
     parts, depth, cur = [], 0, ""
-    for c in m.group(2):
+    for c in text:
         if c in "([{":
             depth += 1
         elif c in ")]}":
@@ -274,8 +280,14 @@ def _wrap(line: str, width: int = 100) -> str:
         else:
             cur += c
     parts.append(cur.strip())
-    pad = " " * (indent + 4)
-    return m.group(1) + "\n" + "".join(f"{pad}{p},\n" for p in parts) + " " * indent + m.group(3)
+    pad = " " * indent
+    out = "\n"
+    for p in parts:
+        if len(pad) + len(p) + 1 > width and p.startswith("nn.Sequential(") and p.endswith(")"):
+            p = "nn.Sequential(" + _members(p[len("nn.Sequential("):-1], indent + 4, width) \
+                + pad + ")"
+        out += f"{pad}{p},\n"
+    return out
 
 
 def _parameterize(texts: list[str]) -> tuple[str, list[str], list[str]]:

@@ -395,32 +395,49 @@ class CodeGen(Placement):
         from .tree import boundary
 
         ins, outs = boundary(cont, self.model.graph)
-        if len(ins) != 1 or len(outs) != 1 or self._is_sym(ins[0]):
+        got = self._sequential(cont, ins, outs)
+        if got is None:
             return False
+        target = self._child_slot(cont.path[len(self.scope_path):], *got)
+        self._emit_call(target, ins, outs, cont)
+        return True
+
+    def _sequential(self, cont, ins, outs) -> tuple[str, dict] | None:
+        """(constructor, state) of ``nn.Sequential(...)`` for ``cont``, or None.  A member that
+        is itself such a container (timm's ``blocks.1.0``: stages of blocks) is a nested
+        ``nn.Sequential``, so its members keep their keys (``blocks.1.0.conv_pw.weight``)."""
+        from .tree import boundary, is_container
+
+        if len(ins) != 1 or len(outs) != 1 or self._is_sym(ins[0]):
+            return None
         prev = ins[0]
         plan = []
         for c in cont.children:
             cin, cout = boundary(c, self.model.graph)
             if cin != [prev] or len(cout) != 1:
-                return False
+                return None
             plan.append((c, cin, cout))
             prev = cout[0]
         if prev is not outs[0]:
-            return False
+            return None
         mark = len(self._bodies), len(self.untrusted)
-        bodies = []
+        parts = []
         for c, cin, cout in plan:
-            body = self._emit_class(c, cin, cout)
-            if body is None:
-                del self._bodies[mark[0]:]
-                del self.untrusted[mark[1]:]
-                return False
-            bodies.append(body)
-        ctor = "nn.Sequential(" + ", ".join(b.ctor for b in bodies) + ")"
-        state = {f"{i}.{k}": v for i, b in enumerate(bodies) for k, v in b.state.items()}
-        target = self._child_slot(cont.path[len(self.scope_path):], ctor, state)
-        self._emit_call(target, ins, outs, cont)
-        return True
+            got = None
+            if is_container(c) and c.children and \
+                    not any(isinstance(i, ir.Node) for i in c.items):
+                got = self._sequential(c, cin, cout)
+            if got is None:
+                body = self._emit_class(c, cin, cout)
+                if body is None:
+                    del self._bodies[mark[0]:]
+                    del self.untrusted[mark[1]:]
+                    return None
+                got = (body.ctor, body.state)
+            parts.append(got)
+        ctor = "nn.Sequential(" + ", ".join(p[0] for p in parts) + ")"
+        state = {f"{i}.{k}": v for i, (_, st) in enumerate(parts) for k, v in st.items()}
+        return ctor, state
 
     def _emit_call(self, target: str, ins, outs, scope) -> None:
         args = ", ".join(self.expr_of(v, None) for v in ins)
