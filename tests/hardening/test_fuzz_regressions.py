@@ -236,3 +236,32 @@ def test_initializer_of_undefined_type_to_ncnn_is_one_line(tmp_path):
         with pytest.raises(nnport.NnportError, match="tensor 'i0': cannot read its data"):
             nnport.convert(model, tmp_path / dst, verify=False)
         assert not (tmp_path / dst).exists()
+
+
+def test_reshape_without_its_shape_input_to_ncnn_is_one_line(tmp_path):
+    """A Reshape with one input feeding a Transpose (fuzz seed 22, bytes/ncnn) crashed the
+    rank rewrites with an IndexError."""
+    g = helper.make_graph([helper.make_node("Reshape", ["x"], ["rs"]),
+                           helper.make_node("Transpose", ["rs"], ["y"], perm=[1, 0])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(nnport.NnportError, match="Reshape"):
+        nnport.convert(model, tmp_path / "m.param", verify=False)
+
+
+def test_simplify_a_node_with_an_undefined_attribute_is_one_line(tmp_path):
+    """An If whose then_branch attribute has no type (fuzz seed 22, bytes/simplify) loaded, and
+    writing it back raised onnx_ir's SerdeError."""
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [3])])
+    node = helper.make_node("If", ["c"], ["y"], else_branch=branch)
+    node.attribute.add().name = "then_branch"  # type UNDEFINED
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                        helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    with pytest.raises(nnport.InputError, match="m.onnx"):
+        nnport.simplify(str(src), str(tmp_path / "out.onnx"))
+    assert not (tmp_path / "out.onnx").exists()

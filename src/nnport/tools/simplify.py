@@ -17,8 +17,9 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_common
 
 from ..errors import InputError, NnportError
-from ..io import (ModelProto, ModelSource, check_lean_model, check_output_path, from_proto,
-                  load_model, owned_proto, release_tensors, save_model, to_proto_inline)
+from ..io import (ModelProto, ModelSource, check_lean_model, check_output_path, describe,
+                  from_proto, load_model, owned_proto, release_tensors, save_model,
+                  to_proto_inline)
 from ..passes.base import Pass, PassResult, run_passes
 from ..passes.normalize.fold_constants import fold_constants
 from ..passes.normalize.noop import eliminate_noops
@@ -219,7 +220,13 @@ def simplify(src: ModelSource, dst: str | os.PathLike | None = None, *,
         pass
     fix_input_shapes(model, input_shapes)
     infer_shapes(model)
-    current = ir.to_proto(model)
+    try:
+        current = ir.to_proto(model)
+    except Exception as exc:  # a malformed node onnx_ir read but cannot write (fuzz)
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise InputError(f"{describe(src)}: not a valid ONNX model ({cause})") from None
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
 
     def check(cand: ModelProto) -> tuple[bool, str]:

@@ -161,8 +161,9 @@ def _ncnn_rank(shape) -> int:
 
 def _unbind(b: _Builder, probe, t: ir.Node) -> bool:
     r_node = t.inputs[0].producer()
-    if r_node is None or r_node.op_type != "Reshape" or _sole_use(r_node.outputs[0]) is not t:
-        return False
+    if r_node is None or r_node.op_type != "Reshape" or len(r_node.inputs) != 2 or \
+            r_node.inputs[0] is None or _sole_use(r_node.outputs[0]) is not t:
+        return False  # (a Reshape without its shape input is refused later, by name)
     x, S = r_node.inputs[0], r_node.inputs[1]
     rshape, xshape = probe.shape.get(r_node.outputs[0].name), probe.shape.get(x.name)
     if rshape is None or xshape is None or len(rshape) < 5 or t.attributes.get("perm") is None:
