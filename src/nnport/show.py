@@ -181,6 +181,18 @@ def prepare_model(src: str | os.PathLike, workdir: str, input_shapes: dict | Non
     return out
 
 
+def _ctrl_c_stops() -> None:
+    """Ctrl-C (SIGINT) stops the server even when this process was started with SIGINT
+    ignored or blocked: both are inherited from the parent across exec (a shell's background
+    job, a supervisor, a thread of a test runner that masked it), and then the server could
+    only be killed."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def show(src: str | os.PathLike, *, host: str = "localhost", port: int = 0, browse: bool = True,
          input_shapes: dict | None = None, block: bool = True, announce=print):
     """Serve ``src`` in Netron's viewer on ``host:port`` (0: any free port) and open the
@@ -194,6 +206,8 @@ def show(src: str | os.PathLike, *, host: str = "localhost", port: int = 0, brow
         work.cleanup()
         raise
     server.workdir = work
+    if block:
+        _ctrl_c_stops()
     announce(f"showing {src} at {server.url} (offline; Ctrl-C stops)")
     if browse:
         import webbrowser
@@ -256,6 +270,7 @@ def show_node_data(src: str | os.PathLike, node_data: str | os.PathLike, *,
             port = s.getsockname()[1]
     config = (model_explorer.config().add_model_from_path(str(src.resolve()))
               .add_node_data_from_path(str(Path(node_data).resolve())))
+    _ctrl_c_stops()
     announce(f"showing {src} with {node_data} in Model Explorer on http://{host}:{port} "
              "(Ctrl-C stops)")
     model_explorer.visualize_from_config(config=config, host=host, port=port,

@@ -165,3 +165,31 @@ def test_show_onnx_param_and_py_in_chromium(tmp_path):
     finally:
         served.stop()
     assert "Conv" in labels and "MaxPool" in labels and "Sigmoid" in labels, labels
+
+
+@pytest.mark.parametrize("inherited", ["ignored", "blocked"])
+def test_ctrl_c_stops_even_when_sigint_was_ignored_or_blocked(tmp_path, inherited):
+    """A child inherits SIGINT ignored (disposition) or blocked (mask) across exec; the full
+    suite's workers passed such a state on, and ``nnport show`` then never stopped on Ctrl-C
+    (test_show_onnx_param_and_py_in_chromium timed out in two full runs, never alone)."""
+    src = tmp_path / "cnn.onnx"
+    onnx.save(_cnn(), src)
+
+    def pre():
+        if inherited == "ignored":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    proc = subprocess.Popen([sys.executable, "-m", "nnport.cli", "show", str(src),
+                             "--no-browser", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=pre,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        assert " at http://" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
