@@ -90,13 +90,14 @@ def _verify_locate(args) -> int:
     from .verify import verify
     from .verify.locate import locate
 
+    overlay = None
     if args.report:
         from .io import check_output_path
-
         from .verify.node_data import node_data_path
 
+        overlay = node_data_path(args.report)
         check_output_path(args.report)
-        check_output_path(node_data_path(args.report))
+        check_output_path(overlay)
     kw = verify_kwargs(args)
     report = verify(args.a, args.b, **kw)
     loc = None
@@ -105,10 +106,9 @@ def _verify_locate(args) -> int:
     if args.report:
         from .verify.report_html import write_html_report
 
-        write_html_report(report, loc, args.report)
-        from .verify.node_data import node_data_path, write_node_data
+        from .verify.node_data import write_node_data
 
-        overlay = node_data_path(args.report)
+        write_html_report(report, loc, args.report)
         write_node_data(loc, overlay)
     if args.json:
         d = report.to_dict()
@@ -127,9 +127,8 @@ def _verify_locate(args) -> int:
                 for line in loc.lines():
                     print(line)
         if args.report:
-            print(f"wrote {args.report} and {overlay} (per-node errors for Model Explorer: "
-                  f"model-explorer {args.a} --extensions=model_explorer_onnx "
-                  f"--node_data_paths={overlay})")
+            print(f"wrote {args.report} and {overlay} (the per-node errors on the graph: "
+                  f"nnport show {args.a} --node-data {overlay})")
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
