@@ -265,3 +265,16 @@ def test_simplify_a_node_with_an_undefined_attribute_is_one_line(tmp_path):
     with pytest.raises(nnport.InputError, match="m.onnx"):
         nnport.simplify(str(src), str(tmp_path / "out.onnx"))
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_constant_of_shape_with_an_untyped_value_is_one_line():
+    """A ConstantOfShape whose value tensor has an UNDEFINED type (fuzz seed 23,
+    bytes/generate) escaped code generation as a bare ValueError."""
+    t = TensorProto()
+    t.name, t.data_type = "v", TensorProto.UNDEFINED
+    g = helper.make_graph([helper.make_node("ConstantOfShape", ["shape"], ["y"], value=t)], "g",
+                          [helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(nnport.NnportError, match="cannot read its data"):
+        generate_torch(model)

@@ -59,9 +59,9 @@ def _attr_value(attr: ir.Attr) -> Any:
     if t == A.STRINGS:
         return [s.decode("utf-8", "replace") if isinstance(s, bytes) else s for s in attr.value]
     if t == A.TENSOR:
-        return attr.value.numpy()
+        return tensor_array(attr.value, attr.value.name or attr.name)
     if t == A.TENSORS:
-        return [x.numpy() for x in attr.value]
+        return [tensor_array(x, x.name or attr.name) for x in attr.value]
     if t in (A.INTS, A.FLOATS, A.GRAPHS):
         return list(attr.value)
     return attr.value
