@@ -131,14 +131,7 @@ def test_nested_sequentials_stay_sequentials(exporter):
     torch.manual_seed(0)
     model = _Stages().eval()
     x = torch.randn(1, 3, 8, 8)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            proto = torch.onnx.export(model, (x,), dynamo=True, verbose=False).model_proto
-        else:
-            buf = io.BytesIO()
-            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
-            proto = onnx.load_from_string(buf.getvalue())
+    proto = _export_module(model, (x,), exporter)
     source, module = _generate(proto)
     assert "m_0" not in source and "class Sequential" not in source, source
     assert isinstance(module.blocks[0], torch.nn.Sequential) and len(module.blocks[0]) == 2
@@ -345,14 +338,7 @@ def test_bias_free_linear_keeps_its_key(exporter):
     torch.manual_seed(0)
     model = _Attn().eval()
     x = torch.randn(2, 3, 16)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            proto = torch.onnx.export(model, (x,), dynamo=True, verbose=False).model_proto
-        else:
-            buf = io.BytesIO()
-            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
-            proto = onnx.load_from_string(buf.getvalue())
+    proto = _export_module(model, (x,), exporter)
     source, module = _generate(proto)
     keys = set(module.state_dict())
     # the projections' exporter-named transposed weights are the original nn.Linear weights
