@@ -144,9 +144,7 @@ class Placement:
     def _is_tensor(self, v: Any, name: str) -> bool:
         """Whether an emitter's tensor is the ONNX file's tensor ``name`` (same shape and data;
         a ``Transposed`` one: its base).  Emitters pass what they read, views and copies."""
-        if self._inits is None:
-            self._inits = dict(self.model.graph.initializers)
-        value = self._inits.get(name)
+        value = self._initializer(name)
         if value is None or value.const_value is None:
             return False
         if isinstance(v, Transposed):
@@ -161,13 +159,17 @@ class Placement:
         return ref is not None and ref.shape == v.shape and ref.dtype == v.dtype and (
             ref is v or np.array_equal(ref, v))
 
+    def _initializer(self, name: str) -> ir.Value | None:
+        """The file's initializer ``name`` (the table is built on first use)."""
+        if self._inits is None:
+            self._inits = dict(self.model.graph.initializers)
+        return self._inits.get(name)
+
     def _exporter_folded(self, name: str) -> bool:
         """The file's tensor ``name`` is a constant the exporter's optimizer computed (dynamo
         names it after a graph node, ``embedding_2``; onnxscript records ``folded_from``), not
         an original parameter."""
-        if self._inits is None:
-            self._inits = dict(self.model.graph.initializers)
-        value = self._inits.get(name)
+        value = self._initializer(name)
         return value is not None and \
             "pkg.onnxscript.optimizer.folded_from" in value.metadata_props
 
@@ -224,9 +226,7 @@ class Placement:
 
         if node is None or node.op_type not in ("MatMul", "Linear") or not hint:
             return False
-        if self._inits is None:
-            self._inits = dict(self.model.graph.initializers)
-        value = self._inits.get(name)
+        value = self._initializer(name)
         if value is None or len(value.uses()) != 1:
             return False
         rec = node_scope(node)
@@ -239,7 +239,7 @@ class Placement:
         elif atoms != tuple(hint.split(".")):  # TorchScript: the node's scope is the name
             return False
         prefix = ".".join(atoms) + "."
-        return not any(k.startswith(prefix) for k in self._inits)
+        return not any(k.startswith(prefix) for k in self._inits or ())
 
     def _relative(self, dotted: str | None) -> tuple[str, ...] | None:
         """``dotted`` (a parameter path) relative to the class being written, or None."""
