@@ -157,7 +157,7 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
     cls += ["", f"    def forward({sig}):", forward_src]
     parts.append("\n".join(cls) + "\n")
     lines_out.append(("Model", root))
-    parts.append(_LOAD)
+    parts.append(LOAD_SOURCE)
     source = parts[0] + "\n" + "\n\n\n".join(p.strip("\n") for p in parts[1:]) + "\n"
     return Assembled(source, state, _line_map(source, lines_out, bodies),
                      [o[0] for o in order])
@@ -485,7 +485,7 @@ def _record(node, name, value):
         _RECORDER[0](node, name, value)
 '''
 
-_LOAD = '''def load(weights=None):
+LOAD_SOURCE = '''def load(weights=None):
     """Build the model and load its weights (by default the .safetensors file beside this one)."""
     if weights is None:
         weights = os.path.splitext(os.path.abspath(__file__))[0] + ".safetensors"

@@ -320,3 +320,32 @@ def write_safetensors(state: dict[str, Any], path: str | os.PathLike,
         os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))  # a longer file that was there ends here
     finally:
         os.close(fd)
+
+
+def read_header(fh) -> tuple[dict, int]:
+    """The JSON header of an open .safetensors file and where its data begins."""
+    (n,) = struct.unpack("<Q", fh.read(8))
+    if n > 100 << 20:
+        raise ValueError("header too large")
+    return json.loads(fh.read(n)), 8 + n
+
+
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """The tensors of a .safetensors file (as ``safetensors.torch.load_file`` gives them), each
+    read into memory of its own.  ``load_file`` maps the whole file while it copies every
+    tensor out: twice the weights' size at its end, where this holds them once."""
+    import torch
+
+    dtypes = {code: getattr(torch, name) for name, code in _ST_DTYPES.items()}
+    out = {}
+    with open(path, "rb") as fh:
+        header, base = read_header(fh)
+        header.pop("__metadata__", None)
+        for name, info in header.items():
+            start, end = info["data_offsets"]
+            t = torch.empty(info["shape"], dtype=dtypes[info["dtype"]])
+            view = memoryview(t.reshape(-1).view(torch.uint8).numpy())
+            if len(view) != end - start or not pread_into(fh.fileno(), view, base + start):
+                raise ValueError(f"tensor {name!r} does not fit its place in the file")
+            out[name] = t
+    return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -182,9 +181,13 @@ class _TorchTap:
         del model
         st = self.path.with_suffix(".safetensors")
         if st.is_file():
-            # b's weights, not a's: the module is built on them (one copy of the weights)
+            # b's weights, not a's: the module is built on them (one copy of the weights;
+            # a's, folded by generate(), go first)
+            del state
             try:
-                weights = _read_safetensors(st)
+                from ..torch_emit.st_writer import read_safetensors
+
+                weights = read_safetensors(st)
             except Exception as exc:
                 raise InputError(f"{st}: cannot read weights ({exc})") from None
             try:
@@ -197,7 +200,7 @@ class _TorchTap:
             del weights
         else:
             module = build_module(source, state, name="locate")
-        del state
+            del state
         self.module = module.eval()
         # the line map written beside b (in its weights' metadata), while b is unchanged
         self.line_map = _stored_lines(self.path, st) if st.is_file() else None
@@ -271,48 +274,17 @@ class _TorchTap:
         return {"file": f"{self.path} (regenerated)", "line": 0, "text": texts[0]}
 
 
-def _read_safetensors(path: Path) -> dict:
-    """The tensors of a .safetensors file (as ``safetensors.torch.load_file`` gives them), each
-    read into memory of its own: load_file maps the whole file while it copies every tensor
-    out, twice the weights' size at its end."""
-    import torch
-
-    from ..io import pread_into
-    from ..torch_emit.st_writer import _ST_DTYPES
-
-    dtypes = {code: getattr(torch, name) for name, code in _ST_DTYPES.items()}
-    out = {}
-    with open(path, "rb") as fh:
-        header, base = _st_header(fh)
-        header.pop("__metadata__", None)
-        for name, info in header.items():
-            start, end = info["data_offsets"]
-            t = torch.empty(info["shape"], dtype=dtypes[info["dtype"]])
-            view = memoryview(t.reshape(-1).view(torch.uint8).numpy())
-            if len(view) != end - start or not pread_into(fh.fileno(), view, base + start):
-                raise ValueError(f"tensor {name!r} does not fit its place in the file")
-            out[name] = t
-    return out
-
-
-def _st_header(fh) -> tuple[dict, int]:
-    """The JSON header of an open .safetensors file and where its data begins."""
-    (n,) = struct.unpack("<Q", fh.read(8))
-    if n > 100 << 20:
-        raise ValueError("header too large")
-    return json.loads(fh.read(n)), 8 + n
-
-
 def _stored_lines(py: Path, st: Path) -> dict[str, int] | None:
     """The node -> line map nnport stored in ``st`` when it wrote ``py``, if ``py`` is still
     that file (same SHA-256) and the map is well formed; else None."""
     import hashlib
 
     from ..torch_emit import LINES_KEY, SOURCE_KEY
+    from ..torch_emit.st_writer import read_header
 
     try:
         with open(st, "rb") as fh:  # the header alone (safe_open maps the whole file)
-            meta = _st_header(fh)[0].get("__metadata__") or {}
+            meta = read_header(fh)[0].get("__metadata__") or {}
         if meta.get(SOURCE_KEY) != hashlib.sha256(py.read_bytes()).hexdigest():
             return None
         lines = json.loads(meta[LINES_KEY])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -31,10 +32,31 @@ def load_generated(py_path: str | os.PathLike) -> torch.nn.Module:
     if not hasattr(mod, "load"):
         raise InputError(f"{path}: has no load() function (not an nnport-generated file?)")
     try:
-        return mod.load()
+        return _load_once(mod, path) or mod.load()
     except Exception as exc:
         raise InputError(f"{path}: load() failed: {type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:300]}") from None
+
+
+def _load_once(mod, path: Path) -> torch.nn.Module | None:
+    """What the generated ``load()`` returns, with the weights read into memory once: its
+    ``load_file`` maps the whole .safetensors file while it copies each tensor out (twice the
+    weights' address space).  None where ``load()`` is not the one nnport wrote (edited by
+    hand: then it is what runs) or the weights are not beside the file."""
+    from ..torch_emit.assemble import LOAD_SOURCE
+    from ..torch_emit.st_writer import read_safetensors
+
+    st = path.with_suffix(".safetensors")
+    try:
+        same = inspect.getsource(mod.load) == LOAD_SOURCE
+    except (OSError, TypeError):
+        return None
+    if not same or not isinstance(getattr(mod, "Model", None), type) or not st.is_file():
+        return None
+    with torch.device("meta"):
+        model = mod.Model()
+    model.load_state_dict(read_safetensors(st), assign=True)
+    return model.eval()
 
 
 def to_numpy(obj):
