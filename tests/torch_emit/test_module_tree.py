@@ -421,3 +421,71 @@ def test_wrapper_that_computes_keeps_its_prefix():
     assert any(k.startswith("module.") for k in module.state_dict())
     torch.testing.assert_close(_outputs(module, example), _outputs(outer, example),
                                rtol=1e-4, atol=1e-4)
+
+
+class _LayerNorm2d(torch.nn.LayerNorm):
+    """timm's LayerNorm2d: an nn.LayerNorm subclass over the channels of NCHW."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = torch.nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias,
+                                           self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class _PreAct(torch.nn.Module):
+    """DenseNet's layer: BatchNorm + ReLU before the conv, so nothing fuses the BatchNorm."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.norm1 = _BatchNormAct(c)
+        self.conv1 = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.norm2 = _LayerNorm2d(c)
+
+    def forward(self, x):
+        return self.norm2(self.conv1(self.norm1(x)))
+
+
+class _PreActNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Sequential(_PreAct(4), _PreAct(4), _PreAct(4))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "ts"])
+def test_layer_subclasses_keep_their_keys(exporter):
+    """A module that subclasses a torch.nn layer holds the layer's tensors itself
+    (``norm1.weight``, ``norm1.running_mean``): on timm's DenseNet-121 each BatchNormAct2d was
+    a class of its own holding ``nn.BatchNorm2d`` under its flattened path
+    (``norm1.features_denseblock1_denselayer1_norm1.weight``), 99 classes, and ViT's LayerNorm
+    under another block's name.  The layer now sits in the parent under the original keys,
+    every BatchNorm tensor included, and the activation runs inline."""
+    torch.manual_seed(0)
+    model = _PreActNet()
+    for m in model.modules():  # distinct values (the exporter shares equal tensors)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    x = torch.randn(2, 4, 6, 6)
+    proto = _export_module(model, (x,), exporter)
+    source, module = _generate(proto)
+    sd, msd = model.state_dict(), module.state_dict()
+    kept = list(_kept(model, proto))
+    assert any(k.endswith("norm1.running_mean") for k in kept), kept  # the case of this test
+    for k in kept:
+        assert k in msd and torch.equal(msd[k], sd[k]), (k, sorted(msd))
+    assert not [c for c in _classes(source) if "Norm" in c], _classes(source)
+    assert isinstance(module.layers[0].norm1, torch.nn.BatchNorm2d)
+    assert len({type(m) for m in module.layers}) == 1
+    torch.testing.assert_close(_outputs(module, (x,)), _outputs(model, (x,)),
+                               rtol=1e-4, atol=1e-4)
+    module.load_state_dict(sd, strict=False)  # the original's tensors fill the same slots
+    torch.testing.assert_close(_outputs(module, (x,)), _outputs(model, (x,)),
+                               rtol=1e-4, atol=1e-4)

@@ -77,7 +77,7 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
             continue
         text = re.sub(r"__cls(\d+)__", lambda m: f"__G{gid[int(m.group(1))]}__",
                       "\n".join(b.init_lines))
-        key = (tuple(b.in_names), b.forward_src, _INT.sub("#", text))
+        key = (len(b.in_names), _positional(b), _INT.sub("#", text))
         g = groups.setdefault(key, len(members))
         if g == len(members):
             members.append([])
@@ -121,7 +121,9 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
         parts.append(_RECORD_FN)
     lines_out: list = []  # (class name, body) in file order
     for name, mem, init_t, params in order:
-        b = mem[0]
+        # the parameter names most instances have (a block fed the graph's input names its
+        # parameter after it, the next ones x)
+        b = max(mem, key=lambda m: sum(o.in_names == m.in_names for o in mem))
         fwd = b.forward_src
         cls = [f"class {name}(nn.Module):"]
         cls.append(f'    """{_class_doc(mem, len(prefix))}"""')
@@ -161,6 +163,15 @@ def assemble(root: Body, bodies: list[Body], *, header: str, doc: str, helpers: 
     source = parts[0] + "\n" + "\n\n\n".join(p.strip("\n") for p in parts[1:]) + "\n"
     return Assembled(source, state, _line_map(source, lines_out, bodies),
                      [o[0] for o in order])
+
+
+def _positional(b: Body) -> str:
+    """``b``'s forward with its parameters as placeholders: blocks that differ only in what
+    they call their inputs are one class."""
+    src = b.forward_src
+    for i, name in enumerate(b.in_names):
+        src = re.sub(rf"(?<![\w.]){re.escape(name)}\b", f"__in{i}__", src)
+    return src
 
 
 def _child_attrs(b: Body) -> list[str]:

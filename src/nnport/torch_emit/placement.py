@@ -264,11 +264,12 @@ class Placement:
         rel = self._relative(hint)
         leaf = leaf_path(node, self.scope_path)
         full = lambda k: ".".join((hint,) + ((k,) if k else ()))
-        # the tensors are the file's tensors named after ``hint`` (the original parameters)
+        # the tensors are the file's tensors named after ``hint`` (the original parameters);
+        # BatchNorm's step counter is the emitter's (no file keeps it)
         orig = bool(hint) and not _rewritten(node) and all(
             (self._is_tensor(v, full(k)) and not self._exporter_folded(full(k)))
             or (k == "weight" and self._linear_t(v, tensors, full, node))
-            for k, v in tensors.items())
+            for k, v in tensors.items() if k != "num_batches_tracked")
         trusted = orig and rel is not None
         if orig and leaf and leaf != rel and not single:
             # the original tensors of another module with equal values (the exporter shares

@@ -149,8 +149,50 @@ def build(graph: ir.Graph) -> tuple[Scope | None, str]:
             scope = child
         scope.items.append(node)
     _merge_interleaved(root)
+    _merge_layer_subclasses(root)
     _collapse(root)
     return root, ""
+
+
+# ops the code generator writes as a torch.nn layer (nn.Conv2d, nn.BatchNorm2d, nn.Linear...)
+# holding the tensors it reads, and the names those tensors have in such a layer
+_LAYER_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "LayerNormalization",
+              "GroupNormalization", "InstanceNormalization", "RMSNormalization", "Gemm",
+              "MatMul", "Gather", "LSTM", "GRU", "RNN", "LayerNorm", "RMSNorm", "Linear"}
+_LAYER_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _merge_layer_subclasses(scope: Scope) -> None:
+    """A module that subclasses a torch.nn layer (timm's ``LayerNorm2d(nn.LayerNorm)``,
+    ``BatchNormAct2d(nn.BatchNorm2d)``) holds that layer's tensors itself
+    (``norm1.weight``).  A class written for it could keep those keys only by subclassing the
+    layer too, so it merges into its parent, which holds the layer as ``self.norm1 =
+    nn.BatchNorm2d(...)`` under the original keys and runs the rest of its ops (the
+    activation after the norm) inline."""
+    for child in scope.children:
+        _merge_layer_subclasses(child)
+    new = []
+    for item in scope.items:
+        if isinstance(item, Scope) and _owns_layer(item):
+            new.extend(item.items)
+            for sub in item.children:
+                sub.parent = scope
+        else:
+            new.append(item)
+    scope.items = new
+
+
+def _owns_layer(scope: Scope) -> bool:
+    """``scope`` computes a torch.nn layer op on tensors named after its own path, and is not
+    that layer itself: its class is recorded and is not torch.nn's, or (TorchScript records
+    no classes) it does more than the one op."""
+    if is_leaf_class(scope.cls) and (scope.cls is not None or (
+            not scope.children and len(scope.items) == 1)):
+        return False  # the layer itself: _collapse joins it to its parent
+    own = {f"{scope.name}.{t}" for t in _LAYER_TENSORS}
+    return any(isinstance(item, ir.Node) and item.op_type in _LAYER_OPS
+               and any(v is not None and v.name in own for v in item.inputs)
+               for item in scope.items)
 
 
 def _fill_unscoped(nodes: list[ir.Node], paths: dict) -> None:
