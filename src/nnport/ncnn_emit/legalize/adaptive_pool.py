@@ -18,14 +18,19 @@ constant indices and a run-time data input:
   be a graph output, so the gather goes away with it.  The layout chain itself may be shared
   (two pools of one input share the exporter's Transpose): it stays while something reads it;
 - the region, evaluated by onnx's reference evaluator on two random inputs, equals adaptive
-  average (or max) pooling of ``x`` to ``y``'s spatial size with torch's bins
+  average pooling of ``x`` to ``y``'s spatial size with torch's bins
   (start = floor(i*L/o), end = ceil((i+1)*L/o)) within a tight tolerance.
 
-Then ``y`` is computed by one ``nnport::AdaptivePool(x)`` node (attributes ``mode`` "avg" or
-"max", ``output_size``), and the region is dropped where nothing else reads it.  A matched
+Then ``y`` is computed by one ``nnport::AdaptivePool(x)`` node (attributes ``mode`` "avg",
+``output_size``), and the region is dropped where nothing else reads it.  A matched
 pair is grown by one step at each end while it still matches (the Unsqueeze/Squeeze around a
 1-D pool: Pooling1D instead of a 2-D pool of height 1).  Anything else is left alone: the
 region then converts as before or fails with the gather's own error, never to other numbers.
+
+Max pooling is not claimed: neither torch exporter writes a non-dividing adaptive max pool
+(both refuse it), and random inputs cannot reliably tell a max over a window with one
+position too many from the true one (the extra value rarely is the largest), while any such
+change moves an average.  The node and its emitter take ``mode`` "max" all the same.
 
 The node exists only in the model the ncnn emitter builds its graph from (``build_graph``);
 no ONNX file is written from that model.
@@ -39,7 +44,7 @@ import onnx_ir as ir
 from onnx_ir.passes import PassResult
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
-from ...irutil import replace_value
+from ...irutil import const_array, replace_value
 from ...passes.match import DOMAIN, finish, is_op
 
 OP = "AdaptivePool"
@@ -58,18 +63,17 @@ class _Facts:
         self.model = model
         self.probe = probe
 
+    def is_const(self, v) -> bool:
+        """Known at conversion time (a weight is not read to say so)."""
+        return v is not None and (v.const_value is not None or (
+            self.probe is not None and bool(v.name) and v.name in self.probe.value))
+
     def const(self, v) -> np.ndarray | None:
-        if v is None:
+        if not self.is_const(v):
             return None
         if v.const_value is not None:
-            try:
-                return v.const_value.numpy()
-            except Exception:
-                return None
-        if self.probe is not None and v.name:
-            val = self.probe.value.get(v.name)
-            return None if val is None else np.asarray(val)
-        return None
+            return const_array(v)
+        return np.asarray(self.probe.value[v.name])
 
     def varies(self, v) -> bool:
         """The value or shape of ``v`` follows the input size (a dynamic model)."""
@@ -92,7 +96,7 @@ class _Facts:
 
 
 def _runtime_inputs(facts: _Facts, node: ir.Node) -> list[ir.Value]:
-    return [v for v in node.inputs if v is not None and v.name and facts.const(v) is None]
+    return [v for v in node.inputs if v is not None and v.name and not facts.is_const(v)]
 
 
 def _plain(node: ir.Node) -> bool:
@@ -150,7 +154,7 @@ def _between(facts: _Facts, x: ir.Value, y: ir.Value, order: dict) -> list[ir.No
     region, seen, stack = {}, set(), [y]
     while stack:
         v = stack.pop()
-        if v is x or id(v) in seen or facts.const(v) is not None:
+        if v is x or id(v) in seen or facts.is_const(v):
             continue
         seen.add(id(v))
         p = v.producer()
@@ -242,7 +246,7 @@ def _run_region(facts: _Facts, region: list[ir.Node], x: ir.Value, y: ir.Value,
 
 def pooling_mode(facts: _Facts, region: list[ir.Node], x: ir.Value, y: ir.Value,
                  xs: tuple, ys: tuple) -> str | None:
-    """"avg" or "max" when the region computes that adaptive pooling of ``x``, else None."""
+    """"avg" when the region computes that adaptive pooling of ``x``, else None."""
     rng = np.random.default_rng(20260722)
     # positive values (relative errors mean something) and values of both signs, all distinct
     feeds = [rng.uniform(0.5, 1.5, xs).astype(np.float32),
@@ -256,7 +260,7 @@ def pooling_mode(facts: _Facts, region: list[ir.Node], x: ir.Value, y: ir.Value,
     out = ys[2:]
     window = int(np.prod([max(e - s for s, e in bins(n, o)) for n, o in zip(xs[2:], out)]))
     tol = 1e-6 + 2e-7 * window  # float32 sums of ``window`` terms
-    for mode in ("avg", "max"):
+    for mode in ("avg",):  # not "max": see the module's doc
         if all(np.allclose(g.astype(np.float64), reference_pool(f, out, mode), rtol=tol,
                            atol=tol * float(np.abs(f).max()))
                for g, f in zip(got, feeds)):
@@ -310,7 +314,7 @@ def _match(facts: _Facts, gather: ir.Node, order: dict):
     for y in _below(facts, gather, order):
         ys = facts.shape(y)
         for x in sources:
-            if not _fits(facts.shape(x), ys) or facts.const(y) is not None:
+            if not _fits(facts.shape(x), ys) or facts.is_const(y):
                 continue
             m = _try(facts, gather, x, y, order)
             if m:
@@ -333,7 +337,7 @@ def fuse_adaptive_pools(model: ir.Model, *, probe=None) -> PassResult:
         if node.graph is None or not is_op(node, "GatherND") or len(node.inputs) != 2:
             continue
         data, idx = node.inputs
-        if data is None or facts.const(data) is not None or facts.const(idx) is None or \
+        if data is None or facts.is_const(data) or not facts.is_const(idx) or \
                 facts.varies(idx):
             continue
         order = {id(n): i for i, n in enumerate(graph)}
