@@ -341,7 +341,10 @@ def fuse_adaptive_pools(model: ir.Model, *, probe=None) -> PassResult:
                 facts.varies(idx):
             continue
         order = {id(n): i for i, n in enumerate(graph)}
-        m = _match(facts, node, order)
+        try:
+            m = _match(facts, node, order)
+        except Exception:  # a graph this search did not foresee: left as it is, as if no match
+            m = None
         if m is None:
             continue
         x, y, mode = m
