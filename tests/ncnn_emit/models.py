@@ -140,10 +140,13 @@ class TokensAsBatch(nn.Module):
         return t.float()
 
 
-def ncnn_matches(tmp_path, module, args, layers=(), rtol=1e-4, atol=1e-4, opset=17):
+def ncnn_matches(tmp_path, module, args, layers=(), rtol=1e-4, atol=1e-4, opset=17,
+                 dynamo=False):
     """Export ``module`` at the shapes of ``args`` (a tuple of tensors), convert to ncnn without
     a runtime, run the .param in the real ncnn package and compare every output with torch;
-    ``layers``: ncnn layer types that must be in the .param.  Returns the .param text."""
+    ``layers``: ncnn layer types that must be in the .param.  ``dynamo``: export with torch's
+    dynamo exporter (``optimize=True``, its own opset) instead of TorchScript's.  Returns the
+    .param text."""
     import numpy as np
 
     from nnport.convert import convert
@@ -155,8 +158,13 @@ def ncnn_matches(tmp_path, module, args, layers=(), rtol=1e-4, atol=1e-4, opset=
         want = module(*args)
     want = [want] if isinstance(want, torch.Tensor) else list(want)
     path = tmp_path / "m.onnx"
-    torch.onnx.export(module, tuple(args), str(path), dynamo=False, opset_version=opset,
-                      input_names=names, output_names=[f"out{i}" for i in range(len(want))])
+    outs = [f"out{i}" for i in range(len(want))]
+    if dynamo:
+        torch.onnx.export(module, tuple(args), str(path), dynamo=True, optimize=True,
+                          input_names=names, output_names=outs)
+    else:
+        torch.onnx.export(module, tuple(args), str(path), dynamo=False, opset_version=opset,
+                          input_names=names, output_names=outs)
     convert(path, tmp_path / "m.param", verify=False,
             input_shapes={n: tuple(a.shape) for n, a in zip(names, args)})
     got = NcnnRunner(tmp_path / "m.param").run(

@@ -6,6 +6,7 @@ import pytest
 from onnx_ir.passes import PassResult
 
 from nnport.io import load_model
+from nnport.ncnn_emit.legalize.adaptive_pool import fuse_adaptive_pools
 from nnport.passes.base import run_passes
 from nnport.passes.normalize.noop import eliminate_noops
 from nnport.passes.normalize.pipeline import pipeline
@@ -20,6 +21,7 @@ PIPELINES = {
     "torch": list(FUSIONS),
     "tf_layout": [*FIRST, *ROUND],
     "simplify": [p for _, p in DEFAULT_PASSES],
+    "ncnn": [fuse_adaptive_pools],  # before the ncnn emitter (build_graph)
 }
 CASES = [(name, p) for name, ps in PIPELINES.items() for p in ps]
 

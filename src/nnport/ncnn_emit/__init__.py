@@ -16,6 +16,7 @@ def build_graph(src, input_shapes: dict | None = None):
     from ..verify.inputs import resolve_shapes, specs_from_model
     from .emit import convert_graph
     from .legalize import rewrite
+    from .legalize.adaptive_pool import fuse_adaptive_pools
     from .legalize.probe import Probe
     from .preflight import preflight
 
@@ -24,6 +25,8 @@ def build_graph(src, input_shapes: dict | None = None):
     specs = specs_from_model(model)
     resolve_shapes(specs, input_shapes)  # a wrong --input-shape fails before anything is written
     probe = Probe(model, specs, input_shapes)
+    # adaptive pools written out as rank-6 gathers -> one node (tested on the region's numbers)
+    fuse_adaptive_pools(model, probe=probe)
     rewrite.run(model, probe)  # fewer dims for ncnn (exact rewrites; the probe learns them)
     graph = convert_graph(model, probe)
     return graph, model

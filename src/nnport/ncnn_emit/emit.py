@@ -303,8 +303,9 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
         if all(o.name in probe.value for o in node.outputs if o.name):
             continue  # shape arithmetic and constants: folded into params
         ctx.node = node
-        fn = claimed.get(id(node)) or (OPS.get(node.op_type) if node.domain in ("", "ai.onnx")
-                                       else None)
+        # nnport's private nodes (legalize passes) are registered as "nnport::Op"
+        fn = claimed.get(id(node)) or OPS.get(node.op_type if node.domain in ("", "ai.onnx")
+                                              else f"{node.domain}::{node.op_type}")
         if fn is None:
             ctx.fail("no ncnn mapping")
         fn = merged.emitter(ctx, node, fn)

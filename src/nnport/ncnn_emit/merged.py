@@ -9,9 +9,10 @@ exact for an op only when the op cannot tell N*C channels from C channels of N s
 - element-wise ops of one tensor (activations, Identity/Dropout, Cast);
 - binary ops whose tensor operands all have the output's (N, C), or whose other operand is a
   constant (broadcast to (N, C) and merged the same way, BinaryOp 0=op_type) or a scalar;
-- ops that treat every channel alone: MaxPool/AveragePool/Global*Pool (Pooling3D on the N*C
-  channels, ``Context.per_channel``), Pad of D, H and W (Padding 7=front 8=behind 0=top
-  1=bottom 2=left 3=right), BatchNormalization (its statistics repeated N times);
+- ops that treat every channel alone: MaxPool/AveragePool/Global*Pool/nnport::AdaptivePool
+  (Pooling3D on the N*C channels, ``Context.per_channel``), Pad of D, H and W (Padding
+  7=front 8=behind 0=top 1=bottom 2=left 3=right), BatchNormalization (its statistics
+  repeated N times);
 - Reshape/Flatten/Squeeze/Unsqueeze of static shapes: the merged blob has the tensor's bytes
   in its order, so an ncnn Reshape to the other side's ncnn shape is the same reshape (torch's
   GroupNorm export reshapes (N, C, D, H, W) to (N, G, L) and back);
@@ -34,7 +35,8 @@ ELEMENTWISE = {
     "Cast"}
 PER_CHANNEL_OR_SAMPLE = {
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Pad", "BatchNormalization",
-    "Conv", "ConvTranspose", "InstanceNormalization", "GroupNormalization"}
+    "Conv", "ConvTranspose", "InstanceNormalization", "GroupNormalization",
+    "AdaptivePool"}  # the last: nnport::AdaptivePool (legalize/adaptive_pool.py)
 RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 BINARY = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6, "Sum": 0}
 # fused patterns (legalize/patterns.py) that emit one element-wise layer: GELU, Swish, HardSwish

@@ -4,6 +4,10 @@
   inference and the reference evaluation of each shape op, no runtime; twice when the model has
   dynamic dims, to learn which numbers follow the input size: those become -1/0 in Reshape
   params so the .param stays shape-agnostic);
+- ``adaptive_pool``: adaptive average pools written out as rank-6 GatherND regions (torch's
+  dynamo export of non-dividing sizes) -> one ``nnport::AdaptivePool`` node, a pass
+  (``passes/base.py``) run once the probe has measured the model; a region is claimed only
+  when its numbers on random inputs are the pool's;
 - ``patterns``: ONNX subgraphs that are one ncnn layer (Erf-GELU, decomposed LayerNorm, HardSwish);
 - ``fuse``: rewrites on the ncnn graph (Conv/InnerProduct + BatchNorm, + activation);
 - ``split``: a blob read by several layers goes through a Split layer, as ncnn requires.

@@ -1,10 +1,12 @@
-"""MaxPool/AveragePool/Global*Pool -> Pooling1D / Pooling / Pooling3D.
+"""MaxPool/AveragePool/Global*Pool, and the adaptive pools ``legalize/adaptive_pool.py`` found
+(``nnport::AdaptivePool``) -> Pooling1D / Pooling / Pooling3D.
 
 ncnn params (operators.md): Pooling 0=pooling_type (0 max, 1 avg) 1=kernel_w 11=kernel_h
 2=stride_w 12=stride_h 3=pad_left 14=pad_right 13=pad_top 15=pad_bottom 4=global_pooling
 5=pad_mode (0 full/ceil, 1 valid/floor, 2 SAME_UPPER, 3 SAME_LOWER) 6=avgpool_count_include_pad;
 Pooling1D 0 1 2 3 4 5 6 14=pad_right; Pooling3D adds 21=kernel_d 22=stride_d 23=pad_front
-16=pad_behind.  Padding 0=top 1=bottom 2=left 3=right 4=type 5=value 7=front 8=behind.
+16=pad_behind.  Adaptive pooling (all three): 7=adaptive_pooling 8=out_w 18=out_h 28=out_d, the
+windows torch's: [floor(i*L/o), ceil((i+1)*L/o)).  Padding 0=top 1=bottom 2=left 3=right 4=type 5=value 7=front 8=behind.
 
 ONNX's ceil_mode drops a last window that would start in the end padding and its
 count_include_pad divides by the window clipped to input+pads; ncnn's full-padding mode does
@@ -118,5 +120,27 @@ def global_pool(ctx, node):
                       {0: 0 if node.op_type == "GlobalMaxPool" else 1, 4: 1})
         return ctx.add("Reshape", [mid], [dst], {k: (-1 if k == 2 or (nsp == 1 and k == 1)
                                                      else 1) for k in keys})
+
+    ctx.per_channel(x, y, one)
+
+
+@register("nnport::AdaptivePool")
+def adaptive_pool(ctx, node):
+    """Adaptive average/max pooling of (N, C, L...) to ``output_size`` (outermost first)."""
+    a = attrs_of(node)
+    x, y = node.inputs[0], node.outputs[0]
+    out = [int(o) for o in a.get("output_size") or ()]
+    mode = a.get("mode", "avg")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    nsp = len(out)
+    if nsp not in (1, 2, 3) or ctx.rank(x) != nsp + 2 or mode not in ("avg", "max") or \
+            any(o < 1 for o in out):
+        ctx.fail(f"adaptive {mode} pooling to {out} of a rank-{ctx.rank(x)} tensor is not "
+                 "mapped to ncnn (1-D, 2-D and 3-D are)")
+    p = {0: 1 if mode == "avg" else 0, 7: 1}
+    p.update(zip((8, 18, 28), reversed(out)))  # out_w, out_h, out_d
+
+    def one(src, dst):
+        return ctx.add(_TYPE[nsp], [src], [dst], p)
 
     ctx.per_channel(x, y, one)
