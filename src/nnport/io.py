@@ -50,6 +50,25 @@ def check_model(proto: onnx.ModelProto) -> None:
     onnx.checker.check_model(proto)
 
 
+def attribute_types(op_type: str, domain: str, opset: int) -> dict[str, int]:
+    """The attribute types (``AttributeProto`` enum values, as ``ir.AttributeType``) that ONNX's
+    schema of ``op_type`` at ``opset`` declares; empty for ops it has no schema of."""
+    key = (op_type, domain if domain != "ai.onnx" else "", opset)
+    got = _ATTR_TYPES.get(key)
+    if got is None:
+        try:
+            schema = onnx.defs.get_schema(op_type, opset, key[1])
+            attrs = schema.attributes.items()
+            got = {k: int(a.type.value) for k, a in attrs}  # type: ignore[attr-defined]
+        except Exception:  # no such op (or domain) in onnx's registry
+            got = {}
+        _ATTR_TYPES[key] = got
+    return got
+
+
+_ATTR_TYPES: dict[tuple, dict[str, int]] = {}
+
+
 def convert_version(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """onnx's version converter: ``proto`` at default-domain opset ``opset``."""
     from onnx import version_converter

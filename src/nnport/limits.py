@@ -272,9 +272,11 @@ def _check_tensor_proto(tensor, where: str) -> None:
             raise InputError(f"{what} declares {_fmt(n)} elements ({_fmt(n * itemsize)} bytes) "
                              f"but holds {_fmt(len(tensor.raw_data))} bytes of data")
         return
+    # complex types store two numbers per element, 4-bit ones two elements per number
+    fits = (n, 2 * n, (n + 1) // 2) if tensor.data_type in _SUB_BYTE else (n, 2 * n)
     for fld in _TYPED_FIELDS:
         count = len(getattr(tensor, fld))
-        if count and count not in (n, 2 * n):  # complex types store two numbers per element
+        if count and count not in fits:
             raise InputError(f"{what} declares {_fmt(n)} elements but holds {_fmt(count)} values")
 
 

@@ -278,3 +278,40 @@ def test_constant_of_shape_with_an_untyped_value_is_one_line():
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(nnport.NnportError, match="cannot read its data"):
         generate_torch(model)
+
+
+def test_producer_name_that_is_not_utf8_is_written_readably(tmp_path):
+    """A producer_name of bytes that are not UTF-8 (fuzz seed 24, bytes/generate) came from
+    onnx_ir as bytes and broke the file header with a TypeError."""
+    model = _relu_model(producer_name="seXd")
+    raw = model.SerializeToString().replace(b"seXd", b"se\xffd")
+    src = tmp_path / "m.onnx"
+    src.write_bytes(raw)
+    source = generate_torch(str(src))[0]
+    compile(source, "model.py", "exec")
+    assert "# Producer: se" in source
+
+
+def test_attribute_of_the_wrong_type_is_one_line():
+    """Concat's ``axis`` stored as a STRING attribute (fuzz seed 24, bytes/generate) was
+    written as ``dim=`` and the generated file did not compile."""
+    node = helper.make_node("Concat", ["a", "b"], ["y"], axis=0)
+    node.attribute[0].type = onnx.AttributeProto.STRING
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2]) for n in "ab"],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(nnport.InputError, match="attribute 'axis' is STRING, ONNX's Concat takes INT"):
+        generate_torch(model)
+
+
+def test_weight_of_a_type_torch_lacks_is_one_line():
+    """A FLOAT4E2M1 initializer read by a Concat (fuzz seed 24, bytes/verify) reached the
+    weight declarations as a KeyError."""
+    w = helper.make_tensor("m1", TensorProto.FLOAT4E2M1, [2], [0.5, 1.0])
+    g = helper.make_graph([helper.make_node("Concat", ["a", "m1"], ["y"], axis=0)], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT4E2M1, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT4E2M1, [4])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
+    with pytest.raises(nnport.ConversionError, match="tensor 'm1': element type FLOAT4E2M1"):
+        generate_torch(model)

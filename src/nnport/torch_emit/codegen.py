@@ -23,7 +23,8 @@ import numpy as np
 import onnx_ir as ir
 
 from ..dtypes import COMPUTE_AS, compute_dtype, torch_dtype_name, torch_dtype_src
-from ..errors import ConversionError, NnportError, UnsupportedOpsError
+from ..errors import ConversionError, InputError, NnportError, UnsupportedOpsError
+from ..io import attribute_types
 from ..irutil import tensor_array
 from ..registry import Registry, norm_domain, py_attr_name
 from . import helpers as _helpers
@@ -207,6 +208,11 @@ class CodeGen(Placement):
             if attr.is_ref():
                 raise ConversionError(f"{node_label(node)}: attribute {name!r} refers to a "
                                       "function attribute outside a function")
+            want = attribute_types(node.op_type, dom, opset).get(name)
+            if want is not None and want != int(attr.type):
+                raise InputError(f"{node_label(node)}: attribute {name!r} is "
+                                 f"{attr.type.name}, ONNX's {node.op_type} takes "
+                                 f"{ir.AttributeType(want).name}")
             pname = py_attr_name(name)
             if pname not in em.attr_names and not em.any_attrs:
                 raise ConversionError(
@@ -521,7 +527,12 @@ class CodeGen(Placement):
                 arr = w.value if isinstance(w.value, np.ndarray) else w.value.numpy()
                 w.value = arr.astype(compute_dtype(w.dtype).numpy())
             shape = py_literal(list(w.shape))
-            dt = torch_dtype_src(w.dtype)
+            try:
+                dt = torch_dtype_src(w.dtype)
+            except KeyError:
+                name = getattr(w.value, "name", None) or attr
+                raise ConversionError(f"tensor {name!r}: element type {w.dtype.name} has no "
+                                      "torch equivalent") from None
             empty = f"torch.empty({shape}, dtype={dt})"
             if w.parameter:
                 init_lines.append(f"self.{attr} = nn.Parameter({empty})")
