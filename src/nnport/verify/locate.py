@@ -157,7 +157,7 @@ class _TorchTap:
 
     def __init__(self, a, b_py):
         from ..convert import _source_name, prepare
-        from ..torch_emit import build_module, generate
+        from ..torch_emit import generate
 
         self.a = a
         self.path = Path(b_py)
@@ -180,10 +180,26 @@ class _TorchTap:
         self.tensor_names = {o.name for n in model.graph for o in n.outputs if o.name}
         del model
         st = self.path.with_suffix(".safetensors")
-        if st.is_file():
-            # b's weights, not a's: the module is built on them (one copy of the weights;
-            # a's, folded by generate(), go first)
-            del state
+        self._source, self._state, self._module = source, None if st.is_file() else state, None
+        del state  # b's weights, not a's, where b has them (a's, folded by generate(), go)
+        # the line map written beside b (in its weights' metadata), while b is unchanged
+        self.line_map = _stored_lines(self.path, st) if st.is_file() else None
+        self.node_of: dict[str, str] = {}  # tensor name -> node name (normalized model)
+        self.input_names = None
+
+    @property
+    def module(self):
+        """The recording module, built on first use (the weights are read then)."""
+        if self._module is None:
+            self._module = self._build().eval()
+        return self._module
+
+    def _build(self):
+        from ..torch_emit import build_module
+
+        source, a = self._source, self.a
+        st = self.path.with_suffix(".safetensors")
+        if self._state is None:
             try:
                 from ..torch_emit.st_writer import read_safetensors
 
@@ -198,14 +214,9 @@ class _TorchTap:
                     f"{describe(a)} ({' '.join(str(exc).split())[:200]}); was {self.path} "
                     f"generated from this model?") from None
             del weights
-        else:
-            module = build_module(source, state, name="locate")
-            del state
-        self.module = module.eval()
-        # the line map written beside b (in its weights' metadata), while b is unchanged
-        self.line_map = _stored_lines(self.path, st) if st.is_file() else None
-        self.node_of: dict[str, str] = {}  # tensor name -> node name (normalized model)
-        self.input_names = None
+            return module
+        state, self._state = self._state, None
+        return build_module(source, state, name="locate")
 
     def run(self, feeds: dict, names: list[str]) -> dict:
         import torch
@@ -272,6 +283,48 @@ class _TorchTap:
                 if line.strip() == want:
                     return {"file": str(self.path), "line": i, "text": line}
         return {"file": f"{self.path} (regenerated)", "line": 0, "text": texts[0]}
+
+
+class _Spill:
+    """Tensors kept in a temporary folder until they are compared (``.npy`` files; values
+    that are not plain arrays, ONNX sequences and maps, stay in memory)."""
+
+    def __init__(self):
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory(prefix="nnport-locate-")
+        self._kept: dict[tuple[int, str], object] = {}
+        self._files: dict[tuple[int, str], str] = {}
+
+    def put(self, i: int, values: dict) -> None:
+        import numpy as np
+
+        for j, (name, v) in enumerate(values.items()):
+            if isinstance(v, np.ndarray) and v.dtype != object:
+                path = os.path.join(self._dir.name, f"{i}_{j}.npy")
+                try:
+                    np.save(path, v, allow_pickle=False)
+                except OSError as exc:
+                    from ..errors import VerificationError
+
+                    raise VerificationError(f"--report: cannot keep onnxruntime's tensor "
+                                            f"{name!r} in {self._dir.name} ({exc})") from None
+                self._files[(i, name)] = path
+            else:
+                self._kept[(i, name)] = v
+
+    def get(self, i: int, names: list[str]) -> dict:
+        import numpy as np
+
+        out = {}
+        for n in names:
+            path = self._files.pop((i, n), None)
+            if path is not None:
+                out[n] = np.load(path, allow_pickle=False)
+                os.remove(path)
+            else:
+                out[n] = self._kept.pop((i, n), None)
+        return out
 
 
 def _stored_lines(py: Path, st: Path) -> dict[str, int] | None:
@@ -361,9 +414,17 @@ def locate(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     steps = onnx_quant_steps(tap_a.model(), None) if rtol is None and atol is None else {}
     errors: dict[str, TensorError] = {}
     first: TensorError | None = None
-    for start in range(0, len(order), max(1, chunk_size)):
-        chunk = order[start:start + chunk_size]
-        ref = tap_a.run(feeds, chunk)
+    chunks = [order[i:i + max(1, chunk_size)] for i in range(0, len(order), max(1, chunk_size))]
+    spill = None
+    if scan_all and isinstance(tap_b, _TorchTap):
+        # every tensor is compared: onnxruntime goes over the whole graph first and its
+        # tensors wait on disk, so its mapping of a's weights and the recording module's
+        # copy of b's are never held at once
+        spill = _Spill()
+        for i, chunk in enumerate(chunks):
+            spill.put(i, tap_a.run(feeds, chunk))
+    for i, chunk in enumerate(chunks):
+        ref = spill.get(i, chunk) if spill is not None else tap_a.run(feeds, chunk)
         got = tap_b.run(feeds, chunk)
         for name in chunk:
             r, g = ref.pop(name, None), got.pop(name, None)
