@@ -141,6 +141,19 @@ def test_nested_sequentials_stay_sequentials(exporter):
                                rtol=1e-4, atol=1e-4)
 
 
+def _randomize_norms(model, affine=True):
+    """BatchNorm statistics (and, with ``affine``, norm weights and biases) made distinct, so
+    that folding shows and the exporter does not share equal tensors; ``model`` in eval."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+        if affine and isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
 class _BatchNormAct(torch.nn.BatchNorm2d):
     """timm's BatchNormAct2d: a BatchNorm2d subclass with its activation inside."""
 
@@ -179,12 +192,7 @@ def test_fused_conv_goes_to_the_module_owning_its_weight():
     after).  The Conv belongs to ConvNormAct, as ``conv_folded``; the BatchNorm class keeps
     the activation."""
     torch.manual_seed(0)
-    model = _Net()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-    model.eval()
+    model = _randomize_norms(_Net(), affine=False)
     x = torch.randn(1, 3, 8, 8)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -464,15 +472,7 @@ def test_layer_subclasses_keep_their_keys(exporter):
     under another block's name.  The layer now sits in the parent under the original keys,
     every BatchNorm tensor included, and the activation runs inline."""
     torch.manual_seed(0)
-    model = _PreActNet()
-    for m in model.modules():  # distinct values (the exporter shares equal tensors)
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-    model.eval()
+    model = _randomize_norms(_PreActNet())
     x = torch.randn(2, 4, 6, 6)
     proto = _export_module(model, (x,), exporter)
     source, module = _generate(proto)
@@ -488,4 +488,52 @@ def test_layer_subclasses_keep_their_keys(exporter):
                                rtol=1e-4, atol=1e-4)
     module.load_state_dict(sd, strict=False)  # the original's tensors fill the same slots
     torch.testing.assert_close(_outputs(module, (x,)), _outputs(model, (x,)),
+                               rtol=1e-4, atol=1e-4)
+
+
+class _DenseLayer(torch.nn.Module):
+    """DenseNet's layer: it concatenates every feature before it."""
+
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.norm1 = torch.nn.BatchNorm2d(cin)
+        self.conv1 = torch.nn.Conv2d(cin, growth, 3, padding=1, bias=False)
+
+    def forward(self, features):
+        x = torch.cat(features, 1) if isinstance(features, list) else features
+        return self.conv1(torch.relu(self.norm1(x)))
+
+
+class _DenseBlock(torch.nn.Module):
+    def __init__(self, cin=4, growth=3, n=4):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(_DenseLayer(cin + i * growth, growth) for i in range(n))
+
+    def forward(self, x):
+        feats = [x]
+        for layer in self.layers:
+            feats.append(layer(feats if len(feats) > 1 else feats[0]))
+        return torch.cat(feats, 1)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "ts"])
+def test_blocks_that_concatenate_all_their_inputs_take_a_list(exporter):
+    """DenseNet-121's layers each take one input more than the last: one class per input
+    count (24 DenseLayer classes, 1,279 lines); the layers from the second on are one class
+    that takes the features as a list, as torchvision's and timm's DenseLayer do, and
+    ``torch.jit.script`` still accepts the module."""
+    torch.manual_seed(0)
+    model = _randomize_norms(_DenseBlock())
+    x = torch.randn(1, 4, 6, 6)
+    proto = _export_module(model, (x,), exporter)
+    source, module = _generate(proto)
+    assert "features: list[torch.Tensor]" in source, source
+    assert len({type(m) for m in module.layers[1:]}) == 1, _classes(source)
+    sd, msd = model.state_dict(), module.state_dict()
+    for k in _kept(model, proto):
+        assert k in msd and torch.equal(msd[k], sd[k]), k
+    torch.testing.assert_close(_outputs(module, (x,)), _outputs(model, (x,)),
+                               rtol=1e-4, atol=1e-4)
+    scripted = torch.jit.script(module)
+    torch.testing.assert_close(_outputs(scripted, (x,)), _outputs(model, (x,)),
                                rtol=1e-4, atol=1e-4)

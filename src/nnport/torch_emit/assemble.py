@@ -32,6 +32,7 @@ class Body:
     line_nodes: list[str | None]  # node of each forward line
     state: dict[str, Any]
     cls: str = ""
+    listed: bool = False  # takes its inputs as one list (forward(self, features))
 
     @property
     def ctor(self) -> str:

@@ -88,6 +88,7 @@ class CodeGen(Placement):
         self.untrusted: list[str] = []  # generated state keys of tensors the exporter changed
         self._tree = False
         self._bodies: list[Body] = []
+        self._skip: set[int] = set()  # nodes a block's signature already computes
         self.classes: list[str] = []  # the classes written besides Model
         self.line_of: dict[str, int] = {}  # node name -> line (1-based) of the written file
         # record=True: after every node, forward() calls self.record(node_name, onnx_output_name,
@@ -346,7 +347,8 @@ class CodeGen(Placement):
     def _emit_items(self, scope) -> None:
         for item in scope.items:
             if isinstance(item, ir.Node):
-                self._emit_one(item)
+                if id(item) not in self._skip:
+                    self._emit_one(item)
             else:
                 self._emit_child(item)
 
@@ -374,12 +376,23 @@ class CodeGen(Placement):
             self._emit_items(child)
             return
         target = self._child_slot(child.path[len(self.scope_path):], body.ctor, body.state)
-        self._emit_call(target, ins, outs, child)
+        self._emit_call(target, ins, outs, child, listed=body.listed)
 
     def _emit_class(self, scope, ins, outs):
         saved = self._enter(scope.path)
         params = []
-        for i, v in enumerate(ins):
+        cat = _leading_cat(scope, ins)
+        if cat is not None:
+            # a block that starts by concatenating everything it is given (DenseNet's layers,
+            # each given one feature more than the last) takes them as one list: one class
+            name = self.locals.new("features", "x")
+            params.append(f"{name}: list[torch.Tensor]")
+            out = self.locals.new(self._value_hint(cat.outputs[0]), "v")
+            self.emit(f"{out} = torch.cat({name}, dim={cat.attributes['axis'].as_int()})", cat)
+            self.bind(cat.outputs[0], out)
+            self._record(cat, [out])
+            self._skip.add(id(cat))
+        for i, v in enumerate(ins if cat is None else ()):
             # the graph's own inputs keep their names; others are x, x1, ... (not named after
             # their producer, which differs from one instance of a block to the next)
             hint = (v.name or "x") if v.is_graph_input() else (f"x{i}" if i else "x")
@@ -389,10 +402,13 @@ class CodeGen(Placement):
         self._emit_items(scope)
         if any(self._is_sym(v) for v in outs):
             self._leave(saved, discard=True)
+            if cat is not None:
+                self._skip.discard(id(cat))  # written inline after all
             return None
         rets = [self.expr_of(v, None) for v in outs]
         self.emit(f"return {rets[0]}" if len(rets) == 1 else f"return {', '.join(rets)}")
         body = self._finish_body(params, scope)
+        body.listed = cat is not None
         self._leave(saved)
         return body
 
@@ -445,8 +461,10 @@ class CodeGen(Placement):
         state = {f"{i}.{k}": v for i, (_, st) in enumerate(parts) for k, v in st.items()}
         return ctor, state
 
-    def _emit_call(self, target: str, ins, outs, scope) -> None:
+    def _emit_call(self, target: str, ins, outs, scope, listed: bool = False) -> None:
         args = ", ".join(self.expr_of(v, None) for v in ins)
+        if listed:
+            args = f"[{args}]"
         names = [self.locals.new(self._value_hint(v), "v") for v in outs]
         self.emit(f"{', '.join(names)} = {target}({args})")
         for v, name in zip(outs, names):
@@ -548,3 +566,26 @@ class CodeGen(Placement):
     def node_texts(self, node_name: str) -> list[str]:
         """The (stripped) lines written for a node, in every class."""
         return node_texts(self._bodies, node_name)
+
+
+def _leading_cat(scope, ins: list[ir.Value]) -> ir.Node | None:
+    """The Concat a block begins with when it concatenates all of its inputs, in order, and
+    reads them nowhere else; else None."""
+    from .tree import _sub_nodes
+
+    first = scope.items[0] if scope.items else None
+    if len(ins) < 2 or not isinstance(first, ir.Node) or first.op_type != "Concat" or \
+            first.domain not in ("", "ai.onnx") or len(first.inputs) != len(ins) or \
+            any(a is not b for a, b in zip(first.inputs, ins)):
+        return None
+    axis = first.attributes.get("axis")
+    if axis is None or axis.type != ir.AttributeType.INT:
+        return None
+    members = set()
+    for node in scope.nodes():
+        members.add(node)
+        members.update(sub for sub, _ in _sub_nodes(node))
+    for v in ins:
+        if any(u.node in members and u.node is not first for u in v.uses()):
+            return None
+    return first
