@@ -4,9 +4,10 @@ with the dynamo exporter, converted by nnport both ways.
     /work/anchors/bin/python benchmarks/tree_zoo.py [--models resnet50,vit_tiny_patch16_224]
         [--runs 10] [--no-compile] [--json out.json]
 
-For each model (random weights, batch 1, 224x224; BatchNorm statistics randomized so that
-folding is visible): export with ``torch.onnx.export(dynamo=True)``; generate ``model.py``
-flat (``flat=True``) and as a tree (the default); then print, for both:
+For each model (random weights, batch 1, 224x224; BatchNorm statistics and affine parameters
+randomized, as a trained model's, so that folding is visible and no two norms share tensors):
+export with ``torch.onnx.export(dynamo=True)``; generate ``model.py`` flat (``flat=True``)
+and as a tree (the default); then print, for both:
 
 - lines of generated code and the number of classes;
 - keys: of the tensors the ONNX file kept under an original state-dict key, the fraction the
@@ -50,6 +51,10 @@ def _randomize_bn(model):
             n = m.num_features
             m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            if m.affine:  # as trained: no two norms of one width equal (the exporter would
+                with torch.no_grad():  # share their tensors under one of their names)
+                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=g) * 0.1)
     return model
 
 
