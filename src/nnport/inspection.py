@@ -30,7 +30,7 @@ def _type_name(v: ir.Value) -> str:
 def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     from .convert import prepare
     from .torch_emit import REGISTRY
-    from .irutil import iter_nodes
+    from .irutil import iter_nodes, model_text
     from .torch_emit.emitter import preflight
 
     raw = load_model(src, lazy=True)  # describing reads no weight
@@ -38,7 +38,8 @@ def inspect_model(src: ModelSource, target: str = "torch") -> dict:
     info = {
         "model": describe(src),
         "ir_version": raw.ir_version,
-        "producer": " ".join(filter(None, [raw.producer_name, raw.producer_version])),
+        "producer": " ".join(filter(None, [model_text(raw.producer_name),
+                                           model_text(raw.producer_version)])),
         "opsets": {(d or "ai.onnx"): v for d, v in sorted(raw.opset_imports.items())},
         "inputs": [{"name": v.name, "dtype": _type_name(v), "shape": _dims(v)}
                    for v in raw.graph.inputs if v.name not in inits],

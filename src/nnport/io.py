@@ -434,8 +434,15 @@ _load_skeleton = load_skeleton  # the name it had
 
 def to_proto_inline(model: ir.Model) -> onnx.ModelProto:
     """``ir.to_proto`` with every external tensor's data read into the proto (for consumers
-    that take the model as bytes, where a file reference would dangle)."""
-    proto = ir.to_proto(model)
+    that take the model as bytes, where a file reference would dangle).  A node or tensor that
+    onnx_ir read but cannot write (an unknown data type) is an InputError."""
+    try:
+        proto = ir.to_proto(model)
+    except Exception as exc:
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise InputError(f"not a valid ONNX model ({_one_line(cause)})") from None
     ext = {t.name: t for t in _ir_tensors(model) if isinstance(t, ir.ExternalTensor)}
     if not ext:
         return proto

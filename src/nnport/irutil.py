@@ -93,3 +93,9 @@ def tensor_array(tensor, name: str | None) -> np.ndarray:
         return tensor.numpy()
     except Exception as exc:
         raise ConversionError(f"tensor {name!r}: cannot read its data ({exc})") from None
+
+
+def model_text(value: str | bytes | None) -> str | None:
+    """A model's text field (producer name, doc string) as str: onnx_ir gives text that is
+    not UTF-8 as bytes."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

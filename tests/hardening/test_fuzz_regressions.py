@@ -315,3 +315,31 @@ def test_weight_of_a_type_torch_lacks_is_one_line():
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
     with pytest.raises(nnport.ConversionError, match="tensor 'm1': element type FLOAT4E2M1"):
         generate_torch(model)
+
+
+def test_inspect_a_producer_name_that_is_not_utf8(tmp_path):
+    """The same bytes-for-text producer name (fuzz seed 25, bytes/inspect) broke inspect."""
+    raw = _relu_model(producer_name="seXd").SerializeToString().replace(b"seXd", b"\xffeed")
+    src = tmp_path / "m.onnx"
+    src.write_bytes(raw)
+    info = nnport.inspect(str(src))
+    assert info["producer"].endswith("eed")
+
+
+def test_edit_to_an_opset_of_a_model_onnx_ir_cannot_write_is_one_line(tmp_path):
+    """A tensor attribute of data type 58 (fuzz seed 25, bytes/edit with --opset): onnx_ir
+    reads it but cannot write it back, a SerdeError out of edit's opset conversion."""
+    node = helper.make_node("Constant", [], ["c"],
+                            value=numpy_helper.from_array(np.ones(2, np.float32), "v"))
+    node.attribute[0].t.data_type = 58
+    g = helper.make_graph([node, helper.make_node("Add", ["x", "c"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    src = tmp_path / "m.onnx"
+    src.write_bytes(helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    from nnport.tools import edit
+
+    with pytest.raises(nnport.InputError, match=r"m\.onnx: not a valid ONNX model"):
+        edit(str(src), str(tmp_path / "e.onnx"), opset=18)
+    assert not (tmp_path / "e.onnx").exists()

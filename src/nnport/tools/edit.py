@@ -8,7 +8,7 @@ import onnx_ir as ir
 
 from ..errors import InputError, NnportError
 from ..io import (ModelProto, ModelSource, check_lean_model, check_output_path,
-                  convert_version, from_proto, load_model, owned_proto, save_model,
+                  convert_version, describe, from_proto, load_model, owned_proto, save_model,
                   to_proto_inline)
 from ..passes.normalize.shapes import infer_shapes
 from .extract import all_values, unknown_name_error
@@ -88,7 +88,10 @@ def edit(src: ModelSource, dst: str | os.PathLike | None = None, *, rename=(),
             for k, v in input_shapes.items()))
     report = None
     if opset is not None:
-        result_proto = to_proto_inline(model)
+        try:
+            result_proto = to_proto_inline(model)
+        except InputError as exc:
+            raise InputError(f"{describe(src)}: {exc}") from None
         have = next((o.version for o in result_proto.opset_import if o.domain in ("", "ai.onnx")),
                     None)
         try:
