@@ -315,3 +315,29 @@ def test_weight_of_a_type_torch_lacks_is_one_line():
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
     with pytest.raises(nnport.ConversionError, match="tensor 'm1': element type FLOAT4E2M1"):
         generate_torch(model)
+
+
+# ---- mismatches (outputs that disagree with onnxruntime), fuzz seed 24 ------------------------
+
+def _single(op, inputs, out, inits=(), opset=19, **attrs):
+    g = helper.make_graph([helper.make_node(op, [i[0] for i in inputs] + [n for n, _ in inits],
+                                            [out], **attrs)], "g",
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                           for n, s in inputs],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.asarray(a), n) for n, a in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_wrap_pad_crops_before_it_wraps():
+    """Pad(mode=wrap, pads=[2, 1, -1, 0]) of a 2x4 tensor (fuzz seed 24, model/verify): the
+    negative pad crops row 1 first, and the wrap then repeats what is left (onnxruntime); the
+    generated module wrapped the uncropped rows and cropped afterwards."""
+    model = _single("Pad", [("x", [2, 4])], "y", [("p", np.array([2, 1, -1, 0], np.int64))],
+                    mode="wrap")
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    got = nnport.to_torch(model)(__import__("torch").from_numpy(x)).numpy()
+    np.testing.assert_array_equal(got, np.pad(x[:1], ((2, 0), (1, 0)), mode="wrap"))
+    rep = nnport.verify(model, nnport.to_torch(model))
+    assert rep.ok, rep.lines()
+
