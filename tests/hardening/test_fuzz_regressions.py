@@ -376,3 +376,27 @@ def test_ncnn_refuses_an_empty_output(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
     with pytest.raises(nnport.ConversionError, match="graph output 's' is empty .*no empty"):
         nnport.convert(str(src), tmp_path / "out" / "model.param", verify=True)
+
+
+@pytest.mark.parametrize("op,shapes", [
+    ("Sum", [[2], [2], [1]]),  # Eltwise summed a [1] as if it were [2]
+    ("Sum", [[3, 2, 2], [1, 2, 1], [1, 2, 1]]),
+    ("Max", [[2, 3], [2, 3], [1, 3]]),  # the third input was ignored
+    ("Min", [[1, 3], [2, 1], [3]]),
+    ("Add", [[1, 3], [2, 1]]),  # the (2, 3) result was read back as (1, 2, 3)
+    ("MatMul", [[4, 1], [1, 2]]),  # a (1, 2) right operand was read as a vector: K=2
+])
+def test_ncnn_broadcasting_variadic_and_k1_matmul(tmp_path, op, shapes):
+    """ncnn mismatches of fuzz seed 25 (model/verify_ncnn): Sum of 3+ inputs of different
+    shapes (ncnn's Eltwise does not broadcast), Max/Min of 3+ inputs, a binary op whose
+    operands of one rank drop the batch axis differently, MatMul by a (1, N) matrix."""
+    pytest.importorskip("ncnn")
+    names = [f"x{i}" for i in range(len(shapes))]
+    g = helper.make_graph([helper.make_node(op, names, ["y"])], "g",
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                           for n, s in zip(names, shapes)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    res = nnport.convert(str(src), tmp_path / "out" / "model.param", verify=True)
+    assert res.report.ok, res.report.lines()
