@@ -22,7 +22,9 @@ to ``model.param``, with concrete shapes for symbolic dims half the time), ``sim
 ``extract`` and ``edit`` (random tensor names, hostile ones too, random shapes and opsets) or
 ``export`` (torch cases only).  Random models draw from the ``com.microsoft`` and ``ai.onnx.ml``
 domains too.  Every distinct failure (exception type
-and innermost nnport frame) is printed once and saved with a reproducer under ``--out``.
+and innermost nnport frame) is printed once and saved with a reproducer under ``--out``; so is
+every ``mismatch`` (a verify or verify_ncnn case whose outputs disagree with onnxruntime), with
+its action, ``--param`` and the verify report's lines.
 The tests in tests/hardening import this file.
 """
 from __future__ import annotations
@@ -561,6 +563,21 @@ def _concrete_shapes(data: bytes, r: random.Random) -> dict:
     return out
 
 
+def _mismatch_detail(reports: dict, shapes: dict) -> str:
+    """What a mismatch reproducer records: the input shapes the case chose (``--param`` replays
+    them), the inputs verify fed, and each verify report's lines."""
+    out = [f"input_shapes: {json.dumps({k: list(v) for k, v in shapes.items()})}"]
+    for what, rep in reports.items():
+        if rep is None:
+            continue
+        out.append(f"{what}: {rep.a} vs {rep.b}, seed {rep.seed}, "
+                   f"{'match' if rep.ok else 'MISMATCH'}")
+        out.append("  inputs: " + ", ".join(f"{k} {v['dtype']}{v['shape']}"
+                                            for k, v in rep.inputs.items()))
+        out.extend(rep.lines())
+    return "\n".join(out)
+
+
 def _pick(r: random.Random, names: list[str], k: int) -> list[str]:
     return [r.choice(names) if names and r.random() < 0.9 else r.choice(_HOSTILE_NAMES)
             for _ in range(k)]
@@ -576,7 +593,9 @@ def _run_more(case: dict, src: Path, work: Path) -> str:
         shapes = _concrete_shapes(data, r) if r.random() < 0.5 else {}
         res = nnport.convert(str(src), work / "model.param", verify=action == "verify_ncnn",
                              input_shapes=shapes)
-        return "ok" if res.report is None or res.report.ok else "mismatch"
+        if res.report is None or res.report.ok:
+            return "ok"
+        return "mismatch", _mismatch_detail({"convert(verify=True)": res.report}, shapes)
     ins, names = _names(data)
     out = work / "out.onnx"
     if action == "simplify":
@@ -661,8 +680,13 @@ def run_case(case: dict, workdir: str, timeout: int = 60) -> dict:
             res = nnport.convert(str(src), dst, verify=True)
             rep = nnport.verify(str(src), dst)
             outcome = "ok" if (res.ok and rep.ok) else "mismatch"
+            if outcome == "mismatch":
+                return {"outcome": outcome, "detail": _mismatch_detail(
+                    {"convert(verify=True)": res.report, "verify(onnx, model.py)": rep}, {})}
         else:
             outcome = _run_more(case, src, work)
+            if isinstance(outcome, tuple):
+                return {"outcome": outcome[0], "detail": outcome[1]}
         return {"outcome": outcome, "detail": ""}
     except _Alarm:
         return {"outcome": "failure:timeout", "detail": f"no result within {timeout} s"}
@@ -799,12 +823,20 @@ class Worker:
 
 
 def save_reproducer(out: Path, case: dict, result: dict) -> Path:
+    """``<hash>.onnx`` (or ``.py``) + ``<hash>.txt`` under ``out``.  A failure's hash is its
+    signature's (one reproducer per distinct failure); a mismatch's is its action's and model's
+    (every mismatch is kept: they share one outcome)."""
     out.mkdir(parents=True, exist_ok=True)
-    sig = hashlib.sha1(result["outcome"].encode()).hexdigest()[:10]
+    key = result["outcome"].encode()
+    if result["outcome"] == "mismatch":
+        key += f":{case['action']}:{case.get('param', 0)}:".encode() + case["data"]
+    sig = hashlib.sha1(key).hexdigest()[:10]
     model = out / f"{sig}.{'py' if case['kind'] == 'torch' else 'onnx'}"
     model.write_bytes(case["data"])
+    where = f"case: {case['index']}\n" if "index" in case else ""
     (out / f"{sig}.txt").write_text(
         f"outcome: {result['outcome']}\naction: {case['action']}\nkind: {case['kind']}\n"
+        f"{where}param: {case.get('param', 0)}\n"
         f"reproduce: .venv/bin/python benchmarks/fuzz.py --replay {model} "
         f"--action {case['action']} --param {case.get('param', 0)}\n\n{result['detail']}\n")
     return model
@@ -823,6 +855,7 @@ def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fu
     counts: collections.Counter = collections.Counter()
     by_action: collections.Counter = collections.Counter()
     failures: dict[str, dict] = {}
+    mismatches: list[dict] = []
     t0 = time.monotonic()
     next_i = 0
     busy: dict = {}
@@ -861,6 +894,14 @@ def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fu
                 result = w.collect()
                 counts[result["outcome"]] += 1
                 by_action[(case["kind"], case["action"], result["outcome"].split(":")[0])] += 1
+                if result["outcome"] == "mismatch":
+                    path = save_reproducer(Path(out), case, result) if out else None
+                    mismatches.append({"case": case["index"], "action": case["action"],
+                                       "kind": case["kind"], "reproducer": str(path),
+                                       "detail": result["detail"][-2000:]})
+                    if progress:
+                        print(f"MISMATCH (case {case['index']}, {case['kind']}/"
+                              f"{case['action']}) -> {path}", flush=True)
                 if result["outcome"].startswith("failure:") and result["outcome"] not in failures:
                     path = save_reproducer(Path(out), case, result) if out else None
                     failures[result["outcome"]] = {"case": case["index"], "action": case["action"],
@@ -880,7 +921,7 @@ def fuzz(n_cases: int, *, seed: int = 0, workers: int = 2, out: str | None = "fu
     return {"cases": sum(counts.values()), "requested": n_cases,
             "seconds": time.monotonic() - t0, "counts": dict(counts),
             "by_action": {"/".join(k): v for k, v in sorted(by_action.items())},
-            "failures": failures}
+            "failures": failures, "mismatches": mismatches}
 
 
 def main(argv=None) -> int:
@@ -943,6 +984,8 @@ def main(argv=None) -> int:
     print("by kind/action/outcome:")
     for k, v in res["by_action"].items():
         print(f"  {v:>8,}  {k}")
+    if res["mismatches"] and args.out:
+        print(f"\n{len(res['mismatches'])} mismatch reproducer(s) under {args.out}")
     if res["failures"]:
         print(f"\n{len(res['failures'])} distinct failure(s):")
         for sig, f in res["failures"].items():

@@ -121,6 +121,33 @@ def test_batch_on_two_workers(tmp_path):
         assert (tmp_path / "findings").joinpath(f["reproducer"].split("/")[-1]).exists()
 
 
+def test_mismatch_keeps_a_reproducer(tmp_path, monkeypatch):
+    """A verify case whose outputs disagree is still the outcome ``mismatch``, and it is saved
+    like a failure: the model, the action and --param to replay it, the verify report lines."""
+    import nnport
+    from nnport.verify import VerifyReport, compare_arrays
+
+    def bad_verify(a, b, **kw):
+        rep = VerifyReport(str(a), str(b), {"x": {"shape": [2], "dtype": "float32"}})
+        rep.outputs.append(compare_arrays("y", np.zeros(2, np.float32), np.ones(2, np.float32)))
+        return rep
+
+    monkeypatch.setattr(nnport, "verify", bad_verify)
+    work = tmp_path / "work"
+    work.mkdir()
+    case = {"kind": "bytes", "data": SEEDS[0], "action": "verify", "param": 7, "index": 3}
+    res = fz.run_case(case, str(work))
+    assert res["outcome"] == "mismatch", res
+    assert "y float32[2]: max_abs=1" in res["detail"] and "MISMATCH" in res["detail"]
+    path = fz.save_reproducer(tmp_path / "out", case, res)
+    other = fz.save_reproducer(tmp_path / "out", dict(case, action="verify_ncnn"), res)
+    assert path != other  # every mismatch has its own file (failures: one per signature)
+    text = path.with_suffix(".txt").read_text()
+    assert path.read_bytes() == SEEDS[0]
+    assert "outcome: mismatch" in text and "case: 3" in text
+    assert f"--replay {path} --action verify --param 7" in text and "max_abs=1" in text
+
+
 def test_worker_detects_crash_and_hang(worker):
     """The harness can fail: a segfault and a hang are reported as failures, then the worker is
     replaced and goes on."""

@@ -82,9 +82,12 @@ class Context:
 
     def layout(self, v) -> str:
         """How a graph input or output is fed or read, recorded in its Input/Noop layer name:
-        "1" batch of 1 dropped, "0" held whole, "m<N>" batch of N merged into the channels."""
+        "1" batch of 1 dropped, "0" held whole, "m<N>" batch of N merged into the channels,
+        "s" a scalar (rank 0) held as one element."""
         n = self.merged(v)
-        return f"m{n}" if n else str(int(self.drop(v)))
+        if n:
+            return f"m{n}"
+        return "s" if self.rank(v) == 0 else str(int(self.drop(v)))
 
     def axis(self, v, onnx_axis: int) -> int:
         r = self.rank(v)
@@ -324,6 +327,9 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
                 ctx.blob_of[v.name] = ctx.blob(v)
             else:
                 raise ConversionError(f"graph output {v.name!r} was not produced")
+        if 0 in ctx.shape(v):
+            raise ConversionError(f"graph output {v.name!r} is empty (shape "
+                                  f"{list(ctx.shape(v))}): ncnn has no empty tensors")
         ctx.g.outputs.append(ctx.blob_of[v.name])
         ctx.g.output_layout.append(ctx.layout(v))
     for i, (blob, layout) in enumerate(zip(ctx.g.outputs, ctx.g.output_layout)):

@@ -6,7 +6,8 @@ order, is recorded in the .param by ``Noop`` layers named ``nnport_output_<i>_<l
 reading each graph output (ncnn never runs a layer whose output nobody extracts), and each
 input's layout by its ``Input`` layer's name, ``nnport_input_<layout>_<name>``.  Layouts:
 ``1`` batch of 1 dropped, ``0`` held whole, ``m<N>`` a rank-5 (N, C, D, H, W) tensor held as
-(N*C, D, H, W) (``merged.py``): fed and read back by a reshape.
+(N*C, D, H, W) (``merged.py``): fed and read back by a reshape, ``s`` a scalar (rank 0), held
+as one element and read back as rank 0.
 """
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ import numpy as np
 
 from ..errors import InputError, VerificationError
 
-_META = re.compile(r"^nnport_output_(\d+)_([01]|m\d+)$")
-_INPUT = re.compile(r"^nnport_input_([01]|m\d+)_")
+_META = re.compile(r"^nnport_output_(\d+)_([01s]|m\d+)$")
+_INPUT = re.compile(r"^nnport_input_([01s]|m\d+)_")
+SCALAR = "s"
 
 
 def _layout(code: str):
-    """True (batch of 1 dropped), False (held whole) or N (batch of N merged)."""
+    """True (batch of 1 dropped), False (held whole), N (batch of N merged) or ``SCALAR``."""
+    if code == SCALAR:
+        return SCALAR
     return int(code[1:]) if code.startswith("m") else code == "1"
 
 
@@ -111,7 +115,9 @@ class NcnnRunner:
                 drop = a.ndim >= 2 and a.shape[0] == 1
                 if a.ndim >= 2 and a.shape[0] != 1:
                     raise InputError(f"input {name!r}: ncnn runs a batch of 1, got {a.shape[0]}")
-            if not isinstance(drop, bool):  # a rank-5 batch of N, merged
+            if drop == SCALAR:
+                a = a.reshape(1)
+            elif not isinstance(drop, bool):  # a rank-5 batch of N, merged
                 if a.ndim != 5 or a.shape[0] != drop:
                     raise InputError(f"input {name!r}: converted for shape (N={drop}, C, D, H, "
                                      f"W), got {a.shape}")
@@ -133,6 +139,9 @@ class NcnnRunner:
             if mat.empty():  # the ncnn package's array conversion crashes on an empty Mat
                 raise VerificationError(f"ncnn returned no data for {name!r}")
             y = np.array(mat).copy()
+            if dropped == SCALAR:
+                outs.append(y.reshape(()) if y.size == 1 else y)
+                continue
             if not isinstance(dropped, bool):  # merged: (N*C, ...) -> (N, C, ...)
                 y = y.reshape((dropped, -1) + y.shape[1:])
             outs.append(y[None] if dropped is True else y)

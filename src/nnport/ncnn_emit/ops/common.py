@@ -75,6 +75,8 @@ def binary(ctx, op, a, b, y):
         ba, bb, ref = ctx.blob(a), ctx.blob(b, like=a), a
     else:
         ref = a if ctx.rank(a) >= ctx.rank(b) else b
+        if ctx.rank(a) == ctx.rank(b) and ctx.drop(a) != ctx.drop(b):
+            ref = b if ctx.drop(a) else a  # (1, 3) + (2, 1): the result keeps its axis 0
         ba, bb = ctx.blob(a), ctx.blob(b)
         na, nb = len(ctx.nshape(a)), len(ctx.nshape(b))
         if na != nb:  # numpy aligns the trailing dims: give the shorter one leading 1s

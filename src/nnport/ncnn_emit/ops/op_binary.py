@@ -18,8 +18,29 @@ OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6}
 _POWERS = {2.0: 4, 0.5: 5, -0.5: 6, -1.0: 15}
 
 
+def _chain(ctx, op, ins, y):
+    """A variadic Sum/Max/Min as a chain of BinaryOps, each broadcasting (numpy rules) the
+    result so far against the next input."""
+    import onnx_ir as ir
+
+    acc = ins[0]
+    for i, v in enumerate(ins[1:], 1):
+        if i == len(ins) - 1:
+            out = y
+        else:
+            name = f"{y.name}__part{i}"
+            while name in ctx.probe.shape:
+                name += "_"
+            out = ir.Value(name=name)
+            ctx.probe.shape[name] = tuple(np.broadcast_shapes(ctx.shape(acc), ctx.shape(v)))
+        binary(ctx, op, acc, v, out)
+        acc = out
+
+
 @register(*OPS)
 def binary_op(ctx, node):
+    if len(node.inputs) > 2 and node.op_type in ("Max", "Min"):  # variadic
+        return _chain(ctx, OPS[node.op_type], list(node.inputs), node.outputs[0])
     if node.op_type == "Pow":
         k = ctx.const(node.inputs[1])
         if k is not None and np.size(k) == 1 and float(np.ravel(k)[0]) in _POWERS:
@@ -34,5 +55,7 @@ def sum_(ctx, node):
         return ctx.alias(node.outputs[0], ctx.blob(ins[0]), ctx.drop(ins[0]))
     if len(ins) == 2:
         return binary(ctx, 0, ins[0], ins[1], node.outputs[0])
+    if any(ctx.is_const(v) or ctx.shape(v) != ctx.shape(ins[0]) for v in ins):
+        return _chain(ctx, 0, ins, node.outputs[0])  # Eltwise does not broadcast
     ctx.add("Eltwise", [ctx.blob(v) for v in ins], [ctx.out(node.outputs[0], ctx.drop(ins[0]))],
             {0: 1})  # Eltwise 0=op_type (0 prod 1 sum 2 max)

@@ -85,7 +85,12 @@ def matmul(ctx, node):
     ref = a if not ctx.is_const(a) else b
     ba = ctx.blob(a, like=ref if ctx.is_const(a) and len(ctx.nshape(b)) > 2 else None) \
         if ctx.is_const(a) else ctx.blob(a)
-    bb = ctx.blob(b) if not ctx.is_const(b) else ctx.blob(b)
+    bb = ctx.blob(b)
+    if not ctx.is_const(b) and ctx.rank(b) == 2 and ctx.drop(b):
+        # a (1, N) matrix held without its leading 1 would read as a vector of K=N: K is 1
+        from .common import whole
+
+        bb = whole(ctx, b)
     ctx.add("MatMul", [ba, bb], [ctx.out(y, ctx.drop(ref) if ctx.rank(y) == ctx.rank(ref)
                                          else None)], {0: 0})
 

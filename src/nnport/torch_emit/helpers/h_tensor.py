@@ -67,7 +67,8 @@ _onnx_slice._nnport_deps = ("_onnx_ints",)
 def _onnx_pad(x: torch.Tensor, pads, mode: str = "constant", value: float = 0.0,
               axes=None) -> torch.Tensor:
     """ONNX Pad: pads = [begin per axis..., end per axis...]; modes constant/reflect/edge/wrap.
-    Negative pads crop."""
+    Negative pads crop, before the positive ones pad (as onnxruntime does): a wrap or reflect
+    pad reads the cropped data."""
     p = _onnx_ints(pads)
     ax = list(range(x.dim())) if axes is None else _onnx_ints(axes)
     n = len(ax)
@@ -76,10 +77,16 @@ def _onnx_pad(x: torch.Tensor, pads, mode: str = "constant", value: float = 0.0,
         b, e = p[i], p[i + n]
         if b == 0 and e == 0:
             continue
-        d = x.shape[a]
         if mode == "constant":
             x = F.pad(x, [0, 0] * (x.dim() - 1 - a) + [b, e], value=value)
             continue
+        if b < 0 or e < 0:
+            start, stop = max(-b, 0), x.shape[a] - max(-e, 0)
+            x = x.narrow(a, start, max(stop - start, 0))
+            b, e = max(b, 0), max(e, 0)
+            if b == 0 and e == 0:
+                continue
+        d = x.shape[a]
         idx = torch.arange(-b, d + e, device=x.device)
         if mode == "reflect":
             period = max(2 * (d - 1), 1)
