@@ -428,3 +428,24 @@ def test_ncnn_broadcasting_variadic_and_k1_matmul(tmp_path, op, shapes):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
     res = nnport.convert(str(src), tmp_path / "out" / "model.param", verify=True)
     assert res.report.ok, res.report.lines()
+
+
+@pytest.mark.parametrize("op", ["GlobalMaxPool", "GlobalAveragePool"])
+def test_ncnn_global_pool_of_a_constant_rank3_tensor(tmp_path, op):
+    """GlobalMaxPool of a constant (2, 4, 2) tensor (fuzz seed 25, model/verify_ncnn): the
+    ncnn probe computed it with onnx's reference implementation, which reduces the channels
+    too, and the output came out (2, 1) instead of (2, 4, 1)."""
+    pytest.importorskip("ncnn")
+    c = np.random.default_rng(0).uniform(0.5, 2.0, (2, 4, 2)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node(op, ["c"], ["p"]), helper.make_node("Log", ["p"], ["y"]),
+         helper.make_node("Relu", ["x"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 1]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 3])],
+        [numpy_helper.from_array(c, "c")])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    res = nnport.convert(str(src), tmp_path / "out" / "model.param", verify=True)
+    assert res.report.ok, res.report.lines()
+    assert res.report.outputs[0].shape == [2, 4, 1]

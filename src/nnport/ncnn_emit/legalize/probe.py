@@ -152,6 +152,16 @@ class _Walk:
                 start = a["start"].value if a.get("start") is not None else 0
                 end = a["end"].value if a.get("end") is not None else None
                 vals = [np.asarray(shp[start:end], np.int64)]
+            elif node.op_type in ("GlobalMaxPool", "GlobalAveragePool") and \
+                    node.domain in ("", "ai.onnx"):
+                # numpy, not onnx's reference, whose global pools of a rank-3 tensor reduce
+                # the channels too ((2, 1) for (2, 4, 3); a fuzz mismatch)
+                x = self.weight(ins[0].name) if ins and ins[0] is not None else None
+                if x is None or x.ndim < 3:
+                    return False
+                axes = tuple(range(2, x.ndim))
+                vals = [x.max(axis=axes, keepdims=True) if node.op_type == "GlobalMaxPool"
+                        else x.mean(axis=axes, keepdims=True).astype(x.dtype)]
             elif node.op_type == "Size" and node.domain in ("", "ai.onnx"):
                 shp = self.shape.get(ins[0].name)
                 if shp is None:
