@@ -4,8 +4,9 @@ with the dynamo exporter, converted by nnport both ways.
     /work/anchors/bin/python benchmarks/tree_zoo.py [--models resnet50,vit_tiny_patch16_224]
         [--runs 10] [--no-compile] [--json out.json]
 
-For each model (random weights, batch 1, 224x224; BatchNorm statistics and affine parameters
-randomized, as a trained model's, so that folding is visible and no two norms share tensors):
+For each model (random weights, batch 1, 224x224; BatchNorm statistics and the affine
+parameters of BatchNorm, LayerNorm and GroupNorm randomized, as a trained model's, so that
+folding is visible and no two norms share tensors):
 export with ``torch.onnx.export(dynamo=True)``; generate ``model.py`` flat (``flat=True``)
 and as a tree (the default); then print, for both:
 
@@ -55,6 +56,12 @@ def _randomize_bn(model):
                 with torch.no_grad():  # share their tensors under one of their names)
                     m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                     m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+        elif isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and \
+                getattr(m, "weight", None) is not None:
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model
 
 
