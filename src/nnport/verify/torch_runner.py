@@ -32,7 +32,8 @@ def load_generated(py_path: str | os.PathLike) -> torch.nn.Module:
     if not hasattr(mod, "load"):
         raise InputError(f"{path}: has no load() function (not an nnport-generated file?)")
     try:
-        return _load_once(mod, path) or mod.load()
+        model = _load_once(mod, path)
+        return mod.load() if model is None else model
     except Exception as exc:
         raise InputError(f"{path}: load() failed: {type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:300]}") from None
