@@ -35,3 +35,16 @@ def test_an_edited_load_is_what_runs(tmp_path):
     assert src.count(marker) == 1
     py.write_text(src.replace(marker, '    model.edited_by_hand = True\n' + marker))
     assert getattr(load_generated(py), "edited_by_hand", False)
+
+
+def test_a_weights_file_that_is_not_safetensors_is_one_line(tmp_path):
+    """The verifier's own reader says what is wrong with the file ("unpack requires a buffer
+    of 8 bytes" before)."""
+    import pytest
+
+    from nnport.errors import InputError
+
+    py = _convert(tmp_path)
+    py.with_suffix(".safetensors").write_bytes(b"garbage")
+    with pytest.raises(InputError, match=r"model\.py: load\(\) failed: .*not a \.safetensors file"):
+        load_generated(py)

@@ -324,10 +324,19 @@ def write_safetensors(state: dict[str, Any], path: str | os.PathLike,
 
 def read_header(fh) -> tuple[dict, int]:
     """The JSON header of an open .safetensors file and where its data begins."""
-    (n,) = struct.unpack("<Q", fh.read(8))
+    head = fh.read(8)
+    if len(head) != 8:
+        raise ValueError("not a .safetensors file (shorter than its header's length)")
+    (n,) = struct.unpack("<Q", head)
     if n > 100 << 20:
-        raise ValueError("header too large")
-    return json.loads(fh.read(n)), 8 + n
+        raise ValueError("not a .safetensors file (header length above 100 MB)")
+    try:
+        header = json.loads(fh.read(n))
+    except ValueError:
+        raise ValueError("not a .safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError("not a .safetensors file (its header is not a JSON object)")
+    return header, 8 + n
 
 
 def read_safetensors(path: str | os.PathLike) -> dict:
