@@ -106,6 +106,7 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
     feeds = random_inputs(specs, shapes, seed, inputs)
     # before either side is made: reading the scales maps the model file
     steps = onnx_quant_steps(a, b) if quant_step and rtol is None and atol is None else {}
+    unordered = unordered_axes(a, b)
     # one side at a time, each released before the next is built: memory stays near one
     # copy of the weights even for large models
     from .. import progress
@@ -132,7 +133,6 @@ def verify(a, b, *, input_shapes: dict | None = None, inputs: dict | None = None
         return report
     if rtol is None and atol is None and _fp16_ncnn(b):
         rtol, atol = 1e-2, 1e-2  # as `convert --fp16` verifies: float16 weights
-    unordered = unordered_axes(a, b)
     for name, x, y in zip(names, outs_a, outs_b):
         axis = unordered.get(name)
         if axis is not None and isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and \
