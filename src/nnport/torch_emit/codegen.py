@@ -571,7 +571,7 @@ class CodeGen(Placement):
 def _leading_cat(scope, ins: list[ir.Value]) -> ir.Node | None:
     """The Concat a block begins with when it concatenates all of its inputs, in order, and
     reads them nowhere else; else None."""
-    from .tree import _sub_nodes
+    from .tree import scope_members
 
     first = scope.items[0] if scope.items else None
     if len(ins) < 2 or not isinstance(first, ir.Node) or first.op_type != "Concat" or \
@@ -581,10 +581,7 @@ def _leading_cat(scope, ins: list[ir.Value]) -> ir.Node | None:
     axis = first.attributes.get("axis")
     if axis is None or axis.type != ir.AttributeType.INT:
         return None
-    members = set()
-    for node in scope.nodes():
-        members.add(node)
-        members.update(sub for sub, _ in _sub_nodes(node))
+    members = scope_members(scope)
     for v in ins:
         if any(u.node in members and u.node is not first for u in v.uses()):
             return None

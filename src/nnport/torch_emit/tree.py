@@ -273,11 +273,7 @@ def boundary(scope: Scope, graph: ir.Graph) -> tuple[list[ir.Value], list[ir.Val
     """(inputs, outputs) of a scope: non-constant values it reads that are made outside it
     (graph inputs included, subgraph reads included), and values it makes that are read
     outside it or are graph outputs; each in order of first use."""
-    members = set()
-    for node in scope.nodes():
-        members.add(node)
-        for sub, _ in _sub_nodes(node):
-            members.add(sub)
+    members = scope_members(scope)
     inputs: list[ir.Value] = []
     seen = set()
     for node in scope.nodes():
@@ -299,6 +295,15 @@ def boundary(scope: Scope, graph: ir.Graph) -> tuple[list[ir.Value], list[ir.Val
             if id(out) in graph_outs or any(_user(u) not in members for u in out.uses()):
                 outputs.append(out)
     return inputs, outputs
+
+
+def scope_members(scope: Scope) -> set[ir.Node]:
+    """Every node of ``scope`` and of its descendants, the nodes of their subgraphs included."""
+    members = set()
+    for node in scope.nodes():
+        members.add(node)
+        members.update(sub for sub, _ in _sub_nodes(node))
+    return members
 
 
 def _user(use) -> ir.Node:
