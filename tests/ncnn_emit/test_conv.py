@@ -63,3 +63,79 @@ def test_col2im_is_fold(tmp_path):
     torch.manual_seed(0)
     ncnn_matches(tmp_path, Folds(), (torch.rand(1, 108, 400), torch.rand(1, 36, 88),
                                      torch.rand(2, 24, 54)), layers=["Fold"], opset=18)
+
+
+def _deform_conv_model(rng, *, mask, bias, stride, pads, dil, group=1, batch=1):
+    """One DeformConv node (opset 19) on a (batch, 4, 9, 10) image, 3x2 kernel, offsets and
+    mask as graph inputs; returns (model, feeds)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    kh, kw, h, w = 3, 2, 9, 10
+    oh = (h + pads[0] + pads[2] - dil * (kh - 1) - 1) // stride + 1
+    ow = (w + pads[1] + pads[3] - dil * (kw - 1) - 1) // stride + 1
+    inits = [numpy_helper.from_array(
+        rng.standard_normal((6, 4 // group, kh, kw)).astype(np.float32), "W")]
+    feeds = {"x": rng.standard_normal((batch, 4, h, w)).astype(np.float32),
+             # offsets of up to 3 pixels: taps fall between pixels and off the image
+             "off": (3 * rng.standard_normal((batch, 2 * kh * kw, oh, ow))).astype(np.float32)}
+    ins = ["x", "W", "off", ""]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "B"))
+        ins[3] = "B"
+    if mask:
+        feeds["m"] = rng.random((batch, kh * kw, oh, ow)).astype(np.float32)
+        ins.append("m")
+    node = helper.make_node("DeformConv", ins, ["y"], name="dcn", strides=[stride] * 2,
+                            pads=pads, dilations=[dil] * 2, group=group)
+    vi = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(v.shape))
+          for k, v in feeds.items()]
+    g = helper.make_graph([node], "g", vi,
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)]), feeds
+
+
+@pytest.mark.parametrize("mask,bias,stride,pads,dil", [
+    (False, False, 1, [1, 1, 1, 1], 1),
+    (True, True, 2, [1, 0, 2, 1], 1),
+    (True, False, 1, [2, 2, 2, 2], 2),
+    (False, True, 2, [0, 0, 0, 0], 1),
+])
+def test_deform_conv_is_deformable_conv2d(tmp_path, mask, bias, stride, pads, dil):
+    """DeformConv -> DeformableConv2D, compared with onnxruntime's DeformConv kernel."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from nnport.convert import convert
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    model, feeds = _deform_conv_model(np.random.default_rng(3), mask=mask, bias=bias,
+                                      stride=stride, pads=pads, dil=dil)
+    onnx.save(model, tmp_path / "dcn.onnx")
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    convert(tmp_path / "dcn.onnx", tmp_path / "dcn.param", verify=False)
+    text = (tmp_path / "dcn.param").read_text()
+    assert "DeformableConv2D" in text
+    got = NcnnRunner(tmp_path / "dcn.param").run(feeds)[0]
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kw,why", [({"group": 2}, "group=2"),
+                                    ({"batch": 2}, "batch of 2")])
+def test_deform_conv_ncnn_cannot_run_says_so(tmp_path, kw, why):
+    import numpy as np
+    import onnx
+
+    from nnport.convert import convert
+    from nnport.errors import NnportError
+
+    model, _ = _deform_conv_model(np.random.default_rng(0), mask=True, bias=False, stride=1,
+                                  pads=[1, 1, 1, 1], dil=1, **kw)
+    onnx.save(model, tmp_path / "dcn.onnx")
+    with pytest.raises(NnportError, match=why) as err:
+        convert(tmp_path / "dcn.onnx", tmp_path / "out" / "dcn.param", verify=False)
+    assert "dcn" in str(err.value)
+    assert not (tmp_path / "out" / "dcn.param").exists()

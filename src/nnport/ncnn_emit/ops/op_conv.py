@@ -203,3 +203,39 @@ def col2im(ctx, node):
     p = {0: int(ctx.shape(y)[1]), 1: k[1], 11: k[0], 2: d[1], 12: d[0], 3: s[1], 13: s[0],
          4: pads[1], 15: pads[3], 14: pads[0], 16: pads[2], 20: size[1], 21: size[0]}
     ctx.per_sample(x, y, lambda src, dst: ctx.add("Fold", [src], [dst], p))
+
+
+@register("DeformConv")
+def deform_conv(ctx, node):
+    """DeformConv (opset 19; ``torchvision.ops.deform_conv2d``) -> DeformableConv2D: bottoms
+    x, offset[, mask]; params 0=num_output 1=kernel_w 11=kernel_h 2=dilation_w 12=dilation_h
+    3=stride_w 13=stride_h 4=pad_left 15=pad_right 14=pad_top 16=pad_bottom 5=bias_term
+    6=weight_data_size; weight (out, in, kh, kw) like ONNX's.  The offset layout is ONNX's:
+    (dy, dx) of kernel tap i*kw+j at channels 2*(i*kw+j), 2*(i*kw+j)+1.  ncnn has one weight
+    group and one offset group, and runs one sample."""
+    a = attrs_of(node)
+    x, w = node.inputs[0], node.inputs[1]
+    offset = node.inputs[2]
+    extra = list(node.inputs[3:]) + [None, None]
+    b, mask = (v if v is not None and v.name else None for v in extra[:2])
+    if len(ctx.shape(w)) != 4:
+        ctx.fail("DeformConv is mapped to ncnn for 2-D images (DeformableConv2D)")
+    for key in ("group", "offset_group"):
+        if int(a.get(key, 1)) != 1:
+            ctx.fail(f"DeformConv with {key}={a[key]} has no ncnn equivalent "
+                     "(DeformableConv2D has one group)")
+    for v in [x, offset] + ([mask] if mask is not None else []):
+        if not ctx.drop(v):
+            ctx.fail(f"DeformConv on a batch of {ctx.shape(v)[0]} is not mapped to ncnn "
+                     "(DeformableConv2D runs one sample of x, offset and mask together)")
+    W = np.asarray(ctx.need_const(w, "the DeformConv weight"), np.float32)
+    bias = None if b is None else np.asarray(ctx.need_const(b, "the DeformConv bias"),
+                                             np.float32)
+    k = list(a.get("kernel_shape") or W.shape[2:])
+    p = {0: W.shape[0], 5: int(bias is not None), 6: int(W.size)}
+    p.update(_geometry(2, k, list(a.get("dilations") or [1, 1]),
+                       list(a.get("strides") or [1, 1]),
+                       list(a.get("pads") or [0, 0, 0, 0]), "NOTSET"))
+    bottoms = [ctx.blob(x), ctx.blob(offset)] + ([ctx.blob(mask)] if mask is not None else [])
+    weights = [Weight(W, flagged=True)] + ([] if bias is None else [Weight(bias)])
+    ctx.add("DeformableConv2D", bottoms, [ctx.out(node.outputs[0], True)], p, weights)
