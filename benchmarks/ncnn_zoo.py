@@ -187,8 +187,28 @@ def main() -> None:
     for tool in ["nnport"] + (["pnnx"] if with_pnnx else []):
         n = sum(1 for r in rows.values() if r[tool].get("ok") and r[tool].get("match"))
         print(f"{tool}: {n} of {len(rows)} convert and match onnxruntime (rel 1e-2)")
+    if with_pnnx:
+        print(latency_summary(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+
+
+def latency_summary(rows: dict, worst_bound: float = 1.05) -> str:
+    """nnport's ncnn latency over pnnx's: geometric mean over the models both convert and
+    match, and the models above ``worst_bound``."""
+    import math
+
+    ratios = {name: r["nnport"]["latency_ms"] / r["pnnx"]["latency_ms"]
+              for name, r in rows.items()
+              if all(r[t].get("ok") and r[t].get("match") and r[t].get("latency_ms")
+                     for t in ("nnport", "pnnx"))}
+    if not ratios:
+        return "latency: no model that both tools convert and match"
+    geo = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
+    above = ", ".join(f"{n} {v:.2f}" for n, v in sorted(ratios.items(), key=lambda kv: -kv[1])
+                      if v > worst_bound)
+    return (f"latency nnport / pnnx over the {len(ratios)} models both convert and match: "
+            f"geometric mean {geo:.3f}; above {worst_bound}: {above or 'none'}")
 
 
 def _fmt(r: dict) -> str:

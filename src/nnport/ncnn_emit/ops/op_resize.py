@@ -1,12 +1,12 @@
 """Resize/Upsample -> Interp: 0=resize_type (1 nearest 2 bilinear 3 bicubic) 1=height_scale
 2=width_scale 3=output_height 4=output_width 6=align_corner.  Scales are used when the output
-follows the input size, so the .param stays shape-agnostic."""
+follows the input size, so the .param stays shape-agnostic.  GridSample -> GridSample."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..registry import register
-from .common import attrs_of
+from .common import attrs_of, reshape_params
 
 
 @register("Resize", "Upsample")
@@ -62,3 +62,54 @@ def resize(ctx, node):
     else:
         p[3], p[4] = ys[2], ys[3]
     ctx.per_channel(x, y, lambda src, dst: ctx.add("Interp", [src], [dst], p))
+
+
+_GRID_MODE = {"bilinear": 1, "linear": 1, "nearest": 2, "bicubic": 3, "cubic": 3}
+_GRID_PAD = {"zeros": 1, "border": 2, "reflection": 3}
+
+
+@register("GridSample")
+def grid_sample(ctx, node):
+    """GridSample (``F.grid_sample``) -> GridSample: 0=sample_type (1 bilinear 2 nearest
+    3 bicubic) 1=padding_mode (1 zeros 2 border 3 reflection) 2=align_corner
+    3=permute_fusion.  Bottoms: one (C, [D,] H, W) sample and its grid, laid out as ONNX's
+    without the batch, (Hout, Wout, 2) or (Dout, Hout, Wout, 3); with permute_fusion=1 the grid
+    is read as (2, Hout, Wout) / (3, Dout, Hout, Wout), so a Transpose that made ONNX's layout
+    from that one is left out.  A batch of N runs sample by sample."""
+    x, grid, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    a = attrs_of(node)
+    dec = lambda s: s.decode() if isinstance(s, bytes) else s
+    mode, pad = dec(a.get("mode", "bilinear")), dec(a.get("padding_mode", "zeros"))
+    r = ctx.rank(x)
+    if r not in (4, 5):
+        ctx.fail(f"GridSample on a rank-{r} tensor has no ncnn equivalent (2-D and 3-D do)")
+    if mode not in _GRID_MODE or pad not in _GRID_PAD:
+        ctx.fail(f"GridSample mode {mode!r} / padding_mode {pad!r} has no ncnn equivalent")
+    if r == 5 and mode in ("bicubic", "cubic"):
+        ctx.fail("3-D bicubic GridSample has no ncnn equivalent")
+    p = {0: _GRID_MODE[mode], 1: _GRID_PAD[pad], 2: int(a.get("align_corners", 0)), 3: 0}
+    xs = ctx.shape(x)
+    if ctx.drop(x) and ctx.drop(grid):
+        src = grid.producer()
+        perm = [int(v) for v in attrs_of(src).get("perm", [])] \
+            if src is not None and src.op_type == "Transpose" else []
+        gblob = None
+        if perm == [0] + list(range(2, r)) + [1] and ctx.drop(src.inputs[0]):
+            gblob, p[3] = ctx.blob(src.inputs[0]), 1
+        ctx.add("GridSample", [ctx.blob(x), gblob or ctx.blob(grid)], [ctx.out(y, True)], p)
+        return
+    if r != 4 or ctx.drop(x) or ctx.drop(grid):
+        ctx.fail(f"GridSample on a rank-{r} batch of {xs[0]} is not mapped to ncnn "
+                 "(2-D batches are)")
+    gs, ys, parts = ctx.shape(grid), ctx.shape(y), []
+    for i in range(xs[0]):
+        one = []
+        for v, shp in ((x, xs), (grid, gs)):
+            c = ctx.add("Crop", [ctx.blob(v)], [ctx.g.unique(f"{v.name}_s{i}")],
+                        {9: [i], 10: [i + 1], 11: [0]})
+            one.append(ctx.add("Reshape", [c], [ctx.g.unique(f"{v.name}_s{i}_in")],
+                               reshape_params(ctx, shp[1:], None)))
+        res = ctx.add("GridSample", one, [ctx.g.unique(f"{y.name}_s{i}_out")], p)
+        parts.append(ctx.add("Reshape", [res], [ctx.g.unique(f"{y.name}_s{i}_back")],
+                             reshape_params(ctx, (1,) + tuple(ys[1:]), None)))
+    ctx.add("Concat", parts, [ctx.out(y, False)], {0: 0})
