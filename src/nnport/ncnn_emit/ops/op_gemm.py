@@ -181,15 +181,22 @@ def einsum(ctx, node):
     dropped-batch layout."""
     eq = attrs_of(node)["equation"]
     eq = (eq.decode() if isinstance(eq, bytes) else eq).replace(" ", "")
-    if "..." in eq:
-        ctx.fail("Einsum with an ellipsis is not mapped to ncnn")
     lhs, _, rhs = eq.partition("->")
     terms = lhs.split(",")
-    if "->" not in eq:  # implicit output: the subscripts seen once, in alphabetical order
-        rhs = "".join(sorted(c for c in set(lhs) if c.isalpha() and lhs.count(c) == 1))
     ins = [v for v in node.inputs]
     if len(terms) != len(ins):
         ctx.fail("Einsum equation does not match its inputs")
+    ell = ""
+    if "..." in lhs:  # the ellipsis as letters of its own, its dims right-aligned
+        free = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in eq]
+        spans = [ctx.rank(v) - (len(t) - 3) if "..." in t else 0 for t, v in zip(terms, ins)]
+        ell = "".join(free[:max(spans)])
+        terms = [t.replace("...", ell[len(ell) - k:] if k else "") for t, k in zip(terms, spans)]
+        rhs = rhs.replace("...", ell)
+    if "->" not in eq:  # implicit output: the ellipsis, then the subscripts seen once, sorted
+        joined = "".join(terms)
+        rhs = ell + "".join(sorted(c for c in set(joined) if c.isalpha() and c not in ell
+                                   and joined.count(c) == 1))
     new_terms = []
     for t, v in zip(terms, ins):
         if ctx.is_const(v) or len(t) != ctx.rank(v):
@@ -202,8 +209,9 @@ def einsum(ctx, node):
         rhs, ydrop = rhs[1:], True
     if any(c not in seen for c in rhs) or any(not t for t in new_terms) or len(rhs) > 4:
         ctx.fail("Einsum whose terms do not fit ncnn's 4 dims without the batch axis")
-    if not rhs:
-        ctx.fail("Einsum to a scalar is not mapped to ncnn")
+    total = not rhs  # to a scalar: ncnn's Einsum keeps one subscript, a Reduction sums it
+    if total:
+        rhs = new_terms[0][0]
     # ncnn names the output subscripts i, j, k, l in order and the summed ones m to x
     rename = {c: "ijkl"[n] for n, c in enumerate(rhs)}
     for c in "".join(new_terms):
@@ -213,5 +221,9 @@ def einsum(ctx, node):
         ctx.fail("Einsum with more than 12 summed subscripts")
     text = ",".join("".join(rename[c] for c in t) for t in new_terms) + "->" + \
         "".join(rename[c] for c in rhs)
-    ctx.add("Einsum", [ctx.blob(v) for v in ins], [ctx.out(y, ydrop)],
-            {0: [ord(c) for c in text]})
+    p = {0: [ord(c) for c in text]}
+    if total:
+        mid = ctx.add("Einsum", [ctx.blob(v) for v in ins], [ctx.g.unique(y.name + "_vec")], p)
+        ctx.add("Reduction", [mid], [ctx.out(y, False)], {0: 0, 1: 1, 4: 0})
+        return
+    ctx.add("Einsum", [ctx.blob(v) for v in ins], [ctx.out(y, ydrop)], p)
