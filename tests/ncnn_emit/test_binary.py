@@ -21,3 +21,23 @@ def test_pow_of_negative_values(tmp_path):
     text = ncnn_matches(tmp_path, RMSNorm(), (torch.randn(1, 16, 24),), layers=["UnaryOp"],
                         rtol=1e-3, atol=1e-4)
     assert "0=6 1=1" not in text  # no BinaryOp pow with a scalar
+
+
+class ConstantAcrossTheBatch(nn.Module):
+    """A (1, n) value against an (n, n) constant (``torch.diag`` of a vector): the row held as a
+    dropped batch of 1 must come back whole, since the result has n rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mask", torch.eye(6) > 0)
+        self.register_buffer("scale", torch.arange(12.0).reshape(2, 6))
+
+    def forward(self, v, w):
+        return (torch.diag(v, -1), torch.where(self.mask, w.unsqueeze(0), 0.0),
+                w.unsqueeze(0) * self.scale, self.scale - w.unsqueeze(0))
+
+
+def test_constant_spanning_a_dropped_batch(tmp_path):
+    torch.manual_seed(0)
+    ncnn_matches(tmp_path, ConstantAcrossTheBatch(), (torch.rand(5), torch.rand(6)),
+                 layers=["BinaryOp"], dynamo=True)

@@ -69,6 +69,12 @@ def binary(ctx, op, a, b, y):
         op2 = REVERSED.get(op, op)
         return ctx.add("BinaryOp", [ctx.blob(b)], [ctx.out(y, ctx.drop(b))],
                        {0: op2, 1: 1, 2: float(np.asarray(ca).ravel()[0])})
+    if ca is not None and _spans_batch(ctx, ca, b):
+        return ctx.add("BinaryOp", [_full(ctx, a, b), whole(ctx, b)], [ctx.out(y, False)],
+                       {0: op})
+    if cb is not None and _spans_batch(ctx, cb, a):
+        return ctx.add("BinaryOp", [whole(ctx, a), _full(ctx, b, a)], [ctx.out(y, False)],
+                       {0: op})
     if ca is not None:
         ba, bb, ref = ctx.blob(a, like=b), ctx.blob(b), b
     elif cb is not None:
@@ -91,6 +97,23 @@ def binary(ctx, op, a, b, y):
                              reshape_params(ctx, shape, None))
             ba, bb = (lifted, bb) if lo is a else (ba, lifted)
     return ctx.add("BinaryOp", [ba, bb], [ctx.out(y, ctx.drop(ref))], {0: op})
+
+
+def _spans_batch(ctx, c, v) -> bool:
+    """The constant ``c``, aligned to ``v``'s rank, has more than one entry on the axis that
+    ``v`` holds as a dropped batch of 1 (``torch.diag``: a (1, n) row against an (n, n) mask):
+    the result is held whole."""
+    c, r = np.asarray(c), ctx.rank(v)
+    return ctx.drop(v) and c.ndim >= r and c.shape[c.ndim - r] > 1
+
+
+def _full(ctx, c, like):
+    """The constant ``c`` as a MemoryData of ``like``'s rank, every axis kept."""
+    arr = np.asarray(ctx.const(c), np.float32)
+    r = ctx.rank(like)
+    if arr.ndim > r and all(d == 1 for d in arr.shape[:arr.ndim - r]):
+        arr = arr.reshape(arr.shape[arr.ndim - r:])
+    return ctx.memory_data(arr, c.name)
 
 
 def scale_shift(ctx, x, k: np.ndarray, b: np.ndarray, y):
