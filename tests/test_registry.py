@@ -1,6 +1,8 @@
 """The registry: latest-at-or-below lookup, and no spec version accepted without review."""
 import onnx.defs
+import pytest
 
+from nnport.ncnn_emit.ops import REGISTRY as NCNN_REGISTRY
 from nnport.registry import Registry
 from nnport.torch_emit import REGISTRY
 
@@ -30,16 +32,17 @@ def test_lookup_picks_latest_since_at_or_below():
     assert reg.lookup("com.example", "Op", 21) is None
 
 
-def test_every_spec_version_of_a_registered_op_was_reviewed():
+@pytest.mark.parametrize("registry", [REGISTRY, NCNN_REGISTRY], ids=lambda r: r.target)
+def test_every_spec_version_of_a_registered_op_was_reviewed(registry):
     """Fails when the installed onnx defines a version of a registered op that no emitter
     lists: new semantics are never accepted silently."""
     spec = _spec_versions()
     unreviewed = []
-    for (domain, op), emitters in REGISTRY.ops().items():
+    for (domain, op), emitters in registry.ops().items():
         if domain != "" or op in ORT_DEFAULT_DOMAIN:
             continue
         assert op in spec, f"{op} is registered but the spec has no such op"
-        reviewed = REGISTRY.reviewed_versions(domain, op)
+        reviewed = registry.reviewed_versions(domain, op)
         first = min(reviewed)
         for v in sorted(spec[op]):
             if v >= first and v not in reviewed:
@@ -47,3 +50,11 @@ def test_every_spec_version_of_a_registered_op_was_reviewed():
         for v in reviewed:
             assert v in spec[op], f"{op} lists version {v}, which the spec does not define"
     assert not unreviewed, "spec versions not reviewed: " + ", ".join(unreviewed)
+
+
+def test_ncnn_private_ops_have_their_own_domain():
+    """The legalize passes' nodes (domain "nnport") are found through the same registry, and
+    not as ONNX ops."""
+    assert NCNN_REGISTRY.lookup("nnport", "AdaptivePool", 1) is not None
+    assert NCNN_REGISTRY.lookup("", "AdaptivePool", 21) is None
+    assert not any(":" in op for _, op in NCNN_REGISTRY.ops())

@@ -11,13 +11,25 @@ import bisect
 import inspect
 import keyword
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, Protocol
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def norm_domain(domain: str | None) -> str:
     return "" if domain in (None, "", "ai.onnx") else domain
+
+
+class _HasOpsets(Protocol):
+    @property
+    def opset_imports(self) -> Mapping[str, int]: ...
+
+
+def model_opsets(model: _HasOpsets) -> dict[str, int]:
+    """The model's opset per (normalized) domain; the default domain is at least 1."""
+    out = {norm_domain(dom): ver for dom, ver in model.opset_imports.items()}
+    out.setdefault("", 1)
+    return out
 
 
 @dataclass

@@ -46,6 +46,42 @@ def test_unsupported_ops_all_listed(tmp_path):
     _assert_error(r, tmp_path, "ncnn", "Hardmax", "hm_node", "TopK", "topk_node")
 
 
+def _cropped(tmp_path, opset):
+    """Relu then a crop of the last axis, written as that opset's Slice: attributes starts,
+    ends and axes before opset 10, inputs from 10 on."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    relu = helper.make_node("Relu", ["x"], ["r"], name="relu_node")
+    if opset < 10:
+        nodes, inits = [relu, helper.make_node("Slice", ["r"], ["y"], name="crop_w", starts=[1],
+                                               ends=[5], axes=[3])], []
+    else:
+        nodes = [relu, helper.make_node("Slice", ["r", "s", "e", "a"], ["y"], name="crop_w")]
+        inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v])
+                 for n, v in (("s", 1), ("e", 5), ("a", 3))]
+    return _model(tmp_path / f"slice{opset}.onnx", nodes, [x], [y], inits, opset=opset)
+
+
+def test_old_opset_form_the_emitter_cannot_read_is_listed(tmp_path):
+    """Slice before opset 10 takes starts/ends/axes as attributes, which the ncnn emitter
+    does not read: the registry holds Slice from 10, so the pre-flight lists the opset-9 node
+    (and only it), and convert stops there with one line, writing nothing.  The same crop as
+    opset 10 passes the pre-flight."""
+    import json
+
+    src = _cropped(tmp_path, 9)
+    r = _cli("inspect", "--target", "ncnn", "--json", src)
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)["unsupported"]
+    assert [(u["op_type"], u["opset"], u["node"]) for u in listed] == [("Slice", 9, "crop_w")]
+    r = _cli("inspect", "--target", "ncnn", src)
+    assert "cannot convert to ncnn: 1 node(s)" in r.stdout and "'crop_w'" in r.stdout, r.stdout
+    r = _cli("convert", src, tmp_path / "m.param")
+    _assert_error(r, tmp_path, "ncnn", "Slice", "opset 9", "crop_w")
+    r = _cli("inspect", "--target", "ncnn", "--json", _cropped(tmp_path, 10))
+    assert json.loads(r.stdout)["unsupported"] == [], r.stdout + r.stderr
+
+
 def test_rank_too_high(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4, 5, 6])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 4, 5, 6])

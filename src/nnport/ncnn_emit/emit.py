@@ -280,7 +280,8 @@ class Context:
 
 
 def convert_graph(model: ir.Model, probe: Probe) -> Graph:
-    from .ops import OPS
+    from ..registry import model_opsets, norm_domain
+    from .ops import REGISTRY
     from . import merged
     from .legalize import fuse, patterns, split
 
@@ -300,17 +301,21 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
                   name=ctx.g.unique(f"nnport_input_{ctx.layout(v)}_{s.name}"))
         ctx.g.inputs.append(name)
     claimed = patterns.find(ctx)
+    opsets = model_opsets(model)
     for node in model.graph:
         if id(node) in ctx.skip:
             continue
         if all(o.name in probe.value for o in node.outputs if o.name):
             continue  # shape arithmetic and constants: folded into params
         ctx.node = node
-        # nnport's private nodes (legalize passes) are registered as "nnport::Op"
-        fn = claimed.get(id(node)) or OPS.get(node.op_type if node.domain in ("", "ai.onnx")
-                                              else f"{node.domain}::{node.op_type}")
+        # nnport's private nodes (legalize passes) are in their own domain, "nnport"
+        fn = claimed.get(id(node))
         if fn is None:
-            ctx.fail("no ncnn mapping")
+            dom = norm_domain(node.domain)
+            em = REGISTRY.lookup(dom, node.op_type, opsets.get(dom, 1))
+            if em is None:
+                ctx.fail("no ncnn mapping")
+            fn = em.fn
         fn = merged.emitter(ctx, node, fn)
         try:
             fn(ctx, node)

@@ -9,25 +9,27 @@ from .legalize.probe import static_values
 
 
 def unsupported(model: ir.Model) -> list[dict]:
-    from .ops import OPS
+    from ..registry import model_opsets, norm_domain
+    from .ops import REGISTRY
     from .ops.op_quant import structure_problem
 
     static = static_values(model)
-    opsets = model.opset_imports
+    opsets = model_opsets(model)
     outputs = {v.name for v in model.graph.outputs}
     bad = []
     for node in model.graph:
         if all(o.name in static for o in node.outputs if o.name):
             continue  # shape arithmetic: folded into params
         why = None
-        if node.domain in ("", "ai.onnx") and node.op_type in OPS:
+        dom = norm_domain(node.domain)
+        opset = opsets.get(dom, 1)
+        if REGISTRY.lookup(dom, node.op_type, opset) is not None:
             if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
                 continue
             why = structure_problem(node, outputs, lambda v: list(v.consumers()))
             if why is None:
                 continue
-        item = {"domain": node.domain, "op_type": node.op_type,
-                "opset": opsets.get(node.domain, opsets.get("", 0)),
+        item = {"domain": node.domain, "op_type": node.op_type, "opset": opset,
                 "node": node.name or f"({node.op_type} -> {node.outputs[0].name})"}
         if why:
             item["why"] = why

@@ -20,7 +20,7 @@ import onnx_ir as ir
 from ..dtypes import torch_dtype_src
 from ..errors import ConversionError
 from ..irutil import iter_nodes  # used here; also re-exported for emitters
-from ..registry import Registry, norm_domain
+from ..registry import Registry, model_opsets, norm_domain  # model_opsets: re-exported
 from .naming import py_literal
 
 if TYPE_CHECKING:
@@ -207,14 +207,6 @@ def node_label(node: ir.Node) -> str:
     dom = norm_domain(node.domain)
     op = f"{dom}::{node.op_type}" if dom else node.op_type
     return f"node {node.name!r} ({op})" if node.name else f"{op} node"
-
-
-def model_opsets(model: ir.Model) -> dict[str, int]:
-    out = {}
-    for dom, ver in model.opset_imports.items():
-        out[norm_domain(dom)] = ver
-    out.setdefault("", 1)
-    return out
 
 
 def preflight(model: ir.Model, registry: Registry = REGISTRY) -> list[dict]:

@@ -18,18 +18,31 @@ from .common import attrs_of
 UNARY = {"Abs": 0, "Neg": 1, "Floor": 2, "Ceil": 3, "Sqrt": 5, "Exp": 7, "Log": 8, "Sin": 9,
          "Cos": 10, "Tan": 11, "Asin": 12, "Acos": 13, "Atan": 14, "Reciprocal": 15,
          "Round": 18}
+# the spec versions each was reviewed against: version 1 of the older ones only adds the
+# legacy consumed_inputs attribute, which onnxruntime does not run; later ones add types
+_UNARY_VERSIONS = {
+    **dict.fromkeys(("Abs", "Neg", "Floor", "Ceil", "Sqrt", "Exp", "Log", "Reciprocal"), (6, 13)),
+    **dict.fromkeys(("Sin", "Cos", "Tan", "Asin", "Acos", "Atan"), (7, 22)),
+    "Round": (11, 22)}
 
 
-@register(*UNARY)
+@register(_UNARY_VERSIONS)
 def unary(ctx, node):
     ctx.unary("UnaryOp", {0: UNARY[node.op_type]})
 
 
-@register("Identity", "Dropout")
+# Dropout 1 and 6 had is_test (0 trains), which onnxruntime does not run: from 7 it is the
+# identity at inference, and from 12 training_mode is an input, refused unless a constant false
+@register({"Identity": (1, 13, 14, 16, 19, 21, 23, 24, 25), "Dropout": (7, 10, 12, 13, 22)})
 def identity(ctx, node):
     x = node.inputs[0]
     if len(node.outputs) > 1 and node.outputs[1].name:
         ctx.fail("Dropout mask output has no ncnn equivalent")
+    if node.op_type == "Dropout" and len(node.inputs) > 2 and node.inputs[2] is not None \
+            and node.inputs[2].name:
+        mode = ctx.const(node.inputs[2])
+        if mode is None or bool(np.ravel(mode)[0]):
+            ctx.fail("Dropout in training mode has no ncnn equivalent")
     if node.outputs[0].name in ctx.graph_outputs:
         ctx.unary("Noop")
     else:
@@ -41,47 +54,48 @@ _SAME = {"Relu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "TanH", "Softplus": "Soft
          "Mish": "Mish"}
 
 
-@register(*_SAME)
+@register({"Relu": (6, 13, 14), "Sigmoid": (6, 13), "Tanh": (6, 13), "Softplus": (1, 22),
+           "Mish": (18, 22)})
 def parameterless(ctx, node):
     ctx.unary(_SAME[node.op_type])
 
 
-@register("LeakyRelu")
+@register("LeakyRelu", (6, 16))
 def leaky(ctx, node):
     ctx.unary("ReLU", {0: float(attrs_of(node).get("alpha", 0.01))})
 
 
-@register("Elu")
+@register("Elu", (6, 22))
 def elu(ctx, node):
     ctx.unary("ELU", {0: float(attrs_of(node).get("alpha", 1.0))})
 
 
-@register("Selu")
+@register("Selu", (6, 22))
 def selu(ctx, node):
     a = attrs_of(node)
     ctx.unary("SELU", {0: float(a.get("alpha", 1.67326319217681884765625)),
                        1: float(a.get("gamma", 1.05070102214813232421875))})
 
 
-@register("HardSigmoid")
+@register("HardSigmoid", (6, 22))
 def hard_sigmoid(ctx, node):
     a = attrs_of(node)
     ctx.unary("HardSigmoid", {0: float(a.get("alpha", 0.2)), 1: float(a.get("beta", 0.5))})
 
 
-@register("HardSwish")
+@register("HardSwish", (14, 22))
 def hard_swish(ctx, node):
     ctx.unary("HardSwish", {0: 1.0 / 6, 1: 0.5})
 
 
-@register("Gelu")
+@register("Gelu", 20)
 def gelu(ctx, node):
     approx = attrs_of(node).get("approximate", "none")
     approx = approx.decode() if isinstance(approx, bytes) else approx
     ctx.unary("GELU", {0: int(approx == "tanh")})
 
 
-@register("Clip")
+@register("Clip", (6, 11, 12, 13))  # 6: min/max attributes; 11: inputs
 def clip(ctx, node):
     a = attrs_of(node)
     lo = a.get("min", -3.402823e38)
@@ -93,7 +107,7 @@ def clip(ctx, node):
     ctx.unary("Clip", {0: float(lo), 1: float(hi)})
 
 
-@register("PRelu")
+@register("PRelu", (7, 9, 16))  # 7: slope broadcast to X
 def prelu(ctx, node):
     x, slope = node.inputs
     s = np.asarray(ctx.need_const(slope, "the PRelu slope"), np.float32)
@@ -109,23 +123,23 @@ def prelu(ctx, node):
             [Weight(s.reshape(-1))])
 
 
-@register("Celu")
+@register("Celu", (12, 28))
 def celu(ctx, node):
     ctx.unary("CELU", {0: float(attrs_of(node).get("alpha", 1.0))})
 
 
-@register("Shrink")
+@register("Shrink", 9)
 def shrink(ctx, node):
     a = attrs_of(node)
     ctx.unary("Shrink", {0: float(a.get("bias", 0.0)), 1: float(a.get("lambd", 0.5))})
 
 
-@register("Erf")
+@register("Erf", (9, 13))
 def erf(ctx, node):
     ctx.unary("Erf")
 
 
-@register("Sign")
+@register("Sign", (9, 13))
 def sign(ctx, node):
     """Clip(x * 1e38, -1, 1): exactly -1, 0, 1 for every normal float (BinaryOp 0=2 mul
     1=with_scalar 2=b)."""
@@ -155,14 +169,14 @@ _EXP, _LOG, _SQRT, _SQ = ({0: 7}, {0: 8}, {0: 5}, {0: 4})
 _HALF = ("BinaryOp", {0: 2, 1: 1, 2: 0.5})
 
 
-@register("Sinh", "Cosh")
+@register({"Sinh": (9, 22), "Cosh": (9, 22)})
 def sinh_cosh(ctx, node):
     """(exp(x) -/+ exp(-x)) / 2 (UnaryOp 7=exp 1=neg; BinaryOp 1=sub 0=add)."""
     _mix(ctx, node, [("UnaryOp", _EXP)], [("UnaryOp", {0: 1}), ("UnaryOp", _EXP)],
          1 if node.op_type == "Sinh" else 0, [_HALF])
 
 
-@register("Asinh", "Acosh")
+@register({"Asinh": (9, 22), "Acosh": (9, 22)})
 def asinh_acosh(ctx, node):
     """log(x + sqrt(x^2 +/- 1)) (UnaryOp 4=square 5=sqrt 8=log)."""
     k = 1.0 if node.op_type == "Asinh" else -1.0
@@ -170,20 +184,20 @@ def asinh_acosh(ctx, node):
                          ("UnaryOp", _SQRT)], 0, [("UnaryOp", _LOG)])
 
 
-@register("Atanh")
+@register("Atanh", (9, 22))
 def atanh(ctx, node):
     """log((1 + x) / (1 - x)) / 2 (BinaryOp 0=add 7=rsub with a scalar, 3=div)."""
     _mix(ctx, node, [("BinaryOp", {0: 0, 1: 1, 2: 1.0})], [("BinaryOp", {0: 7, 1: 1, 2: 1.0})],
          3, [("UnaryOp", _LOG), _HALF])
 
 
-@register("Softsign")
+@register("Softsign", (1, 22))
 def softsign(ctx, node):
     """x / (1 + |x|)."""
     _mix(ctx, node, [], [("UnaryOp", {0: 0}), ("BinaryOp", {0: 0, 1: 1, 2: 1.0})], 3, [])
 
 
-@register("CumSum")
+@register("CumSum", (11, 14))
 def cumsum(ctx, node):
     x = node.inputs[0]
     a = attrs_of(node)

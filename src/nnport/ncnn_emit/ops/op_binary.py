@@ -37,8 +37,13 @@ def _chain(ctx, op, ins, y):
         acc = out
 
 
-@register(*OPS)
+# before 7 the arithmetic ops broadcast by the broadcast/axis attributes, not numpy's rules
+# (onnxruntime runs them from 7); Max/Min 6 take inputs of one shape, 8 broadcast
+@register({**dict.fromkeys(("Add", "Sub", "Mul", "Div"), (7, 13, 14)), "Pow": (7, 12, 13, 15),
+           "Max": (6, 8, 12, 13), "Min": (6, 8, 12, 13)})
 def binary_op(ctx, node):
+    if len(node.inputs) == 1:  # Max/Min of one input
+        return sum_(ctx, node)
     if len(node.inputs) > 2 and node.op_type in ("Max", "Min"):  # variadic
         return _chain(ctx, OPS[node.op_type], list(node.inputs), node.outputs[0])
     if node.op_type == "Pow":
@@ -48,7 +53,7 @@ def binary_op(ctx, node):
     binary(ctx, OPS[node.op_type], node.inputs[0], node.inputs[1], node.outputs[0])
 
 
-@register("Sum")
+@register("Sum", (6, 8, 13))
 def sum_(ctx, node):
     ins = list(node.inputs)
     if len(ins) == 1:

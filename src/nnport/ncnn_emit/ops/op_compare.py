@@ -30,7 +30,10 @@ def _finite(ctx, v):
     return ctx.temp(v.name + "_finite", fixed.shape, fixed)
 
 
-@register("Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal")
+# before 7 the comparisons broadcast by the broadcast/axis attributes (onnxruntime runs them
+# from 7); later versions add types
+@register({"Greater": (7, 9, 13), "Less": (7, 9, 13), "GreaterOrEqual": (12, 16),
+           "LessOrEqual": (12, 16), "Equal": (7, 11, 13, 19)})
 def compare(ctx, node):
     a, b = node.inputs
     y = node.outputs[0]
@@ -47,12 +50,12 @@ def compare(ctx, node):
     ctx.then(y, layers)
 
 
-@register("Not")
+@register("Not", 1)
 def not_(ctx, node):
     ctx.unary("BinaryOp", {0: 7, 1: 1, 2: 1.0})
 
 
-@register("And", "Or", "Xor")
+@register(dict.fromkeys(("And", "Or", "Xor"), 7))
 def logic(ctx, node):
     a, b = node.inputs
     y = node.outputs[0]
@@ -61,7 +64,7 @@ def logic(ctx, node):
         ctx.then(y, [("UnaryOp", {0: 0})])
 
 
-@register("Where")
+@register("Where", (9, 16))
 def where(ctx, node):
     c, x, y = node.inputs
     out = node.outputs[0]

@@ -95,7 +95,7 @@ def _emit(ctx, node, typ, x, p, W, bias, dynamic_key=19):
     ctx.per_sample(x, node.outputs[0], one)
 
 
-@register("Conv")
+@register("Conv", (1, 11, 22))
 def conv(ctx, node):
     a = attrs_of(node)
     x, W, b, nsp = _operands(ctx, node, "convolution")
@@ -151,7 +151,7 @@ def _int8(ctx, node, typ, nsp, group, W):
     return wq[0], wq[1], xscale
 
 
-@register("ConvTranspose")
+@register("ConvTranspose", (1, 11, 22))
 def conv_transpose(ctx, node):
     a = attrs_of(node)
     x, W, b, nsp = _operands(ctx, node, "ConvTranspose")
@@ -186,7 +186,7 @@ def conv_transpose(ctx, node):
     _emit(ctx, node, typ, x, p, Wn, b, dynamic_key=28)
 
 
-@register("Col2Im")
+@register("Col2Im", 18)
 def col2im(ctx, node):
     """Col2Im (F.fold) -> Fold: 1=kernel_w 11=kernel_h 2=dilation_w 12=dilation_h 3=stride_w
     13=stride_h 4=pad_left 15=pad_right 14=pad_top 16=pad_bottom 20=output_w 21=output_h; one
@@ -205,7 +205,7 @@ def col2im(ctx, node):
     ctx.per_sample(x, y, lambda src, dst: ctx.add("Fold", [src], [dst], p))
 
 
-@register("DeformConv")
+@register("DeformConv", (19, 22))
 def deform_conv(ctx, node):
     """DeformConv (opset 19; ``torchvision.ops.deform_conv2d``) -> DeformableConv2D: bottoms
     x, offset[, mask]; params 0=num_output 1=kernel_w 11=kernel_h 2=dilation_w 12=dilation_h

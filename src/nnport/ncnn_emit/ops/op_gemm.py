@@ -63,7 +63,7 @@ def inner_product(ctx, x, Wt, bias, y, int8=None):
     ctx.add("InnerProduct", [ctx.blob(x)], [ctx.out(final, ctx.drop(x))], p, w)
 
 
-@register("MatMul")
+@register("MatMul", (1, 9, 13))
 def matmul(ctx, node):
     a, b = node.inputs
     y = node.outputs[0]
@@ -95,7 +95,7 @@ def matmul(ctx, node):
                                          else None)], {0: 0})
 
 
-@register("Gemm")
+@register("Gemm", (7, 9, 11, 13))  # before 7: the broadcast attribute
 def gemm(ctx, node):
     at = attrs_of(node)
     a, b = node.inputs[0], node.inputs[1]
@@ -172,7 +172,7 @@ def _gemm_dynamic(ctx, node, at, a, b, c):
     binary(ctx, 0, mid, c, y)
 
 
-@register("Einsum")
+@register("Einsum", (12, 28))
 def einsum(ctx, node):
     """Einsum -> Einsum 0=equation (the ASCII codes of the equation; ncnn reads output
     subscripts i-l and summed ones m-x, so they are renamed).  A dropped batch axis of

@@ -13,12 +13,18 @@ from ..registry import register
 from .common import attrs_of
 
 
-@register("BatchNormalization")
+# 1 and 6 had is_test (0 trains), which onnxruntime does not run; 7 and 8 have spatial (0:
+# statistics per activation, refused); 7 and 9 compute training statistics when those outputs
+# are asked for, 14 when training_mode is set (refused)
+@register("BatchNormalization", (7, 9, 14, 15))
 def batchnorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
-    if a.get("training_mode", 0):
+    if a.get("training_mode", 0) or any(o is not None and o.name for o in node.outputs[1:]):
         ctx.fail("training-mode BatchNormalization has no ncnn equivalent")
+    if not a.get("spatial", 1):
+        ctx.fail("BatchNormalization with spatial=0 (statistics per activation) is not mapped "
+                 "to ncnn")
     scale, bias, mean, var = (np.asarray(ctx.need_const(v, "BatchNormalization statistics"),
                                          np.float32) for v in node.inputs[1:5])
     c = scale.size
@@ -39,7 +45,7 @@ def batchnorm(ctx, node):
             [Weight(scale), Weight(mean), Weight(var), Weight(bias)])
 
 
-@register("LayerNormalization")
+@register("LayerNormalization", 17)
 def layernorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
@@ -150,7 +156,7 @@ def _torch_group_norm(ctx, node, gamma, beta, eps) -> bool:
     return True
 
 
-@register("InstanceNormalization")
+@register("InstanceNormalization", (6, 22))
 def instancenorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
@@ -165,7 +171,8 @@ def instancenorm(ctx, node):
                  [Weight(gamma.ravel()), Weight(beta.ravel())])
 
 
-@register("GroupNormalization")
+# 18: scale and bias per group (deprecated), 21: per channel, and stash_type (float32 here)
+@register("GroupNormalization", (18, 21))
 def groupnorm(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from ...passes.match import DOMAIN
 from ..registry import register
 from .common import attrs_of
 
@@ -44,7 +45,9 @@ def _spatial_params(nsp, k, s, pb, pe):
     return p
 
 
-@register("MaxPool", "AveragePool")
+# MaxPool 8: storage_order and the indices output (refused); 10: ceil_mode, dilations (refused
+# unless 1); AveragePool 1 is not run by onnxruntime, 7 adds count_include_pad
+@register({"MaxPool": (1, 8, 10, 11, 12, 22), "AveragePool": (7, 10, 11, 19, 22)})
 def pool(ctx, node):
     a = attrs_of(node)
     x, y = node.inputs[0], node.outputs[0]
@@ -107,7 +110,7 @@ def pool(ctx, node):
     ctx.per_channel(x, y, one)
 
 
-@register("GlobalAveragePool", "GlobalMaxPool")
+@register({"GlobalAveragePool": (1, 22), "GlobalMaxPool": (1, 22)})
 def global_pool(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     nsp = ctx.rank(x) - 2
@@ -124,7 +127,7 @@ def global_pool(ctx, node):
     ctx.per_channel(x, y, one)
 
 
-@register("nnport::AdaptivePool")
+@register("AdaptivePool", 1, domain=DOMAIN)
 def adaptive_pool(ctx, node):
     """Adaptive average/max pooling of (N, C, L...) to ``output_size`` (outermost first)."""
     a = attrs_of(node)

@@ -36,6 +36,11 @@ import numpy as np
 
 from ..registry import register
 
+# 13: axis; 19: float8 types (refused); 21: block_size (refused on activations and int8
+# weights), int4, QuantizeLinear's output_dtype; 23: QuantizeLinear's precision (the division
+# is done in float32 here), DequantizeLinear's output_dtype; later: types
+_VERSIONS = (10, 13, 19, 21, 23, 24, 25, 28)
+
 
 def _const(ctx, node, i):
     return ctx.const(node.inputs[i]) if len(node.inputs) > i and node.inputs[i] is not None \
@@ -58,8 +63,11 @@ def _qparams(ctx, node):
         src = node.inputs[0].producer()
         qdt = _qparams(ctx, src)[2] if src is not None and src.op_type == "QuantizeLinear" \
             else None
-    else:  # QuantizeLinear without a zero point: output_dtype, or uint8
-        qdt = {3: "int8", 2: "uint8"}.get(int(a.get("output_dtype", 0) or 0), "uint8")
+    else:  # QuantizeLinear without a zero point: output_dtype (opset 21), or uint8
+        import onnx_ir as ir
+
+        to = int(a.get("output_dtype", 0) or 0)
+        qdt = ir.DataType(to).name.lower() if to else "uint8"
     return (None if scale is None else np.asarray(scale, np.float64), zp, qdt,
             int(a.get("axis", 1)), int(a.get("block_size", 0) or 0))
 
@@ -90,7 +98,7 @@ def structure_problem(node, graph_outputs: set, consumers) -> str | None:
     return None
 
 
-@register("QuantizeLinear")
+@register("QuantizeLinear", _VERSIONS)
 def quantize_linear(ctx, node):
     """The quantized tensor is carried as its float source; only DequantizeLinear may read it."""
     x, q = node.inputs[0], node.outputs[0]
@@ -100,7 +108,7 @@ def quantize_linear(ctx, node):
     ctx.alias(q, ctx.blob(x), ctx.drop(x))
 
 
-@register("DequantizeLinear")
+@register("DequantizeLinear", _VERSIONS)
 def dequantize_linear(ctx, node):
     """DequantizeLinear(QuantizeLinear(x)) with the same scale and zero point: fake
     quantization of the float ``x``.  Emitted only when a float layer reads it

@@ -10,7 +10,14 @@ OPS = {"ReduceSum": 0, "ReduceSumSquare": 2, "ReduceMean": 3, "ReduceMax": 4, "R
        "ReduceProd": 6, "ReduceL1": 7, "ReduceL2": 8, "ReduceLogSum": 9, "ReduceLogSumExp": 10}
 
 
-@register(*OPS)
+# 11: negative axes; 13 (ReduceSum) and 18 (the others): axes an input, noop_with_empty_axes;
+# the rest add types
+_VERSIONS = {op: (1, 11, 13) if op == "ReduceSum" else (1, 11, 13, 18) for op in OPS}
+_VERSIONS.update({"ReduceMax": (1, 11, 12, 13, 18, 20), "ReduceMin": (1, 11, 12, 13, 18, 20),
+                  "ReduceLogSum": (1, 11, 13, 18, 28), "ReduceLogSumExp": (1, 11, 13, 18, 28)})
+
+
+@register(_VERSIONS)
 def reduce(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     a = attrs_of(node)

@@ -1,6 +1,15 @@
 """Resize/Upsample -> Interp: 0=resize_type (1 nearest 2 bilinear 3 bicubic) 1=height_scale
 2=width_scale 3=output_height 4=output_width 6=align_corner.  Scales are used when the output
-follows the input size, so the .param stays shape-agnostic.  GridSample -> GridSample."""
+follows the input size, so the .param stays shape-agnostic.
+
+Upsample (7: scales attribute, 9: scales input) and Resize 10 (X, scales) have no
+coordinate_transformation_mode: their coordinates are asymmetric and nearest rounds down, which
+is ncnn's nearest; their linear mode has no ncnn equivalent (ncnn's bilinear is half_pixel or
+align_corners).  Resize 11 takes (X, roi, scales, sizes) with the modes as attributes, 13 makes
+roi and scales optional, 18 adds antialias (refused where it changes the result), axes and
+keep_aspect_ratio_policy (the output shape is read either way), 19 half_pixel_symmetric
+(refused).  Upsample 10 is deprecated: onnxruntime refuses a model that uses it, and so does
+this emitter, by name.  GridSample -> GridSample."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +18,18 @@ from ..registry import register
 from .common import attrs_of, reshape_params
 
 
-@register("Resize", "Upsample")
+@register({"Resize": (10, 11, 13, 18, 19), "Upsample": (7, 9)})
 def resize(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     a = attrs_of(node)
     dec = lambda s: s.decode() if isinstance(s, bytes) else s
     mode = dec(a.get("mode", "nearest"))
-    ctm = dec(a.get("coordinate_transformation_mode", "half_pixel"))
+    # the scales input: Resize 11 on (X, roi, scales, sizes), Resize 10 and Upsample 9 (X, scales)
+    old = node.op_type == "Upsample" or ctx.model.opset_imports.get("", 11) < 11
+    scales_at = 1 if old else 2
+    ctm = "asymmetric" if old else dec(a.get("coordinate_transformation_mode", "half_pixel"))
+    if int(a.get("exclude_outside", 0)) and mode == "cubic":
+        ctx.fail("bicubic Resize with exclude_outside=1 has no ncnn equivalent")
     if ctx.rank(x) not in (3, 4):
         ctx.fail("Resize is mapped to ncnn for (N, C, W) and (N, C, H, W) tensors")
     xs, ys = ctx.shape(x), ctx.shape(y)
@@ -26,21 +40,26 @@ def resize(ctx, node):
         ctx.fail(f"Resize mode {mode!r}")
     align = 0
     if typ == 1:
-        nm = dec(a.get("nearest_mode", "round_prefer_floor"))
-        if node.op_type == "Resize" and (ctm != "asymmetric" or nm != "floor"):
+        nm = "floor" if old else dec(a.get("nearest_mode", "round_prefer_floor"))
+        if ctm != "asymmetric" or nm != "floor":
             ctx.fail(f"nearest Resize with {ctm}/{nm} differs from ncnn's (asymmetric/floor)")
     elif ctm == "align_corners":
         align = 1
+    elif old:
+        ctx.fail(f"{node.op_type} of opset {ctx.model.opset_imports.get('', 0)} in mode {mode!r} "
+                 "(asymmetric coordinates) has no ncnn equivalent")
     elif ctm not in ("half_pixel", "pytorch_half_pixel"):
         ctx.fail(f"Resize coordinate_transformation_mode {ctm!r} has no ncnn equivalent")
     if typ == 3 and float(a.get("cubic_coeff_a", -0.75)) != -0.75:
         ctx.fail("bicubic Resize with cubic_coeff_a other than -0.75")
+    if int(a.get("antialias", 0)) and typ != 1 and any(o < i for i, o in zip(xs[2:], ys[2:])):
+        ctx.fail("antialiased Resize that shrinks has no ncnn equivalent")
     p = {0: typ, 6: align}
     hv = ctx.probe.shape_varies.get(x.name)
     scales = None
-    if node.op_type == "Resize" and len(node.inputs) > 2 and node.inputs[2] is not None \
-            and node.inputs[2].name:
-        sc = ctx.const(node.inputs[2])
+    if len(node.inputs) > scales_at and node.inputs[scales_at] is not None \
+            and node.inputs[scales_at].name:
+        sc = ctx.const(node.inputs[scales_at])
         if sc is not None and np.size(sc) == ctx.rank(x):
             scales = [float(v) for v in np.ravel(sc)]
     if scales is not None:
@@ -64,11 +83,17 @@ def resize(ctx, node):
     ctx.per_channel(x, y, lambda src, dst: ctx.add("Interp", [src], [dst], p))
 
 
+@register("Upsample", 10)
+def upsample_deprecated(ctx, node):
+    ctx.fail("Upsample is deprecated from opset 10 (Resize replaces it); a model of opset 10 or "
+             "later may not use it")
+
+
 _GRID_MODE = {"bilinear": 1, "linear": 1, "nearest": 2, "bicubic": 3, "cubic": 3}
 _GRID_PAD = {"zeros": 1, "border": 2, "reflection": 3}
 
 
-@register("GridSample")
+@register("GridSample", (16, 20, 22))
 def grid_sample(ctx, node):
     """GridSample (``F.grid_sample``) -> GridSample: 0=sample_type (1 bilinear 2 nearest
     3 bicubic) 1=padding_mode (1 zeros 2 border 3 reflection) 2=align_corner

@@ -109,16 +109,16 @@ def _rnn(ctx, node, kind):
         ctx.add("Reshape", [top], [ctx.out(v)], reshape_params(ctx, ctx.nshape(v) or (1,), nd))
 
 
-@register("LSTM")
+@register("LSTM", (7, 14, 22))  # 14: layout (refused when 1)
 def lstm(ctx, node):
     _rnn(ctx, node, "LSTM")
 
 
-@register("GRU")
+@register("GRU", (7, 14, 22))
 def gru(ctx, node):
     _rnn(ctx, node, "GRU")
 
 
-@register("RNN")
+@register("RNN", (7, 14, 22))
 def rnn(ctx, node):
     _rnn(ctx, node, "RNN")

@@ -38,7 +38,10 @@ def emit_reshape(ctx, x, y, drop=None):
     return ctx.add("Reshape", [ctx.blob(x)], [out], p)
 
 
-@register("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+# read from the shapes alone, so the axes or shape as attributes or inputs are all one;
+# Reshape 1 (shape attribute) is not run by onnxruntime
+@register({"Reshape": (5, 13, 14, 19, 21, 23, 24, 25), "Flatten": (1, 9, 11, 13, 21, 23, 24, 25),
+           "Squeeze": (1, 11, 13, 21, 23, 24, 25), "Unsqueeze": (1, 11, 13, 21, 23, 24, 25)})
 def reshape(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     if ctx.shape(x) == ctx.shape(y):
@@ -49,7 +52,7 @@ def reshape(ctx, node):
     emit_reshape(ctx, x, y)
 
 
-@register("Transpose")
+@register("Transpose", (1, 13, 21, 23, 24, 25))
 def transpose(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     r = ctx.rank(x)
@@ -85,7 +88,7 @@ def transpose(ctx, node):
     ctx.add("Reshape", [cur], [out], reshape_params(ctx, ctx.nshape(y) or (1,), None))
 
 
-@register("Concat")
+@register("Concat", (4, 11, 13))  # 1: axis optional (default 1)
 def concat(ctx, node):
     axis = int(attrs_of(node)["axis"])
     ins = [v for v in node.inputs if v is not None and int(np.prod(ctx.shape(v))) != 0]
@@ -94,7 +97,9 @@ def concat(ctx, node):
     ctx.add("Concat", blobs, [ctx.out(node.outputs[0], ctx.drop(ref))], {0: ctx.axis(ref, axis)})
 
 
-@register("Split")
+# from the output shapes: split sizes as an attribute (2) or input (13), num_outputs (18);
+# Split 1 is not run by onnxruntime
+@register("Split", (2, 11, 13, 18))
 def split(ctx, node):
     a = attrs_of(node)
     x = node.inputs[0]
@@ -131,7 +136,7 @@ def _crop(ctx, x, starts, ends, axes, y, drop):
                    {9: starts, 10: ends, 11: axes})
 
 
-@register("Slice")
+@register("Slice", (10, 11, 13))  # 1: starts/ends/axes attributes
 def slice_(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     starts = [int(v) for v in ctx.need_const(node.inputs[1], "Slice starts")]
@@ -287,7 +292,7 @@ def gather_const(ctx, x, axis: int, ind: np.ndarray, y):
                    reshape_params(ctx, (ys[1:] if ydrop else ys) or (1,), None))
 
 
-@register("GatherND")
+@register("GatherND", (11, 12, 13))
 def gather_nd(ctx, node):
     """GatherND with constant indices (batch_dims 0): the first k axes are merged and the
     entries taken by ``gather_const`` on that axis."""
@@ -309,7 +314,7 @@ def gather_nd(ctx, node):
     gather_const(ctx, src, 0, flat, y)
 
 
-@register("Gather")
+@register("Gather", (1, 11, 13))
 def gather(ctx, node):
     x, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
     ind = ctx.const(idx)
@@ -337,7 +342,9 @@ def gather(ctx, node):
     ctx.add("Reshape", [crop], [out], reshape_params(ctx, oshape, None))
 
 
-@register("Pad")
+# 1: a paddings attribute; 2: pads and value attributes; 11: inputs; 18: axes; 19: wrap mode
+# (refused)
+@register("Pad", (2, 11, 13, 18, 19, 21, 23, 24, 25))
 def pad(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     a = attrs_of(node)
@@ -345,7 +352,7 @@ def pad(ctx, node):
     mode = mode.decode() if isinstance(mode, bytes) else mode
     pads = [int(v) for v in (ctx.need_const(node.inputs[1], "Pad pads")
                              if len(node.inputs) > 1 else a.get("pads"))]
-    value = 0.0
+    value = float(a.get("value", 0.0))  # Pad 2
     if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].name:
         value = float(np.asarray(ctx.need_const(node.inputs[2], "Pad value")).ravel()[0])
     r = ctx.rank(x)
@@ -380,7 +387,9 @@ def pad(ctx, node):
     ctx.add("Padding", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], p)
 
 
-@register("Cast")
+# 1: ``to`` a string; 19 and later: saturate/round_mode and types for float8 and narrower
+# targets, which are refused
+@register("Cast", (6, 9, 13, 19, 21, 23, 24, 25, 28))
 def cast(ctx, node):
     """ncnn computes in float: a cast to a float type is the identity; other casts of
     activations have no ncnn layer (casts of shape arithmetic were folded into params)."""
@@ -410,7 +419,7 @@ def cast(ctx, node):
 _BROADCASTING = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Where"}
 
 
-@register("Expand")
+@register("Expand", (8, 13))
 def expand(ctx, node):
     """Expand read only by broadcasting ops is the identity (they broadcast themselves);
     otherwise x is added to zeros of the target shape (BinaryOp broadcasts it)."""
@@ -429,7 +438,7 @@ def expand(ctx, node):
             {0: 0})
 
 
-@register("Tile")
+@register("Tile", (6, 13))  # 1: tiles and axis inputs
 def tile(ctx, node):
     """Tile 2=repeats (one per ncnn dim, outermost first)."""
     x, y = node.inputs[0], node.outputs[0]
@@ -441,7 +450,7 @@ def tile(ctx, node):
     ctx.add("Tile", [ctx.blob(x)], [ctx.out(y, ctx.drop(x))], {2: reps})
 
 
-@register("DepthToSpace")
+@register("DepthToSpace", (1, 11, 13, 28))  # 11: mode
 def depth_to_space(ctx, node):
     """PixelShuffle 0=upscale_factor 1=mode (0: channel p*r*r + i*r + j, ONNX CRD;
     1: channel (i*r + j)*C + p, ONNX DCR)."""
@@ -453,15 +462,19 @@ def depth_to_space(ctx, node):
         "PixelShuffle", [src], [dst], {0: int(a["blocksize"]), 1: 0 if mode == "CRD" else 1}))
 
 
-@register("SpaceToDepth")
+@register("SpaceToDepth", (1, 13, 28))  # 28: mode
 def space_to_depth(ctx, node):
     """Reorg 0=stride 1=mode (1: output channel (i*r + j)*C + c, as ONNX)."""
     x, y = node.inputs[0], node.outputs[0]
+    mode = attrs_of(node).get("mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "DCR":
+        ctx.fail(f"SpaceToDepth mode {mode!r} is not mapped to ncnn (DCR is)")
     ctx.per_sample(x, y, lambda src, dst: ctx.add(
         "Reorg", [src], [dst], {0: int(attrs_of(node)["blocksize"]), 1: 1}))
 
 
-@register("ScatterND")
+@register("ScatterND", (11, 13, 16, 18))  # 16, 18: reduction (refused)
 def scatter_nd(ctx, node):
     """ScatterND of a run of consecutive rows of axis 0 (constant indices of shape (n, 1), as
     slice_scatter exports): the rows of data before the run, the updates, and the rows after

@@ -8,7 +8,7 @@ from ..registry import register
 from .common import attrs_of
 
 
-@register("Softmax", "LogSoftmax")
+@register({"Softmax": (1, 11, 13), "LogSoftmax": (1, 11, 13)})
 def softmax(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     r = ctx.rank(x)
