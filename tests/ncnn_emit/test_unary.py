@@ -35,3 +35,24 @@ def test_hyperbolic(tmp_path, op):
     if op == "Acosh":
         x = np.abs(x) + 1.2
     onnx_matches(tmp_path, [helper.make_node(op, ["x"], ["y"])], {"x": x}, rtol=1e-3)
+
+
+class PReLUs(nn.Module):
+    """Per-channel PReLU on batches held whole (ncnn's PReLU slopes the outermost axis), one
+    with as many samples as channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.w5 = nn.Parameter(torch.linspace(-1, 1, 5))
+        self.w3 = nn.Parameter(torch.tensor([0.1, -0.5, 2.0]))
+
+    def forward(self, a, b, c):
+        import torch.nn.functional as F
+
+        return F.prelu(a, self.w5), F.prelu(b, self.w3), F.prelu(c, self.w5)
+
+
+def test_prelu_on_a_batch_held_whole(tmp_path):
+    torch.manual_seed(0)
+    args = (torch.randn(2, 5, 7, 9), torch.randn(3, 3, 4), torch.randn(4, 5))
+    ncnn_matches(tmp_path, PReLUs(), args, layers=["PReLU"], dynamo=True)

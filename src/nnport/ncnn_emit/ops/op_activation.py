@@ -13,7 +13,7 @@ import numpy as np
 
 from ..graph import Weight
 from ..registry import register
-from .common import attrs_of
+from .common import attrs_of, reshape_params
 
 UNARY = {"Abs": 0, "Neg": 1, "Floor": 2, "Ceil": 3, "Sqrt": 5, "Exp": 7, "Log": 8, "Sin": 9,
          "Cos": 10, "Tan": 11, "Asin": 12, "Acos": 13, "Atan": 14, "Reciprocal": 15,
@@ -116,6 +116,19 @@ def prelu(ctx, node):
     if s.size == 1:
         ctx.unary("PReLU", {0: 1}, x=x)
         ctx.g.layers[-1].weights = [Weight(s.reshape(1))]
+        return
+    xs = ctx.shape(x)
+    aligned = (1,) * (len(xs) - s.ndim) + s.shape
+    if not ctx.drop(x) and len(xs) >= 2 and s.ndim <= len(xs) and aligned[1] == s.size == xs[1]:
+        # a batch of N held whole: ncnn's PReLU slopes its outermost axis, so the batch is
+        # folded into the channels, (N*C, rest), with the slopes repeated N times
+        n, rest = int(xs[0]), int(np.prod(xs[2:], dtype=np.int64))
+        y = node.outputs[0]
+        flat = ctx.add("Reshape", [ctx.blob(x)], [ctx.g.unique(y.name + "_nc")],
+                       reshape_params(ctx, (n * s.size, rest), None))
+        mid = ctx.add("PReLU", [flat], [ctx.g.unique(y.name + "_pre")], {0: n * s.size},
+                      [Weight(np.tile(s.reshape(-1), n))])
+        ctx.add("Reshape", [mid], [ctx.out(y, False)], reshape_params(ctx, xs, None))
         return
     if s.size != c or sorted(s.shape)[-1] != s.size:
         ctx.fail("PRelu slope must be a scalar or per-channel for ncnn")
