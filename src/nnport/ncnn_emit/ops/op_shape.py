@@ -431,8 +431,15 @@ def expand(ctx, node):
                     v is y or v is None or ctx.shape(v) == ctx.shape(y) for v in c.inputs)
                 for c in cons)):
         return ctx.alias(y, ctx.blob(x), ctx.drop(x) if ctx.rank(x) == ctx.rank(y) else None)
+    if ctx.rank(x) < ctx.rank(y):  # numpy alignment: leading 1s first, then broadcast
+        xs = (1,) * (ctx.rank(y) - ctx.rank(x)) + tuple(ctx.shape(x))
+        lifted = ctx.temp(x.name + "_lifted", xs)
+        keep_drop = ctx.drop(y)
+        ctx.add("Reshape", [ctx.blob(x)], [ctx.out(lifted, keep_drop)],
+                reshape_params(ctx, xs[1:] if keep_drop else xs, None))
+        x = lifted
     if ctx.rank(x) != ctx.rank(y):
-        ctx.fail("Expand that adds dims is not mapped to ncnn")
+        ctx.fail("Expand to fewer dims than its input is not valid ONNX")
     zeros = np.zeros(ctx.nshape(y) if ctx.drop(y) else ctx.shape(y), np.float32)
     ctx.add("BinaryOp", [ctx.blob(x), ctx.memory_data(zeros, y.name)], [ctx.out(y, ctx.drop(x))],
             {0: 0})
