@@ -483,34 +483,70 @@ def space_to_depth(ctx, node):
 
 @register("ScatterND", (11, 13, 16, 18))  # 16, 18: reduction (refused)
 def scatter_nd(ctx, node):
-    """ScatterND of a run of consecutive rows of axis 0 (constant indices of shape (n, 1), as
-    slice_scatter exports): the rows of data before the run, the updates, and the rows after
-    it, joined by Concat 0=axis (Crop 9=starts 10=ends 11=axes for the data rows)."""
-    from .common import whole as _whole
-
+    """ScatterND with constant indices that address a box, a contiguous range on each indexed
+    axis in C order (slice assignment, ``x[a:b, ..., c:d] = u``, as both exporters write it):
+    along each axis whose range is not the whole axis, the data before the range, the part
+    inside it (the next axis's result, the updates at the last) and the data after it, joined
+    by Concat 0=axis; the data parts are Crops (9=starts 10=ends 11=axes)."""
     data, idx, upd = node.inputs
     y = node.outputs[0]
     ind = ctx.const(idx)
     red = attrs_of(node).get("reduction", "none")
     red = red.decode() if isinstance(red, bytes) else red
-    dim = ctx.shape(data)[0]
-    rows = None if ind is None else np.asarray(ind).reshape(-1) % dim
-    if ind is None or red != "none" or np.ndim(ind) != 2 or np.shape(ind)[1] != 1 or \
-            np.any(np.diff(rows) != 1):
-        ctx.fail("ScatterND is mapped to ncnn for a run of consecutive rows of axis 0 given by "
-                 "constant indices")
-    s, e = int(rows[0]), int(rows[-1]) + 1
-    if s == 0 and e == dim:
-        return ctx.alias(y, ctx.blob(upd), ctx.drop(upd)) if y.name not in ctx.graph_outputs \
-            else ctx.unary("Noop", x=upd)
-    nax = ctx.axis(data, 0)
-    src = ctx.blob(data)
-    parts = []
-    if s > 0:
-        parts.append(ctx.add("Crop", [src], [ctx.g.unique(y.name + "_head")],
-                             {9: [0], 10: [s], 11: [nax]}))
-    parts.append(_whole(ctx, upd) if not ctx.drop(data) else ctx.blob(upd))
-    if e < dim:
-        parts.append(ctx.add("Crop", [src], [ctx.g.unique(y.name + "_tail")],
-                             {9: [e], 10: [dim], 11: [nax]}))
-    ctx.add("Concat", parts, [ctx.out(y, ctx.drop(data))], {0: nax})
+    shape = [int(d) for d in ctx.shape(data)]
+    box = None if ind is None or red != "none" else _index_box(np.asarray(ind), shape)
+    if box is None:
+        ctx.fail("ScatterND is mapped to ncnn for constant indices that address a box (one "
+                 "contiguous range per indexed axis, as slice assignment writes)")
+    k, drop = len(box), ctx.drop(data)
+    box_shape = [e - s for s, e in box] + shape[k:]
+    tgt = box_shape[1:] if drop else box_shape
+    cu = ctx.const(upd)
+    if cu is not None:
+        ublob = ctx.memory_data(np.asarray(cu, np.float32).reshape(tgt), upd.name)
+    elif list(ctx.nshape(upd)) == list(tgt) and ctx.drop(upd) == drop:
+        ublob = ctx.blob(upd)
+    else:
+        ublob = ctx.add("Reshape", [ctx.blob(upd)], [ctx.g.unique(upd.name + "_box")],
+                        reshape_params(ctx, tgt, None))
+    axes = [i for i, (s, e) in enumerate(box) if (s, e) != (0, shape[i])]
+    if not axes:
+        if y.name in ctx.graph_outputs or cu is not None or ublob != ctx.blob_of.get(upd.name):
+            return ctx.add("Noop", [ublob], [ctx.out(y, drop)])
+        return ctx.alias(y, ublob, drop)
+
+    def crop(src, i, s, e, tag):
+        return ctx.add("Crop", [src], [ctx.g.unique(f"{y.name}_{tag}{i}")],
+                       {9: [s], 10: [e], 11: [ctx.axis(data, i)]})
+
+    def compose(level, src, top):
+        i = axes[level]
+        s, e = box[i]
+        inner = ublob if level == len(axes) - 1 else compose(level + 1, crop(src, i, s, e, "in"),
+                                                             ctx.g.unique(f"{y.name}_mid{i}"))
+        parts = ([crop(src, i, 0, s, "head")] if s > 0 else []) + [inner] + \
+            ([crop(src, i, e, shape[i], "tail")] if e < shape[i] else [])
+        return ctx.add("Concat", parts, [top], {0: ctx.axis(data, i)})
+
+    compose(0, ctx.blob(data), ctx.out(y, drop))
+
+
+def _index_box(ind: np.ndarray, shape) -> list[tuple[int, int]] | None:
+    """[(start, end)] per indexed axis when the ScatterND indices ``ind`` (..., k) list every
+    point of a box of contiguous ranges in C order (so the updates are that box), else None."""
+    if ind.ndim < 1 or ind.shape[-1] < 1 or ind.shape[-1] > len(shape) or ind.size == 0:
+        return None
+    k = ind.shape[-1]
+    dims = np.asarray(shape[:k], np.int64)
+    pts = np.asarray(ind, np.int64).reshape(-1, k)
+    if np.any(pts < -dims) or np.any(pts >= dims):
+        return None
+    pts = pts % dims
+    ranges = [np.unique(pts[:, j]) for j in range(k)]
+    if any(np.any(np.diff(r) != 1) for r in ranges) or \
+            pts.shape[0] != int(np.prod([len(r) for r in ranges])):
+        return None
+    grid = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, k)
+    if not np.array_equal(grid, pts):
+        return None
+    return [(int(r[0]), int(r[-1]) + 1) for r in ranges]
