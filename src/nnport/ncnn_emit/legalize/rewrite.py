@@ -9,7 +9,10 @@ emission.  Each rewrite is exact (same values, fewer dims); the probe re-runs on
   merged, and where that still leaves more than 4 groups the permutation is split into two or
   three permutations of at most 4 groups each (``plan_permute``).
 - ``collapse_reshapes``: Reshape(Reshape(x, A), B) -> Reshape(x, B), so the rank-6 shape
-  between two of them never exists.
+  between two of them never exists.  It runs once the lowered transposes' dead Reshapes are
+  gone (a lowered Transpose reads its Reshape's input; two pixel_unshuffles or channel
+  shuffles in a row leave a rank-6 ``lower_out`` whose only live reader is the next
+  lowering's Reshape).
 """
 from __future__ import annotations
 
@@ -302,6 +305,8 @@ def run(model: ir.Model, probe) -> bool:
         if node.op_type == "Transpose" and node.domain in ("", "ai.onnx") and node.graph is not None:
             if node.outputs[0].uses() or node.outputs[0].is_graph_output():
                 changed |= _lower_transpose(b, probe, node)
+    if changed:  # a lowered Transpose reads past its Reshape: that one is dead, not a reader
+        ir_common.RemoveUnusedNodesPass()(model)
     for node in list(model.graph):
         if node.op_type == "Reshape" and node.domain in ("", "ai.onnx") and node.graph is not None:
             changed |= _collapse(b, probe, node)
