@@ -54,3 +54,40 @@ class Shuffles(nn.Module):
 def test_channel_shuffle_twice(tmp_path, shape, g1, g2):
     torch.manual_seed(0)
     ncnn_matches(tmp_path, Shuffles(g1, g2), (torch.rand(*shape),), dynamo=True)
+
+
+class ShuffleHalves(nn.Module):
+    """ShuffleNetV2's channel shuffle that returns the two halves: a reshape that moves the
+    pairs of channels to the front, then a rank-5 (2, N, C/2, H, W) view and x[0], x[1]."""
+
+    def __init__(self, c_in, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        n, c, h, w = x.shape
+        x = x.reshape(n * c // 2, 2, h * w).permute(1, 0, 2).reshape(2, -1, c // 2, h, w)
+        return x[0], x[1] * 2
+
+
+@pytest.mark.parametrize("shape,c", [((1, 14, 5, 6), 24), ((2, 3, 7, 5), 8),
+                                     ((1, 4, 1, 9), 6)])
+def test_channel_shuffle_halves(tmp_path, shape, c):
+    torch.manual_seed(0)
+    ncnn_matches(tmp_path, ShuffleHalves(shape[1], c), (torch.rand(*shape),), dynamo=True,
+                 layers=["Crop"])
+
+
+class SelectAfterReshape(nn.Module):
+    """x[k] and x[:, j] of a rank-5 view: only a selection on an axis the reshape keeps can
+    be taken first."""
+
+    def forward(self, x):  # (6, 4, 10)
+        v = x.reshape(6, 2, 2, 2, 5)
+        return v[4], v[-1, 1], v[:, 1]
+
+
+def test_select_before_a_rank5_view(tmp_path):
+    torch.manual_seed(0)
+    ncnn_matches(tmp_path, SelectAfterReshape(), (torch.rand(6, 4, 10),), dynamo=True)
