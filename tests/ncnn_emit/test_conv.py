@@ -139,3 +139,73 @@ def test_deform_conv_ncnn_cannot_run_says_so(tmp_path, kw, why):
         convert(tmp_path / "dcn.onnx", tmp_path / "out" / "dcn.param", verify=False)
     assert "dcn" in str(err.value)
     assert not (tmp_path / "out" / "dcn.param").exists()
+
+
+class Unfolds(nn.Module):
+    def __init__(self, specs):
+        super().__init__()
+        self.specs = specs
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        return tuple(F.unfold(x, **kw) for kw in self.specs)
+
+
+@pytest.mark.parametrize("shape,specs", [
+    ((1, 12, 16, 16), [dict(kernel_size=3),
+                       dict(kernel_size=(2, 4), stride=(2, 1), padding=2),
+                       dict(kernel_size=(1, 3), padding=(2, 4), dilation=(1, 2))]),
+    ((3, 2, 9, 13), [dict(kernel_size=(3, 2), stride=(2, 3), padding=(1, 0), dilation=(2, 1)),
+                     dict(kernel_size=1)]),
+    ((2, 5, 7, 5), [dict(kernel_size=(7, 1)), dict(kernel_size=2, stride=2, padding=1)]),
+])
+def test_unfold_is_ncnn_unfold(tmp_path, shape, specs):
+    """torch's dynamo export writes F.unfold as Pad and two gathers building a rank-6 value:
+    one ncnn Unfold (per sample on a batch of several)."""
+    torch.manual_seed(0)
+    text = ncnn_matches(tmp_path, Unfolds(specs), (torch.rand(*shape),), layers=["Unfold"],
+                        dynamo=True, rtol=0, atol=0)
+    types = [ln.split()[0] for ln in text.splitlines()[2:]]
+    assert types.count("Unfold") == len(specs) * (1 if shape[0] == 1 else shape[0])
+    assert "Permute" not in types  # no rank-6 transpose left
+
+
+def _gathers(rows, cols, pads, value):
+    """Pad -> Gather(H, rows) -> Gather(W, cols) -> Transpose -> Reshape, as the dynamo export
+    of F.unfold writes it, with any indices and pad value."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    n_out = rows.size * cols.size // (rows.shape[1] * cols.shape[1])
+    inits = [numpy_helper.from_array(np.asarray(pads, np.int64), "pads"),
+             numpy_helper.from_array(np.asarray(value, np.float32), "value"),
+             numpy_helper.from_array(rows, "rows"), numpy_helper.from_array(cols, "cols"),
+             numpy_helper.from_array(np.asarray([1, 3 * n_out, -1], np.int64), "shape")]
+    nodes = [helper.make_node("Pad", ["x", "pads", "value"], ["p"], name="pad"),
+             helper.make_node("Gather", ["p", "rows"], ["g1"], axis=2, name="g_rows"),
+             helper.make_node("Gather", ["g1", "cols"], ["g2"], axis=4, name="g_cols"),
+             helper.make_node("Transpose", ["g2"], ["t"], perm=[0, 1, 2, 4, 3, 5], name="t"),
+             helper.make_node("Reshape", ["t", "shape"], ["y"], name="r")]
+    return nodes, inits
+
+
+def test_unfold_pad_value_and_a_gather_that_is_not_one(tmp_path):
+    import numpy as np
+
+    from nnport.errors import ConversionError
+
+    from .models import onnx_matches
+
+    x = {"x": np.random.default_rng(0).standard_normal((1, 3, 8, 9)).astype(np.float32)}
+    rows = [[0, 2, 4, 6], [1, 3, 5, 7]]  # kh=2, stride 2, dilation 1
+    cols = [[0, 1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 8, 9, 10]]  # kw=2, dilation 3
+    nodes, inits = _gathers(rows, cols, [0, 0, 1, 1, 0, 0, 0, 1], 1.5)
+    text = onnx_matches(tmp_path, nodes, x, inits, layers=["Unfold"], rtol=0, atol=0)
+    assert "18=1.5" in text
+    # an index that does not start at 0 is a crop and an unfold: not claimed, the rank-6
+    # gather is refused by name
+    nodes, inits = _gathers([[1, 3, 5, 7], [2, 4, 6, 8]], cols, [0, 0, 1, 1, 0, 0, 0, 1], 0.0)
+    with pytest.raises(ConversionError, match="'g_cols' \\(Gather\\)"):
+        onnx_matches(tmp_path, nodes, x, inits)

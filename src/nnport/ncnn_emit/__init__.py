@@ -18,6 +18,7 @@ def build_graph(src, input_shapes: dict | None = None):
     from .legalize import rewrite
     from .legalize.adaptive_pool import fuse_adaptive_pools
     from .legalize.probe import Probe
+    from .legalize.unfold import fuse_unfolds
     from .preflight import preflight
 
     model = prepare(src, infer_shapes=False)  # the probe infers every shape
@@ -27,6 +28,7 @@ def build_graph(src, input_shapes: dict | None = None):
     probe = Probe(model, specs, input_shapes)
     # adaptive pools written out as rank-6 gathers -> one node (tested on the region's numbers)
     fuse_adaptive_pools(model, probe=probe)
+    fuse_unfolds(model, probe=probe)  # F.unfold written as rank-6 gathers -> one node
     rewrite.run(model, probe)  # fewer dims for ncnn (exact rewrites; the probe learns them)
     graph = convert_graph(model, probe)
     return graph, model

@@ -8,6 +8,9 @@
   dynamo export of non-dividing sizes) -> one ``nnport::AdaptivePool`` node, a pass
   (``passes/base.py``) run once the probe has measured the model; a region is claimed only
   when its numbers on random inputs are the pool's;
+- ``unfold``: F.unfold written out as Pad and two gathers building a rank-6 value ->
+  one ``nnport::Unfold`` node (ncnn's im2col layer), claimed only when the region's numbers
+  on a random input are that im2col's;
 - ``patterns``: ONNX subgraphs that are one ncnn layer (Erf-GELU, decomposed LayerNorm, HardSwish);
 - ``fuse``: rewrites on the ncnn graph (Conv/InnerProduct + BatchNorm, + activation);
 - ``split``: a blob read by several layers goes through a Split layer, as ncnn requires.

@@ -348,16 +348,22 @@ def fuse_adaptive_pools(model: ir.Model, *, probe=None) -> PassResult:
         if m is None:
             continue
         x, y, mode = m
-        last = y.producer()
-        fused = ir.Node(DOMAIN, OP, [x], attributes=[
-            ir.AttrString("mode", mode),
-            ir.AttrInt64s("output_size", list(facts.shape(y)[2:]))],
-            name=(node.name or "gather") + "_adaptive_pool")
-        fused.metadata_props.update(last.metadata_props)  # the module it came from
-        graph.insert_before(last, fused)
-        new = fused.outputs[0]
-        new.shape, new.type = y.shape, y.type
-        replace_value(y, new, keep_name=True)
-        RemoveUnusedNodesPass()(model)
+        substitute(model, OP, x, y, [ir.AttrString("mode", mode),
+                                     ir.AttrInt64s("output_size", list(facts.shape(y)[2:]))],
+                   (node.name or "gather") + "_adaptive_pool")
         count += 1
     return finish(model, count)
+
+
+def substitute(model: ir.Model, op: str, x: ir.Value, y: ir.Value, attributes: list,
+               name: str) -> None:
+    """``y`` computed by one new ``nnport::<op>(x)`` node, put before y's producer; the nodes
+    it replaces are dropped where nothing else reads them (shared with ``unfold.py``)."""
+    last = y.producer()
+    fused = ir.Node(DOMAIN, op, [x], attributes=attributes, name=name)
+    fused.metadata_props.update(last.metadata_props)  # the module it came from
+    model.graph.insert_before(last, fused)
+    new = fused.outputs[0]
+    new.shape, new.type = y.shape, y.type
+    replace_value(y, new, keep_name=True)
+    RemoveUnusedNodesPass()(model)

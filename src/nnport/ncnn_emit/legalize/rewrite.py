@@ -9,7 +9,14 @@ emission.  Each rewrite is exact (same values, fewer dims); the probe re-runs on
   merged, and where that still leaves more than 4 groups the permutation is split into two or
   three permutations of at most 4 groups each (``plan_permute``).
 - ``collapse_reshapes``: Reshape(Reshape(x, A), B) -> Reshape(x, B), so the rank-6 shape
-  between two of them never exists.
+  between two of them never exists.  It runs once the lowered transposes' dead Reshapes are
+  gone (a lowered Transpose reads its Reshape's input; two pixel_unshuffles or channel
+  shuffles in a row leave a rank-6 ``lower_out`` whose only live reader is the next
+  lowering's Reshape).
+- ``select_first``: Gather(Reshape(y, S), i, axis a) with constant indices, where S has
+  more than 4 dims (a channel shuffle written as a reshape to (2, N, C/2, H, W) and x[0],
+  x[1]), becomes Reshape(y, (prod(S[:a]), S[a], prod(S[a+1:]))), the Gather on axis 1 of that
+  rank-3 view of the same bytes, and a Reshape to the result's shape.
 """
 from __future__ import annotations
 
@@ -272,6 +279,34 @@ def _collapse(b: _Builder, probe, r2: ir.Node) -> bool:
     return True
 
 
+def _select_first(b: _Builder, probe, g: ir.Node) -> bool:
+    r_node = g.inputs[0].producer()
+    if r_node is None or r_node.op_type != "Reshape" or r_node.domain not in ("", "ai.onnx") \
+            or len(r_node.inputs) != 2 or r_node.inputs[0] is None:
+        return False
+    y, idx_v = r_node.inputs[0], g.inputs[1]
+    rshape, gshape = probe.shape.get(r_node.outputs[0].name), probe.shape.get(g.outputs[0].name)
+    idx = _const(probe, idx_v)
+    if rshape is None or y.name not in probe.shape or gshape is None or idx is None or \
+            g.outputs[0].name in probe.value or _ncnn_rank(rshape) <= MAX or \
+            _ncnn_rank(gshape) > MAX or np.ndim(idx) > 1 or \
+            np.any(probe.varies.get(idx_v.name, False)):
+        return False
+    a = int(g.attributes["axis"].value) if g.attributes.get("axis") is not None else 0
+    a = a + len(rshape) if a < 0 else a
+    if not 0 <= a < len(rshape):
+        return False
+    # the same bytes as (before, rshape[a], after): the gathered axis is the middle one
+    view = [int(np.prod(rshape[:a])), int(rshape[a]), int(np.prod(rshape[a + 1:]))]
+    v = b.node(g, "Reshape", [y, b.const(view, "view")], base="select_view", shape=view)
+    picked = [view[0]] + list(np.shape(idx)) + [view[2]]
+    sel = b.node(g, "Gather", [v, idx_v], {"axis": 1}, base="select_first", shape=picked)
+    out = b.node(g, "Reshape", [sel, b.const(list(gshape), "shape")], base="select_first_out",
+                 shape=gshape, shape_varies=probe.shape_varies.get(g.outputs[0].name))
+    replace_value(g.outputs[0], out)
+    return True
+
+
 def _freeze_shapes(b: _Builder, probe, node: ir.Node) -> bool:
     """Shape/Size of a value with more than 4 dims becomes its (size-independent) value, so
     the rewrites below may remove that value."""
@@ -302,9 +337,14 @@ def run(model: ir.Model, probe) -> bool:
         if node.op_type == "Transpose" and node.domain in ("", "ai.onnx") and node.graph is not None:
             if node.outputs[0].uses() or node.outputs[0].is_graph_output():
                 changed |= _lower_transpose(b, probe, node)
+    if changed:  # a lowered Transpose reads past its Reshape: that one is dead, not a reader
+        ir_common.RemoveUnusedNodesPass()(model)
     for node in list(model.graph):
         if node.op_type == "Reshape" and node.domain in ("", "ai.onnx") and node.graph is not None:
             changed |= _collapse(b, probe, node)
+    for node in list(model.graph):
+        if node.op_type == "Gather" and node.domain in ("", "ai.onnx") and node.graph is not None:
+            changed |= _select_first(b, probe, node)
     if changed:
         ir_common.RemoveUnusedNodesPass()(model)
     return changed

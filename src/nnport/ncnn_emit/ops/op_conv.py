@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...passes.match import DOMAIN
 from ..graph import Weight
 from ..registry import register
 from .common import attrs_of, whole as _whole
@@ -203,6 +204,21 @@ def col2im(ctx, node):
     p = {0: int(ctx.shape(y)[1]), 1: k[1], 11: k[0], 2: d[1], 12: d[0], 3: s[1], 13: s[0],
          4: pads[1], 15: pads[3], 14: pads[0], 16: pads[2], 20: size[1], 21: size[0]}
     ctx.per_sample(x, y, lambda src, dst: ctx.add("Fold", [src], [dst], p))
+
+
+@register("Unfold", 1, domain=DOMAIN)
+def unfold(ctx, node):
+    """nnport::Unfold (F.unfold, found by ``legalize/unfold.py``) -> Unfold: 1=kernel_w
+    11=kernel_h 2=dilation_w 12=dilation_h 3=stride_w 13=stride_h 4=pad_left 15=pad_right
+    14=pad_top 16=pad_bottom 18=pad_value; one (C, H, W) sample in, (C*kh*kw, oh*ow) out."""
+    x, y = node.inputs[0], node.outputs[0]
+    a = attrs_of(node)
+    if ctx.rank(x) != 4 or ctx.rank(y) != 3:
+        ctx.fail("Unfold is mapped to ncnn for (N, C, H, W) images")
+    p = _geometry(2, list(a["kernel_shape"]), list(a["dilations"]), list(a["strides"]),
+                  list(a["pads"]), "NOTSET")
+    p[18] = float(a.get("value", 0.0))
+    ctx.per_sample(x, y, lambda src, dst: ctx.add("Unfold", [src], [dst], p))
 
 
 @register("DeformConv", (19, 22))
