@@ -124,6 +124,19 @@ def test_pad_circular(tmp_path):
     _convert(tmp_path, m, (torch.randn(1, 3, 6, 7),), ["Concat"])
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 16), (1, 5), (1, 2, 3, 4)])
+@pytest.mark.parametrize("dim", [0, "-rank"])
+def test_concat_on_a_batch_of_1(tmp_path, shape, dim):
+    """Steps of batch 1 stacked on axis 0 (as dynamo unrolls nn.RNN): the inputs are held
+    with their leading 1, the result whole, and read by what follows on its new axis 0."""
+    from .models import ncnn_matches
+
+    d = -len(shape) if dim == "-rank" else dim
+    k = torch.arange(float(np.prod(shape))).reshape(shape) / 10
+    m = Fn(lambda self, x: (torch.cat([torch.tanh(x), x * 2, k, x + 1], d) * 3).sum(-1))
+    ncnn_matches(tmp_path, m, (torch.randn(*shape),), layers=["Concat"], dynamo=True)
+
+
 def test_pad_channels(tmp_path):
     m = Fn(lambda self, x: F.pad(x, (1, 1, 0, 2, 1, 2), value=-1.0))
     _convert(tmp_path, m, (torch.randn(1, 3, 4, 5),), ["Padding"])

@@ -14,9 +14,11 @@ import torch.nn.functional as F
 
 pytest.importorskip("ncnn")
 
-from nnport.convert import convert  # noqa: E402
+from nnport.convert import convert, prepare  # noqa: E402
 from nnport.errors import NnportError  # noqa: E402
+from nnport.ncnn_emit.legalize.probe import Probe  # noqa: E402
 from nnport.ncnn_emit.runner import NcnnRunner  # noqa: E402
+from nnport.verify.inputs import specs_from_model  # noqa: E402
 
 
 def _same_upper_dilated(path):
@@ -71,3 +73,30 @@ def test_dynamic_reshape_follows_the_input_without_onnxruntime(tmp_path, monkeyp
         want = Net()(torch.from_numpy(x)).numpy()
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("const_inputs", [True, False])
+def test_a_node_shape_inference_rejects_is_named_with_the_reason(tmp_path, const_inputs):
+    """An invalid node (a Concat of a rank-2 and a rank-1 tensor, as dynamo writes for an
+    LSTM with proj_size) leaves its output without a shape; the failure names that node and
+    what ONNX shape inference says of it, also where a later node is the first to ask."""
+    a, b = np.ones((4, 3), np.float32), np.ones((4,), np.float32)
+    inits = [onnx.numpy_helper.from_array(a, "a"), onnx.numpy_helper.from_array(b, "b")]
+    ins = [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])]
+    if not const_inputs:
+        inits = inits[1:]
+        ins += [h.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [4, 3])]
+    g = h.make_graph(
+        [h.make_node("Concat", ["a", "b"], ["c"], axis=0, name="bad_cat"),
+         h.make_node("Unsqueeze", ["c", "ax"], ["u"], name="unsq"),
+         h.make_node("Add", ["x", "u"], ["y"], name="add")], "g", ins,
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        inits + [onnx.numpy_helper.from_array(np.array([0], np.int64), "ax")])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    with pytest.raises(NnportError, match="node 'bad_cat' \\(Concat\\): the model is invalid "
+                       "here, ONNX shape inference rejects this node: .*must have same rank"):
+        convert(tmp_path / "m.onnx", tmp_path / "m.param", verify=False)
+    # what follows it has no shape for the same reason
+    model = prepare(tmp_path / "m.onnx", infer_shapes=False)
+    probe = Probe(model, specs_from_model(model), None)
+    assert "y" not in probe.shape and probe.rejected["y"][:2] == ("bad_cat", "Concat")

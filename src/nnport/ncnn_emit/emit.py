@@ -36,7 +36,15 @@ class Context:
     def shape(self, v) -> tuple:
         name = v if isinstance(v, str) else v.name
         if name not in self.probe.shape:
-            self.fail(f"no shape known for {name!r}")
+            bad = self.probe.rejected.get(name)
+            if bad is None:
+                self.fail(f"no shape known for {name!r}")
+            node, op, msg = bad
+            if self.node is not None and node == self.node.name:
+                self.fail(f"the model is invalid here, ONNX shape inference rejects this node: "
+                          f"{msg}")
+            self.fail(f"no shape known for {name!r}: the model is invalid at node {node!r} "
+                      f"({op}), which ONNX shape inference rejects: {msg}")
         return self.probe.shape[name]
 
     def rank(self, v) -> int:

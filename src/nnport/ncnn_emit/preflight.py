@@ -1,5 +1,6 @@
 """Pre-flight: every node that has no ncnn mapping, listed at once (with the reason, for
-QuantizeLinear/DequantizeLinear on activations whose integer tensor ncnn cannot hold)."""
+QuantizeLinear/DequantizeLinear on activations whose integer tensor ncnn cannot hold, and for
+the ops left unmapped because ncnn has no exact form of them: ``NO_EXACT_FORM``)."""
 from __future__ import annotations
 
 import onnx_ir as ir
@@ -11,6 +12,7 @@ from .legalize.probe import static_values
 def unsupported(model: ir.Model) -> list[dict]:
     from ..registry import model_opsets, norm_domain
     from .ops import REGISTRY
+    from .ops.op_compare import NO_EXACT_FORM
     from .ops.op_quant import structure_problem
 
     static = static_values(model)
@@ -29,6 +31,8 @@ def unsupported(model: ir.Model) -> list[dict]:
             why = structure_problem(node, outputs, lambda v: list(v.consumers()))
             if why is None:
                 continue
+        elif dom == "":
+            why = NO_EXACT_FORM.get(node.op_type)
         item = {"domain": node.domain, "op_type": node.op_type, "opset": opset,
                 "node": node.name or f"({node.op_type} -> {node.outputs[0].name})"}
         if why:

@@ -69,6 +69,9 @@ class _Walk:
         self.shape: dict[str, tuple] = {}
         self.dtype: dict[str, int] = {}
         self.value: dict[str, np.ndarray] = {}
+        # value name -> (node, op type, message): the node that makes it (or an input of it)
+        # and what ONNX shape inference says against it
+        self.rejected: dict[str, tuple[str, str, str]] = {}
         self.static = static
         for s in specs:
             self.shape[s.name] = tuple(input_shapes[s.name])
@@ -99,6 +102,9 @@ class _Walk:
         if all(o.name in self.static for o in outs) and self._evaluate(node):
             return
         if any(v.name not in self.shape for v in ins):
+            why = next((self.rejected[v.name] for v in ins if v.name in self.rejected), None)
+            if why is not None:
+                self.rejected.update((o.name, why) for o in outs)
             self._fallback(outs)
             return
         try:
@@ -114,6 +120,11 @@ class _Walk:
                     data[v.name] = onnx.numpy_helper.from_array(np.asarray(a), v.name)
             res = onnx.shape_inference.infer_node_outputs(schema, proto, types, data,
                                                           opset_imports=self.opsets)
+        except onnx.shape_inference.InferenceError as exc:
+            # the node contradicts its inputs' shapes: the model is invalid there
+            why = (node.name, node.op_type, str(exc).strip().splitlines()[0])
+            self.rejected.update((o.name, why) for o in outs)
+            res = {}
         except Exception:
             res = {}
         for o in outs:
@@ -252,7 +263,9 @@ class _Values(dict):
 class Probe:
     """``shape[name]``: concrete shape; ``value[name]``: ndarray for static values;
     ``varies[name]``: bool mask of the static value's elements that change with the input size
-    (``shape_varies[name]``: the same for the shape of any value).
+    (``shape_varies[name]``: the same for the shape of any value); ``rejected[name]``: the node
+    (name, op type, inference's message) that leaves a value without a shape because ONNX shape
+    inference finds it inconsistent with its inputs' shapes.
 
     Everything comes from shape inference and the reference evaluation of shape arithmetic
     (``_Walk``): converting never needs a runtime.  Only where inference leaves a shape unknown
@@ -271,6 +284,7 @@ class Probe:
                    if o.name and o.name not in self.shape]
         if missing:
             self._measure(model, missing)
+        self.rejected = {k: v for k, v in walk.rejected.items() if k not in self.shape}
         self.varies: dict[str, np.ndarray] = {}
         self.shape_varies: dict[str, np.ndarray] = {}
         # The same walk with every dynamic non-batch dim changed tells which numbers follow it.

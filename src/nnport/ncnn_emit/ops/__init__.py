@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from ..registry import REGISTRY, register
 from . import (op_activation, op_binary, op_compare, op_conv, op_gemm, op_norm, op_pool,  # noqa: F401
-               op_quant, op_reduce, op_resize, op_rnn, op_shape, op_softmax)
+               op_quant, op_reduce, op_resize, op_rnn, op_shape, op_signal, op_softmax)
 
 __all__ = ["REGISTRY", "register"]

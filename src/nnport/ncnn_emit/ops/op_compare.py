@@ -7,6 +7,11 @@ compare layer): 1.0 is true, 0.0 is false.
 - Where(c, x, y) = c * x + (1 - c) * y, with infinite constants (masked_fill(-inf)) replaced by
   the largest finite float so that 0 * y stays 0.
 
+IsNaN has no exact form (``NO_EXACT_FORM``): every ncnn arithmetic layer carries a NaN through,
+and the ones that could replace it (BinaryOp max/min, Clip, ReLU) do so differently in their
+vector and scalar loops per CPU (x86 SSE/AVX max returns its second operand, NEON returns NaN,
+the C++ loops compare), so no chain of layers marks NaN as 1.0 everywhere.
+
 ncnn params: BinaryOp 0=op_type (0 add 1 sub 2 mul 4 max 7 rsub) 1=with_scalar 2=b; Clip 0=min
 1=max; UnaryOp 0=op_type (0 abs).
 """
@@ -18,6 +23,13 @@ from ..registry import register
 from .common import STEP as _STEP, binary
 
 _NOT = [("BinaryOp", {0: 7, 1: 1, 2: 1.0})]  # 1 - x
+
+# ONNX ops left unmapped on purpose, with the reason the pre-flight gives
+NO_EXACT_FORM = {
+    "IsNaN": "ncnn has no compare layer, and no chain of its float layers marks a NaN exactly "
+             "(its arithmetic carries NaN through; max/min/Clip treat it differently per CPU "
+             "code path)",
+}
 
 
 def _finite(ctx, v):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import register
-from .common import attrs_of, permute_type, reshape_params
+from .common import attrs_of, permute_type, reshape_params, whole
 from ..graph import Weight
 
 KEYS = [0, 1, 11, 2]  # w, h, d, c: innermost first
@@ -93,8 +93,15 @@ def concat(ctx, node):
     axis = int(attrs_of(node)["axis"])
     ins = [v for v in node.inputs if v is not None and int(np.prod(ctx.shape(v))) != 0]
     ref = next((v for v in ins if not ctx.is_const(v)), ins[0])
+    y = node.outputs[0]
+    if (axis if axis >= 0 else axis + ctx.rank(ref)) == 0 and 2 <= ctx.rank(y) <= 4 and \
+            any(ctx.drop(v) for v in ins if not ctx.is_const(v)):
+        # on a dropped batch axis (an unrolled RNN stacks its steps so): every input with
+        # its leading dim kept, the result held whole
+        ctx.add("Concat", [whole(ctx, v) for v in ins], [ctx.out(y, False)], {0: 0})
+        return
     blobs = [ctx.blob(v) if not ctx.is_const(v) else ctx.blob(v, like=ref) for v in ins]
-    ctx.add("Concat", blobs, [ctx.out(node.outputs[0], ctx.drop(ref))], {0: ctx.axis(ref, axis)})
+    ctx.add("Concat", blobs, [ctx.out(y, ctx.drop(ref))], {0: ctx.axis(ref, axis)})
 
 
 # from the output shapes: split sizes as an attribute (2) or input (13), num_outputs (18);
