@@ -41,3 +41,39 @@ def test_constant_spanning_a_dropped_batch(tmp_path):
     torch.manual_seed(0)
     ncnn_matches(tmp_path, ConstantAcrossTheBatch(), (torch.rand(5), torch.rand(6)),
                  layers=["BinaryOp"], dynamo=True)
+
+
+class HigherRankConstant(nn.Module):
+    """A (1, 1, n) constant plus a (1, n) value (an unrolled RNN's first step from a zero
+    state): the result is rank 3, and the layers after it (a Linear of width 16, which ncnn
+    packs) must see the blob as the shape the result declares."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("h0", torch.linspace(-1, 1, 16).reshape(1, 1, 16))
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x):
+        y = self.h0 + x
+        return self.fc(torch.tanh(y)), y * 2
+
+
+def test_constant_of_higher_rank(tmp_path):
+    torch.manual_seed(0)
+    ncnn_matches(tmp_path, HigherRankConstant(), (torch.rand(1, 16),), layers=["BinaryOp"],
+                 dynamo=True)
+
+
+def test_unrolled_rnn_of_width_16(tmp_path):
+    torch.manual_seed(0)
+
+    class Last(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(16, 16)
+
+        def forward(self, x):
+            out, h = self.rnn(x)
+            return out, h
+
+    ncnn_matches(tmp_path, Last(), (torch.rand(5, 1, 16),), dynamo=True)

@@ -63,12 +63,12 @@ REVERSED = {1: 7, 3: 8, 6: 9}
 def binary(ctx, op, a, b, y):
     ca, cb = ctx.const(a), ctx.const(b)
     if cb is not None and np.asarray(cb).size == 1:
-        return ctx.add("BinaryOp", [ctx.blob(a)], [ctx.out(y, ctx.drop(a))],
-                       {0: op, 1: 1, 2: float(np.asarray(cb).ravel()[0])})
+        return _emit_binary(ctx, [ctx.blob(a)], y, ctx.drop(a),
+                            {0: op, 1: 1, 2: float(np.asarray(cb).ravel()[0])}, a)
     if ca is not None and np.asarray(ca).size == 1:
         op2 = REVERSED.get(op, op)
-        return ctx.add("BinaryOp", [ctx.blob(b)], [ctx.out(y, ctx.drop(b))],
-                       {0: op2, 1: 1, 2: float(np.asarray(ca).ravel()[0])})
+        return _emit_binary(ctx, [ctx.blob(b)], y, ctx.drop(b),
+                            {0: op2, 1: 1, 2: float(np.asarray(ca).ravel()[0])}, b)
     if ca is not None and _spans_batch(ctx, ca, b):
         return ctx.add("BinaryOp", [_full(ctx, a, b), whole(ctx, b)], [ctx.out(y, False)],
                        {0: op})
@@ -96,7 +96,21 @@ def binary(ctx, op, a, b, y):
             lifted = ctx.add("Reshape", [lo_blob], [ctx.g.unique(lo.name + "_lifted")],
                              reshape_params(ctx, shape, None))
             ba, bb = (lifted, bb) if lo is a else (ba, lifted)
-    return ctx.add("BinaryOp", [ba, bb], [ctx.out(y, ctx.drop(ref))], {0: op})
+    return _emit_binary(ctx, [ba, bb], y, ctx.drop(ref), {0: op}, ref)
+
+
+def _emit_binary(ctx, bottoms, y, drop, params, ref):
+    """The BinaryOp, whose blob has ``ref``'s ncnn rank (ncnn broadcasts within that rank);
+    where ``y`` has more dims (a constant of higher rank: (1, 1, n) + (1, n)), a Reshape
+    gives the blob the shape ``y`` declares."""
+    top = ctx.out(y, drop)
+    want = ctx.nshape(y)
+    if len(want) == len(ctx.nshape(ref)):
+        return ctx.add("BinaryOp", bottoms, [top], params)
+    mid = ctx.add("BinaryOp", bottoms, [ctx.g.unique(y.name + "_flat")], params)
+    dyn = ctx.probe.shape_varies.get(y.name)
+    dyn = None if dyn is None else (list(dyn)[1:] if drop else list(dyn))
+    return ctx.add("Reshape", [mid], [top], reshape_params(ctx, want, dyn))
 
 
 def _spans_batch(ctx, c, v) -> bool:
