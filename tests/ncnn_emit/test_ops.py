@@ -588,3 +588,23 @@ def test_bidirectional_state_inputs(tmp_path, kind):
     names = ("input", "h0", "c0") if kind == "LSTM" else ("input", "h0")
     text = _convert(tmp_path, m, args, [kind], input_names=names)
     assert sum(1 for t in _layers(text) if t == kind) == 1
+
+
+class AddMM(nn.Module):
+    """Gemm with alpha/beta and a bias computed at run time, with B at run time and constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.rand(26, 33))
+
+    def forward(self, c, a, b, c2, a2):
+        return (torch.addmm(c, a, b, beta=1.4, alpha=0.7),
+                torch.addmm(c2, a2, self.w, beta=0.5, alpha=2.0), torch.addmm(c2, a2, self.w))
+
+
+def test_gemm_with_a_run_time_bias_and_beta(tmp_path):
+    from .models import ncnn_matches
+
+    args = (torch.rand(7, 33), torch.rand(7, 26), torch.rand(26, 33), torch.rand(5, 33),
+            torch.rand(5, 26))
+    ncnn_matches(tmp_path, AddMM(), args, layers=["Gemm"], rtol=1e-4, atol=1e-4, dynamo=True)

@@ -108,6 +108,8 @@ def gemm(ctx, node):
     Wt = B if at.get("transB", 0) else B.T
     Wt = np.ascontiguousarray(Wt) * float(at.get("alpha", 1.0))
     bias = None
+    if c is not None and c.name and not ctx.is_const(c):  # a bias computed at run time
+        return _gemm_dynamic(ctx, node, at, a, b, c)
     if c is not None and c.name:
         C = np.asarray(ctx.need_const(c, "the Gemm bias"), np.float32) * float(at.get("beta", 1.0))
         if C.size == 1:
@@ -166,9 +168,13 @@ def _gemm_dynamic(ctx, node, at, a, b, c):
     beta = float(at.get("beta", 1.0))
     if beta != 1.0:
         C = ctx.const(c)
-        if C is None:
-            ctx.fail("Gemm with beta != 1 and a bias computed at run time")
-        c = ctx.temp(c.name + "_beta", np.shape(C), np.asarray(C, np.float32) * beta)
+        if C is None:  # beta * C first (a BinaryOp by a scalar)
+            scaled = ctx.temp(c.name + "_beta", ctx.shape(c))
+            one = ctx.temp(c.name + "_k", (), np.float32(beta))
+            binary(ctx, 2, c, one, scaled)
+            c = scaled
+        else:
+            c = ctx.temp(c.name + "_beta", np.shape(C), np.asarray(C, np.float32) * beta)
     binary(ctx, 0, mid, c, y)
 
 
