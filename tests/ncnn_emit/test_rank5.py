@@ -135,3 +135,26 @@ def test_broadcast_against_a_different_channel_count_is_refused(tmp_path):
     nodes = [helper.make_node("Sub", ["x", "m"], ["y"], name="the_sub")]
     _refused(tmp_path, nodes, {"x": (2, 3, 4, 5, 6), "m": (2, 1, 4, 5, 6)},
              match=("the_sub", "'m'", "batch of 2"))
+
+
+class Stacks(nn.Module):
+    """torch.stack of 4-D batches of two into rank-5 results held merged, and Concat of merged
+    video tensors on every axis (on C, sample by sample)."""
+
+    def forward(self, q, r, v, u):
+        return (torch.relu(torch.stack((q, r), dim=1)), torch.relu(torch.stack((q, r), dim=-1)),
+                torch.relu(torch.stack((q, r), dim=0)), torch.cat((v, u), dim=1).relu(),
+                torch.cat((v, v * 2), dim=3).relu(), torch.cat((v, v), dim=0).relu())
+
+
+def test_concat_on_a_merged_batch(tmp_path):
+    torch.manual_seed(0)
+    args = (torch.rand(2, 3, 5, 7), torch.rand(2, 3, 5, 7), torch.rand(2, 3, 4, 5, 6),
+            torch.rand(2, 2, 4, 5, 6))
+    ncnn_matches(tmp_path, Stacks(), args, layers=["Concat", "Crop"], dynamo=True)
+
+
+def test_concat_of_a_merged_batch_with_a_constant_is_refused(tmp_path):
+    c = numpy_helper.from_array(np.ones((2, 1, 4, 5, 6), np.float32), "c")
+    _refused(tmp_path, [helper.make_node("Concat", ["x", "c"], ["y"], axis=1, name="the_cat")],
+             {"x": (2, 3, 4, 5, 6)}, inits=[c], match=("the_cat", "batch of 2"))

@@ -16,6 +16,11 @@ exact for an op only when the op cannot tell N*C channels from C channels of N s
 - Reshape/Flatten/Squeeze/Unsqueeze of static shapes: the merged blob has the tensor's bytes
   in its order, so an ncnn Reshape to the other side's ncnn shape is the same reshape (torch's
   GroupNorm export reshapes (N, C, D, H, W) to (N, G, L) and back);
+- Concat of merged operands: on the batch axis the sample blocks follow each other (ncnn
+  Concat 0=axis on the channels); on D, H or W each channel grows alike (ncnn axis 1-3); on C,
+  sample i's channels of every operand, in operand order, then sample i+1's (Crops, then one
+  Concat of them all on the channels) — ``torch.stack`` of N-sample 4-D tensors is this (an
+  operand with a dropped batch of 1 is the merged layout of one sample);
 - ops that treat every sample alone: Conv/ConvTranspose (Convolution3D, Deconvolution3D...),
   InstanceNormalization, GroupNormalization: sample i is channels [i*C, (i+1)*C) (Crop
   9=starts 10=ends 11=axes), run alone, and the N results are concatenated on the channels
@@ -74,14 +79,39 @@ def emitter(ctx, node, fn):
                               for v in (node.inputs[0], node.outputs[0])):
         ctx.fail(f"reshape of a rank-5 tensor with a batch of {n} (held as N*C ncnn channels) "
                  "with size-dependent dims; convert with a fixed --input-shape")
-    ok = ok or op in RESHAPES
+    ok = ok or op in RESHAPES or op == "Concat"
     if not ok:
         ctx.fail(f"reads or writes a rank-5 tensor with a batch of {n}, which ncnn holds as N*C "
                  f"channels (4 dims at most); {op} is not mapped on that layout (element-wise, "
                  "per-channel and per-sample ops are)")
     if op in BINARY and not fn.__module__.endswith("legalize.patterns"):
         return lambda ctx, node: _binary(ctx, node, fn)
+    if op == "Concat":
+        return _concat
     return fn
+
+
+def _concat(ctx, node):
+    y = node.outputs[0]
+    ins = [v for v in node.inputs if v is not None and v.name and int(np.prod(ctx.shape(v)))]
+    n = ctx.merged(y) if ctx.rank(y) == 5 else 0
+    # a rank-5 operand with a dropped batch of 1 is the merged layout of one sample
+    if not n or any(ctx.is_const(v) or ctx.rank(v) != 5 or not (ctx.merged(v) or ctx.drop(v))
+                    for v in ins):
+        ctx.fail(f"Concat of a rank-5 tensor with a batch of {n} held as N*C ncnn channels: "
+                 "every operand must be such a tensor computed at run time")
+    axis = int(node.attributes["axis"].value)
+    axis = axis + 5 if axis < 0 else axis
+    if axis != 1:  # batch: sample blocks in order; D/H/W: every channel alike
+        return ctx.add("Concat", [ctx.blob(v) for v in ins], [ctx.out(y, False)],
+                       {0: 0 if axis == 0 else axis - 1})
+    parts = []
+    for i in range(n):
+        for v in ins:
+            c = int(ctx.shape(v)[1])
+            parts.append(ctx.add("Crop", [ctx.blob(v)], [ctx.g.unique(f"{v.name}_s{i}")],
+                                 {9: [i * c], 10: [(i + 1) * c], 11: [0]}))
+    return ctx.add("Concat", parts, [ctx.out(y, False)], {0: 0})
 
 
 def _binary(ctx, node, fn):
