@@ -1,6 +1,6 @@
 """STFT -> ncnn Spectrogram (op_signal): torch.stft through the dynamo exporter (a Pad for
 center=True, the STFT, a Transpose after, a Div for normalized=True), run in ncnn and compared
-with torch; a window ncnn does not generate fails naming the node."""
+with torch; a window ncnn does not generate runs as a strided Convolution1D."""
 from __future__ import annotations
 
 import pytest
@@ -8,8 +8,6 @@ import torch
 from torch import nn
 
 pytest.importorskip("ncnn")
-
-from nnport.errors import NnportError  # noqa: E402
 
 from .models import ncnn_matches  # noqa: E402
 
@@ -67,8 +65,38 @@ def test_a_symmetric_hann_is_a_shorter_periodic_one(tmp_path):
                  (torch.rand(500),), layers=["Spectrogram"], rtol=1e-3, atol=2e-3, dynamo=True)
 
 
-def test_stft_window_ncnn_does_not_generate_names_the_node(tmp_path):
-    win = torch.blackman_window(64)
-    with pytest.raises(NnportError, match=r"\(STFT\): the window is none that ncnn's "
-                                          "Spectrogram generates"):
-        ncnn_matches(tmp_path, Stft(n_fft=64, window=win), (torch.rand(500),), dynamo=True)
+@pytest.mark.parametrize("kw,shape", [
+    (dict(n_fft=64, window=torch.blackman_window(64)), (500,)),
+    (dict(n_fft=30, window=torch.linspace(0.2, 1.0, 30), hop_length=4, onesided=False,
+          center=False), (3, 300)),
+])
+def test_any_other_window_is_a_strided_convolution(tmp_path, kw, shape):
+    """A window ncnn's Spectrogram does not generate: the windowed DFT as Convolution1D."""
+    torch.manual_seed(0)
+    text = ncnn_matches(tmp_path, Stft(**kw), (torch.rand(*shape),),
+                        layers=["Convolution1D", "Permute"], rtol=1e-3, atol=2e-3, dynamo=True)
+    assert "Spectrogram" not in text
+
+
+def test_exporters_hamming_window(tmp_path):
+    """torch.hamming_window exported as ONNX HammingWindow (alpha 25/46, not torch's 0.54):
+    ncnn follows the ONNX file, so it is compared with onnxruntime."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from nnport.convert import convert
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    class Ham(nn.Module):
+        def forward(self, x):
+            return torch.view_as_real(torch.stft(x, 40, hop_length=10, return_complex=True,
+                                                 window=torch.hamming_window(40)))
+
+    x = torch.rand(1, 400)
+    torch.onnx.export(Ham(), (x,), str(tmp_path / "h.onnx"), dynamo=True, optimize=True,
+                      input_names=["x"], output_names=["y"])
+    want = ort.InferenceSession(str(tmp_path / "h.onnx"),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    convert(tmp_path / "h.onnx", tmp_path / "h.param", verify=False)
+    got = NcnnRunner(tmp_path / "h.param").run({"x": x.numpy()})[0]
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-3, atol=2e-3)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph import Weight
 from ..registry import register
 from .common import attrs_of, permute_type
 
@@ -94,12 +95,7 @@ def stft(ctx, node):
     if win.size != n_fft:
         ctx.fail(f"window of {win.size} samples for frames of {n_fft}")
     found = match_window(win)
-    if found is None:
-        ctx.fail(f"the window is none that ncnn's Spectrogram generates (ones, periodic Hann or "
-                 f"Hamming of any length centered in n_fft={n_fft}); it has no window input")
-    window_type, winlen = found
     onesided = int(attrs_of(node).get("onesided", 1))
-    params = {0: n_fft, 1: 0, 2: hop, 3: winlen, 4: window_type, 5: 0, 7: 0, 8: onesided}
 
     out = y
     post = ctx.single_consumer(y)
@@ -107,6 +103,10 @@ def stft(ctx, node):
             list(attrs_of(post).get("perm", [])) == [0, 2, 1, 3]:
         out = post.outputs[0]  # (batch, bins, frames, 2): Spectrogram's own layout
         ctx.skip.add(id(post))
+    if found is None:  # any other window: the windowed DFT as a strided Convolution1D
+        return _stft_conv(ctx, x, y, out, win, hop, onesided)
+    window_type, winlen = found
+    params = {0: n_fft, 1: 0, 2: hop, 3: winlen, 4: window_type, 5: 0, 7: 0, 8: onesided}
 
     def one(src, top):
         flat = ctx.add("Reshape", [src], [ctx.g.unique(y.name + "_signal")], {0: -1})
@@ -114,5 +114,34 @@ def stft(ctx, node):
             return ctx.add("Spectrogram", [flat], [top], params)
         spec = ctx.add("Spectrogram", [flat], [ctx.g.unique(y.name + "_spec")], params)
         return ctx.add("Permute", [spec], [top], {0: permute_type((1, 0, 2))})
+
+    ctx.per_sample(x, out, one)
+
+
+def _stft_conv(ctx, x, y, out, win, hop, onesided):
+    """STFT with a window ncnn does not generate (the exporter's HammingWindow is
+    0.54347826 - 0.45652174 cos, not torch's 0.54 - 0.46 cos): output channel 2k + part of a
+    Convolution1D (0=num_output 1=kernel_w 3=stride_w 6=weight_data_size) over the (1, samples)
+    signal has the weights window[t] * cos(2 pi k t / n) (real part) and
+    -window[t] * sin(2 pi k t / n) (imaginary), so its (2 * bins, frames) result is the STFT;
+    a Reshape to (bins, 2, frames) and a Permute give ONNX's (frames, bins, 2), or
+    (bins, frames, 2) where the Transpose after it was absorbed."""
+    n_fft = win.size
+    bins = n_fft // 2 + 1 if onesided else n_fft
+    t = np.arange(n_fft, dtype=np.float64)
+    ang = 2 * np.pi * np.outer(np.arange(bins), t) / n_fft
+    w = np.stack([np.cos(ang) * win, -np.sin(ang) * win], axis=1)  # (bins, 2, n_fft)
+    weight = w.reshape(2 * bins, 1, n_fft).astype(np.float32)
+    frames = int(ctx.shape(y)[1])
+    p = {0: 2 * bins, 1: n_fft, 3: hop, 5: 0, 6: int(weight.size)}
+    order = (2, 0, 1) if out is y else (0, 2, 1)
+
+    def one(src, top):
+        sig = ctx.add("Reshape", [src], [ctx.g.unique(y.name + "_signal")], {0: -1, 1: 1})
+        conv = ctx.add("Convolution1D", [sig], [ctx.g.unique(y.name + "_dft")], p,
+                       [Weight(weight, flagged=True)])
+        parts = ctx.add("Reshape", [conv], [ctx.g.unique(y.name + "_parts")],
+                        {0: frames, 1: 2, 2: bins})
+        return ctx.add("Permute", [parts], [top], {0: permute_type(order)})
 
     ctx.per_sample(x, out, one)
