@@ -167,8 +167,9 @@ def ncnn_matches(tmp_path, module, args, layers=(), rtol=1e-4, atol=1e-4, opset=
                           input_names=names, output_names=outs)
     convert(path, tmp_path / "m.param", verify=False,
             input_shapes={n: tuple(a.shape) for n, a in zip(names, args)})
-    got = NcnnRunner(tmp_path / "m.param").run(
-        {n: a.numpy() for n, a in zip(names, args)})
+    feeds = {n: a.numpy() for n, a in zip(names, args)}
+    got = NcnnRunner(tmp_path / "m.param").run(feeds)
+    check_blob_shapes(path, tmp_path / "m.param", feeds)
     assert len(got) == len(want)
     for g, w in zip(got, want):
         w = w.detach().float().numpy()
@@ -205,6 +206,7 @@ def onnx_matches(tmp_path, nodes, feeds, inits=(), layers=(), rtol=1e-4, atol=1e
     convert(path, tmp_path / "m.param", verify=False,
             input_shapes={k: tuple(v.shape) for k, v in feeds.items()})
     got = NcnnRunner(tmp_path / "m.param").run(feeds)
+    check_blob_shapes(path, tmp_path / "m.param", feeds)
     for g_, w in zip(got, want):
         assert g_.size == w.size, (g_.shape, w.shape)
         np.testing.assert_allclose(g_.reshape(w.shape), w, rtol=rtol, atol=atol)
@@ -213,3 +215,16 @@ def onnx_matches(tmp_path, nodes, feeds, inits=(), layers=(), rtol=1e-4, atol=1e
     for layer in layers:
         assert layer in types, (layer, types)
     return text
+
+
+def check_blob_shapes(onnx_path, param_path, feeds):
+    """Every blob the converter named for an ONNX value has, in ncnn, the shape that value
+    declares (its dims, less a dropped batch of 1): a layer writing another layout than its
+    readers expect gives wrong numbers only at some sizes (ncnn packs 4, 8 or 16 lanes)."""
+    from nnport.ncnn_emit import build_graph
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    graph, _ = build_graph(str(onnx_path), {k: tuple(v.shape) for k, v in feeds.items()})
+    got = NcnnRunner(param_path).blob_shapes(feeds, graph.declared)
+    bad = {b: (graph.declared[b], s) for b, s in got.items() if tuple(graph.declared[b]) != s}
+    assert not bad, f"blobs whose ncnn shape is not the declared one (declared, ncnn): {bad}"

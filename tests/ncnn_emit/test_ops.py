@@ -15,7 +15,7 @@ pytest.importorskip("ncnn")
 from nnport.convert import convert  # noqa: E402
 from nnport.errors import ConversionError  # noqa: E402
 
-from .models import export  # noqa: E402
+from .models import check_blob_shapes, export  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +34,8 @@ def _convert(tmp_path, model, args, layers, rtol=1e-3, atol=1e-4, input_names=("
     assert res.report.outputs
     for o in res.report.outputs:
         assert o.ok, str(o)
+    check_blob_shapes(src, tmp_path / "m.param",
+                      {n: a.numpy() for n, a in zip(input_names, args)})
     text = (tmp_path / "m.param").read_text()
     types = _layers(text)
     for layer in layers:

@@ -31,6 +31,7 @@ class Context:
         # DequantizeLinear outputs computed when a float layer first reads them (op_quant)
         self.fake_quant: dict[str, ir.Node] = {}
         self.merged_ok = False  # the node being emitted may write ``merged`` values
+        self.declared_values: dict[str, str] = {}  # blob -> the ONNX value ``out`` named it for
 
     # ---- facts about ONNX values ----
     def shape(self, v) -> tuple:
@@ -239,6 +240,7 @@ class Context:
         """Name the ncnn blob for ONNX output ``v`` (the ONNX name, sanitized)."""
         name = self.g.unique(v.name)
         self.blob_of[v.name] = name
+        self.declared_values[name] = v.name
         if drop is not None:
             self.drop_of[v.name] = drop
         shp = self.shape(v)
@@ -347,6 +349,8 @@ def convert_graph(model: ir.Model, probe: Probe) -> Graph:
         ctx.g.output_layout.append(ctx.layout(v))
     for i, (blob, layout) in enumerate(zip(ctx.g.outputs, ctx.g.output_layout)):
         ctx.g.add("Noop", [blob], [], name=f"nnport_output_{i}_{layout}")
+    for blob, name in ctx.declared_values.items():
+        ctx.g.declared[blob] = (1,) if ctx.rank(name) == 0 else tuple(ctx.nshape(name))
     fuse.run(ctx.g)
     split.run(ctx.g)
     from .ops.op_quant import quant_notes

@@ -34,6 +34,9 @@ class Graph:
         self.outputs: list[str] = []
         self.output_layout: list[str] = []  # per output: "1", "0" or "m<N>" (Context.layout)
         self.notes: list[str] = []  # what the conversion chose (int8 or float32 layers)
+        # blob -> the ncnn shape (c, d, h, w outermost first) its ONNX value declares; the
+        # tests compare it with the shape ncnn computes (tests/ncnn_emit/models.py)
+        self.declared: dict[str, tuple] = {}
 
     def unique(self, base: str) -> str:
         base = sanitize(base) or "blob"

@@ -100,10 +100,27 @@ class NcnnRunner:
         self.path = str(param_path)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        ex, keep = self._fed(feeds, light=True)
+        return self._read_outputs(ex)
+
+    def blob_shapes(self, feeds: dict[str, np.ndarray], names) -> dict[str, tuple]:
+        """The shape (outermost first: c, d, h, w) ncnn computes for each named blob, fed as
+        ``run`` feeds; a blob ncnn cannot compute is left out."""
+        ex, keep = self._fed(feeds, light=False)
+        out = {}
+        for name in names:
+            ret, mat = ex.extract(name)
+            if ret != 0 or mat.empty():
+                continue
+            out[name] = {1: (mat.w,), 2: (mat.h, mat.w), 3: (mat.c, mat.h, mat.w),
+                         4: (mat.c, mat.d, mat.h, mat.w)}[mat.dims]
+        return out
+
+    def _fed(self, feeds, light: bool):
         import ncnn
 
         ex = self.net.create_extractor()
-        ex.set_light_mode(True)
+        ex.set_light_mode(light)
         from .graph import sanitize
 
         keep = []
@@ -131,6 +148,9 @@ class NcnnRunner:
             mat = ncnn.Mat(a).clone()  # ncnn owns its copy: in-place layers may write to it
             keep.append(mat)
             ex.input(sanitize(name), mat)
+        return ex, keep
+
+    def _read_outputs(self, ex) -> list[np.ndarray]:
         outs = []
         for name, dropped in self.outputs:
             ret, mat = ex.extract(name)

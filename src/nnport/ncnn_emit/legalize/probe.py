@@ -50,6 +50,37 @@ def _concrete(specs, input_shapes: dict) -> dict[str, tuple]:
     return shapes
 
 
+_POOLS = {"MaxPool", "AveragePool", "LpPool"}
+
+
+def _ceil_pool_shape(node: ir.Node, x: tuple, inferred: tuple) -> tuple:
+    """A pooling output's shape with ceil_mode=1 as runtimes compute it at every opset: a
+    window that would start in the end padding is dropped (onnx's shape inference applies
+    that only from opset 22, onnxruntime and torch always do: MaxPool k=2 s=3 p=1 on 8 gives
+    3, not 4)."""
+    a = node.attributes
+    get = lambda k, d: a[k].value if a.get(k) is not None else d  # noqa: E731
+    auto = get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if not get("ceil_mode", 0) or auto not in ("NOTSET", "VALID") or len(inferred) != len(x):
+        return inferred
+    nsp = len(x) - 2
+    k = list(get("kernel_shape", [1] * nsp))
+    st = list(get("strides", [1] * nsp))
+    dil = list(get("dilations", [1] * nsp))
+    pads = list(get("pads", [0] * (2 * nsp))) if auto == "NOTSET" else [0] * (2 * nsp)
+    if len(k) != nsp or len(st) != nsp or len(dil) != nsp or len(pads) != 2 * nsp:
+        return inferred
+    out = list(inferred)
+    for i in range(nsp):
+        span = x[2 + i] + pads[i] + pads[nsp + i] - dil[i] * (k[i] - 1) - 1
+        n = -(-span // st[i]) + 1
+        if (n - 1) * st[i] >= x[2 + i] + pads[i]:
+            n -= 1
+        out[2 + i] = n
+    return tuple(out)
+
+
 def _type_proto(dtype: int, shape) -> onnx.TypeProto:
     return onnx.helper.make_tensor_type_proto(int(dtype), list(shape))
 
@@ -136,6 +167,8 @@ class _Walk:
                     shp = tuple(int(d.dim_value) for d in dims)
                 if t.tensor_type.elem_type:
                     self.dtype[o.name] = t.tensor_type.elem_type
+            if shp is not None and node.op_type in _POOLS and node.domain in ("", "ai.onnx"):
+                shp = _ceil_pool_shape(node, self.shape[ins[0].name], shp)
             if shp is None:
                 self._fallback([o])
             else:
