@@ -59,7 +59,7 @@ def _ceil_pool_shape(node: ir.Node, x: tuple, inferred: tuple) -> tuple:
     that only from opset 22, onnxruntime and torch always do: MaxPool k=2 s=3 p=1 on 8 gives
     3, not 4)."""
     a = node.attributes
-    get = lambda k, d: a[k].value if a.get(k) is not None else d  # noqa: E731
+    get = lambda k, d: a[k].value if a.get(k) is not None else d
     auto = get("auto_pad", "NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if not get("ceil_mode", 0) or auto not in ("NOTSET", "VALID") or len(inferred) != len(x):
