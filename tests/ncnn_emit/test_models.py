@@ -11,7 +11,7 @@ pytest.importorskip("ncnn")
 from nnport.convert import convert  # noqa: E402
 from nnport.verify import verify  # noqa: E402
 
-from .models import CNN, Encoder, Recurrent, export  # noqa: E402
+from .models import CNN, Encoder, Recurrent, check_blob_shapes, export  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +32,7 @@ def test_cnn(tmp_path, fp16):
     res = convert(src, tmp_path / "cnn.param", fp16=fp16, rtol=1e-2 if fp16 else 1e-3,
                   atol=1e-2 if fp16 else 1e-4)
     _check(res.report, 1e-2 if fp16 else 1e-3)
+    check_blob_shapes(src, tmp_path / "cnn.param", {"input": np.ones((1, 3, 32, 32), np.float32)})
     text = (tmp_path / "cnn.param").read_text()
     assert text.startswith("7767517\n")
     for layer in ("Convolution", "ConvolutionDepthWise", "Pooling", "Interp", "Concat",
@@ -48,6 +49,7 @@ def test_transformer_encoder(tmp_path):
     src = export(Encoder(), (torch.randn(1, 6, 32),), tmp_path / "enc.onnx")
     res = convert(src, tmp_path / "enc.param", rtol=1e-3, atol=1e-4)
     _check(res.report, 1e-3)
+    check_blob_shapes(src, tmp_path / "enc.param", {"input": np.ones((1, 6, 32), np.float32)})
     text = (tmp_path / "enc.param").read_text()
     for layer in ("LayerNorm", "GELU", "SDPA", "Permute", "Gemm"):
         assert f"\n{layer} " in text
@@ -57,6 +59,7 @@ def test_lstm_gru(tmp_path):
     src = export(Recurrent(), (torch.randn(1, 5, 8),), tmp_path / "rnn.onnx")
     res = convert(src, tmp_path / "rnn.param", rtol=1e-3, atol=1e-4)
     _check(res.report, 1e-3)
+    check_blob_shapes(src, tmp_path / "rnn.param", {"input": np.ones((1, 5, 8), np.float32)})
     text = (tmp_path / "rnn.param").read_text()
     assert "\nLSTM " in text and "\nGRU " in text
 
