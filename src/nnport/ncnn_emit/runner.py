@@ -106,9 +106,14 @@ class NcnnRunner:
     def blob_shapes(self, feeds: dict[str, np.ndarray], names) -> dict[str, tuple]:
         """The shape (outermost first: c, d, h, w) ncnn computes for each named blob, fed as
         ``run`` feeds; a blob ncnn cannot compute is left out."""
+        tops = set()  # the blobs this .param has (a fused-away one is not asked for)
+        for line in Path(self.path).read_text(encoding="utf-8", errors="replace").splitlines()[2:]:
+            parts = line.split()
+            if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+                tops.update(parts[4 + int(parts[2]):4 + int(parts[2]) + int(parts[3])])
         ex, keep = self._fed(feeds, light=False)
         out = {}
-        for name in names:
+        for name in (n for n in names if n in tops):
             ret, mat = ex.extract(name)
             if ret != 0 or mat.empty():
                 continue
