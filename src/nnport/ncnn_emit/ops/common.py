@@ -108,9 +108,16 @@ def _emit_binary(ctx, bottoms, y, drop, params, ref):
     if len(want) == len(ctx.nshape(ref)):
         return ctx.add("BinaryOp", bottoms, [top], params)
     mid = ctx.add("BinaryOp", bottoms, [ctx.g.unique(y.name + "_flat")], params)
-    dyn = ctx.probe.shape_varies.get(y.name)
-    dyn = None if dyn is None else (list(dyn)[1:] if drop else list(dyn))
-    return ctx.add("Reshape", [mid], [top], reshape_params(ctx, want, dyn))
+    return ctx.add("Reshape", [mid], [top], reshape_params(ctx, want, ndyn(ctx, y)))
+
+
+def ndyn(ctx, v):
+    """Per ncnn dim of ``v`` (outermost first), whether its size depends on the input's."""
+    m = ctx.probe.shape_varies.get(v.name)
+    if m is None:
+        return None
+    m = list(m)
+    return m[1:] if ctx.drop(v) else m
 
 
 def _spans_batch(ctx, c, v) -> bool:

@@ -12,18 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import register
-from .common import attrs_of, permute_type, reshape_params, whole
+from .common import attrs_of, ndyn, permute_type, reshape_params, whole
 from ..graph import Weight
 
 KEYS = [0, 1, 11, 2]  # w, h, d, c: innermost first
-
-
-def _ndyn(ctx, v):
-    m = ctx.probe.shape_varies.get(v.name)
-    if m is None:
-        return None
-    m = list(m)
-    return m[1:] if ctx.drop(v) else m
 
 
 def emit_reshape(ctx, x, y, drop=None):
@@ -34,7 +26,7 @@ def emit_reshape(ctx, x, y, drop=None):
         oshape = (1,)
     if len(oshape) == 1 and ctx.drop(x):
         return ctx.add("Flatten", [ctx.blob(x)], [out])
-    p = reshape_params(ctx, oshape, _ndyn(ctx, y), ctx.nshape(x), _ndyn(ctx, x))
+    p = reshape_params(ctx, oshape, ndyn(ctx, y), ctx.nshape(x), ndyn(ctx, x))
     return ctx.add("Reshape", [ctx.blob(x)], [out], p)
 
 
