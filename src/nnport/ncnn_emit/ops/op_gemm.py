@@ -91,8 +91,14 @@ def matmul(ctx, node):
         from .common import whole
 
         bb = whole(ctx, b)
-    ctx.add("MatMul", [ba, bb], [ctx.out(y, ctx.drop(ref) if ctx.rank(y) == ctx.rank(ref)
-                                         else None)], {0: 0})
+    drop = ctx.drop(ref) if ctx.rank(y) == ctx.rank(ref) else None
+    other = b if ref is a else a
+    if drop and not ctx.is_const(other) and ctx.rank(other) == ctx.rank(y) and \
+            not ctx.drop(other):
+        # (1, ...) without its batch against (N, ...) held whole: ncnn broadcasts the first
+        # as numpy does, and the product is N samples held whole
+        drop = False
+    ctx.add("MatMul", [ba, bb], [ctx.out(y, drop)], {0: 0})
 
 
 @register("Gemm", (7, 9, 11, 13))  # before 7: the broadcast attribute
