@@ -158,3 +158,37 @@ def test_concat_of_a_merged_batch_with_a_constant_is_refused(tmp_path):
     c = numpy_helper.from_array(np.ones((2, 1, 4, 5, 6), np.float32), "c")
     _refused(tmp_path, [helper.make_node("Concat", ["x", "c"], ["y"], axis=1, name="the_cat")],
              {"x": (2, 3, 4, 5, 6)}, inits=[c], match=("the_cat", "batch of 2"))
+
+
+def test_slices_and_reductions_on_d_h_w_of_a_merged_batch(tmp_path):
+    """Slice (also from the end, with a step) and Reduce* keeping the rank, on D, H and W of a
+    batch of two: every channel cut or reduced alike (Crop, Reduction on ncnn's d, h, w)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 5, 6, 7)).astype(np.float32)
+
+    def i64(name, v):
+        return numpy_helper.from_array(np.array(v, np.int64), name)
+
+    inits = [i64("st", [1, 0, 2]), i64("en", [4, 5, 7]), i64("ax", [2, 3, 4]),
+             i64("st2", [-3]), i64("en2", [100]), i64("ax2", [4]), i64("st3", [0]),
+             i64("en3", [3]), i64("stp", [2]), i64("rax", [2, 4]), i64("rax2", [3]),
+             i64("rax3", [2])]
+    nodes = [helper.make_node("Slice", ["x", "st", "en", "ax"], ["a"]),      # (2,3,3,5,5)
+             helper.make_node("ReduceMax", ["a", "rax"], ["r"], keepdims=1),  # (2,3,1,5,1)
+             helper.make_node("Sub", ["a", "r"], ["s"]),
+             helper.make_node("Slice", ["s", "st2", "en2", "ax2"], ["b"]),   # (2,3,3,5,3)
+             helper.make_node("ReduceMean", ["b", "rax2"], ["m"], keepdims=1),  # (2,3,3,1,3)
+             helper.make_node("Slice", ["m", "st3", "en3", "ax2", "stp"], ["c"]),  # (...,2)
+             helper.make_node("ReduceSum", ["c", "rax3"], ["d"], keepdims=1),  # (2,3,1,1,2)
+             helper.make_node("Concat", ["d", "d"], ["y"], axis=3)]
+    text = onnx_matches(tmp_path, nodes, {"x": x}, inits=inits, layers=["Crop", "Reduction"],
+                        opset=18)
+    assert "nnport_output_0_m2" in text
+
+
+def test_slice_of_the_channels_of_a_merged_batch_is_refused(tmp_path):
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n)
+             for n, v in (("st", [1]), ("en", [2]), ("ax", [1]))]
+    _refused(tmp_path, [helper.make_node("Slice", ["x", "st", "en", "ax"], ["y"],
+                                         name="chan_slice")],
+             {"x": (2, 3, 4, 5, 6)}, inits=inits, match=("chan_slice", "channel axis"))

@@ -101,6 +101,13 @@ class Context:
     def axis(self, v, onnx_axis: int) -> int:
         r = self.rank(v)
         a = onnx_axis + r if onnx_axis < 0 else onnx_axis
+        n = self.merged(v)
+        if n:  # (N*C, d, h, w): D, H and W are ncnn's d, h, w; N and C share the channels
+            if a < 2:
+                self.fail(f"operates on the {'batch' if a == 0 else 'channel'} axis of a "
+                          f"rank-5 tensor with a batch of {n}, which ncnn holds as N*C "
+                          "channels; only D, H and W are axes of their own there")
+            return a - 1
         if self.drop(v):
             if a == 0:
                 self.fail("operates on the batch axis, which ncnn does not have")

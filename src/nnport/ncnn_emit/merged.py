@@ -16,6 +16,8 @@ exact for an op only when the op cannot tell N*C channels from C channels of N s
 - Reshape/Flatten/Squeeze/Unsqueeze of static shapes: the merged blob has the tensor's bytes
   in its order, so an ncnn Reshape to the other side's ncnn shape is the same reshape (torch's
   GroupNorm export reshapes (N, C, D, H, W) to (N, G, L) and back);
+- Slice and Reduce* (keeping the rank) on D, H and W: every channel cut or reduced alike
+  (Crop, Reduction on ncnn's d, h, w; ``Context.axis`` refuses N and C);
 - Concat of merged operands: on the batch axis the sample blocks follow each other (ncnn
   Concat 0=axis on the channels); on D, H or W each channel grows alike (ncnn axis 1-3); on C,
   sample i's channels of every operand, in operand order, then sample i+1's (Crops, then one
@@ -43,6 +45,8 @@ PER_CHANNEL_OR_SAMPLE = {
     "Conv", "ConvTranspose", "InstanceNormalization", "GroupNormalization",
     "AdaptivePool"}  # the last: nnport::AdaptivePool (legalize/adaptive_pool.py)
 RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+REDUCE = {"ReduceSum", "ReduceSumSquare", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+          "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp"}
 BINARY = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6, "Sum": 0}
 # fused patterns (legalize/patterns.py) that emit one element-wise layer: GELU, Swish, HardSwish
 _FUSED_ELEMENTWISE = {"_gelu", "_swish", "_hardswish"}
@@ -80,6 +84,9 @@ def emitter(ctx, node, fn):
         ctx.fail(f"reshape of a rank-5 tensor with a batch of {n} (held as N*C ncnn channels) "
                  "with size-dependent dims; convert with a fixed --input-shape")
     ok = ok or op in RESHAPES or op == "Concat"
+    # on D, H or W every channel is cut or reduced alike (Context.axis refuses N and C);
+    # a reduction must keep the rank to stay in this layout
+    ok = ok or op == "Slice" or (op in REDUCE and ctx.rank(node.outputs[0]) == 5)
     if not ok:
         ctx.fail(f"reads or writes a rank-5 tensor with a batch of {n}, which ncnn holds as N*C "
                  f"channels (4 dims at most); {op} is not mapped on that layout (element-wise, "
