@@ -69,8 +69,11 @@ def _through_onnx(src, dst, *, verify, input_shapes, inputs, seed, rtol, atol, f
             first.notes.append("export to ONNX does not match the PyTorch model; no .param "
                                "written")
             return first
+        # the ONNX side reads arrays: tensors given for the module are handed on as such
+        arrays = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+                  for k, v in (inputs or {}).items()}
         res = convert_to_ncnn(onnx_path, dst, verify=verify, input_shapes=input_shapes,
-                              inputs=inputs, seed=seed, rtol=rtol, atol=atol, fp16=fp16)
+                              inputs=arrays or None, seed=seed, rtol=rtol, atol=atol, fp16=fp16)
     name = os.fspath(src) if isinstance(src, (str, os.PathLike)) else type(src).__name__
     if res.report is not None:
         res.report.a = f"{name} (exported to ONNX)"

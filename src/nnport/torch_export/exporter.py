@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConversionError, InputError
 from ..io import ModelProto, check_output_path, proto_from_bytes, save_model
-from . import custom_ops
+from . import custom_ops, decompose
 from .args import parse_dynamic_arg, parse_export_shape  # noqa: F401  (re-exported)
 from .sources import Source, resolve_source
 
@@ -109,6 +109,8 @@ def unsupported_ops(program, table: dict | None = None, opset: int | None = None
         reg = _onnx_registry(opset, table)
         implemented = _decomp.get_onnx_implemented_overloads(reg) + list(table)
         decomp = _decomp.create_onnx_friendly_decomposition_table(set(implemented))
+        if decompose.applies(program):
+            program = decompose.run(program)
         program = program.run_decompositions(decomp)
     missing: dict[str, int] = {}
     for node in program.graph.nodes:
@@ -218,6 +220,14 @@ def _check_dynamic(source: Source, inputs: dict, dynamic: dict) -> None:
                                  "input")
 
 
+def _onnx_program(model, args, ds, opset, table, output_names, input_names, simplify):
+    with _quiet():
+        return torch.onnx.export(model, args, None, dynamo=True, input_names=input_names,
+                                 output_names=output_names, opset_version=opset,
+                                 dynamic_shapes=ds, custom_translation_table=table or None,
+                                 optimize=simplify, verbose=False)
+
+
 def _export_dynamo(source, inputs, dynamic, opset, table, output_names, simplify):
     if source.kind == "program":
         model, args, ds = source.obj, (), None
@@ -225,26 +235,37 @@ def _export_dynamo(source, inputs, dynamic, opset, table, output_names, simplify
         model, args = source.obj, tuple(inputs.values())
         ds = _dynamic_shapes(source, inputs, dynamic)
     try:
-        with _quiet():
-            prog = torch.onnx.export(model, args, None, dynamo=True, input_names=list(inputs),
-                                     output_names=output_names, opset_version=opset,
-                                     dynamic_shapes=ds, custom_translation_table=table or None,
-                                     optimize=simplify, verbose=False)
-    except Exception as exc:
+        prog = _onnx_program(model, args, ds, opset, table, output_names, list(inputs), simplify)
+    except Exception as first:
+        exc = first
+        ep = None
+        with contextlib.suppress(Exception):
+            ep = model if source.kind == "program" else _export_program(model, args, ds)
+        if ep is not None and decompose.applies(ep):
+            # calls torch cannot translate but nnport can rewrite exactly: export the rewritten
+            # program (a failure there is reported as the exporter's own)
+            try:
+                with _quiet():
+                    ep = decompose.run(ep)
+                prog = _onnx_program(ep, args, None, opset, table, output_names, list(inputs),
+                                     simplify)
+                return prog.model_proto
+            except Exception as exc2:
+                exc = exc2
         if "No ONNX function found" in str(exc) or "DispatchError" in str(exc):
             missing = None
             with contextlib.suppress(Exception):
-                ep = model if source.kind == "program" else _export_program(model, args)
+                ep = ep or _export_program(model, args, ds)
                 missing = unsupported_ops(ep, table, opset)
             if missing:
                 raise ConversionError(f"{source.name}: {_unsupported_message(missing)}") from None
-        raise
+        raise exc
     return prog.model_proto
 
 
-def _export_program(module, args):
+def _export_program(module, args, dynamic_shapes=None):
     with _quiet():
-        return torch.export.export(module, args, strict=False)
+        return torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
 
 
 def _export_torchscript(source, inputs, dynamic, opset, output_names):
