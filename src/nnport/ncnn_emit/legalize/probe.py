@@ -97,6 +97,7 @@ class _Walk:
     def __init__(self, model: ir.Model, static: set[str], input_shapes: dict, specs):
         self.opsets = [onnx.helper.make_opsetid(d, v) for d, v in model.opset_imports.items()]
         self.opset_map = dict(model.opset_imports)
+        self._evaluators: dict[bytes, object] = {}  # node form -> onnx ReferenceEvaluator
         self.shape: dict[str, tuple] = {}
         self.dtype: dict[str, int] = {}
         self.value: dict[str, np.ndarray] = {}
@@ -220,11 +221,7 @@ class _Walk:
                     if a is None:
                         return False
                     feeds[v.name] = a
-                from onnx.reference import ReferenceEvaluator
-
-                proto = ir.serde.serialize_node(node)
-                ev = ReferenceEvaluator(proto, opsets=self.opset_map)
-                vals = ev.run(None, feeds)
+                vals = self._reference(node, feeds)
         except Exception:
             return False
         for o, val in zip(node.outputs, vals):
@@ -235,6 +232,32 @@ class _Walk:
             self.shape[o.name] = tuple(val.shape)
             self.dtype[o.name] = int(onnx.helper.np_dtype_to_tensor_dtype(val.dtype))
         return True
+
+
+    def _reference(self, node: ir.Node, feeds: dict) -> list:
+        """Run ``node`` in onnx's reference evaluator.  Building one costs far more than
+        running it, and a model repeats the same few shape nodes per block: an evaluator is
+        built once per node form (op, attributes, which inputs are given), on names of its
+        own, and fed by position."""
+        from onnx.reference import ReferenceEvaluator
+
+        proto = ir.serde.serialize_node(node)
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+               for a in proto.attribute):  # a subgraph may read outer names: as it is
+            return ReferenceEvaluator(proto, opsets=self.opset_map).run(None, feeds)
+        ins = [f"i{k}" if n else "" for k, n in enumerate(proto.input)]
+        order = [n for n in proto.input if n]
+        del proto.input[:]
+        proto.input.extend(ins)
+        outs = [f"o{k}" for k in range(len(proto.output))]
+        del proto.output[:]
+        proto.output.extend(outs)
+        proto.name = ""
+        key = proto.SerializeToString()
+        ev = self._evaluators.get(key)
+        if ev is None:
+            ev = self._evaluators[key] = ReferenceEvaluator(proto, opsets=self.opset_map)
+        return ev.run(None, {i: feeds[n] for i, n in zip((i for i in ins if i), order)})
 
 
 _INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT8,
