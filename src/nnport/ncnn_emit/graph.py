@@ -66,5 +66,7 @@ class Graph:
 
 def sanitize(name: str) -> str:
     """ncnn's text format splits on whitespace and reads names into 256-byte buffers."""
+    if name.isprintable() and " " not in name:  # the common case, without a pass per char
+        return name[:250]
     out = "".join("_" if (c.isspace() or not c.isprintable()) else c for c in name)
     return out[:250]
