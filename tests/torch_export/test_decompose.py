@@ -107,3 +107,31 @@ def test_to_ncnn_through_nnport_route(tmp_path):
                          inputs={"x": torch.rand(2, 3, 24, 20), "v": torch.rand(2, 3, 5, 7, 9)})
     assert res.ok, res.report.lines()
     assert (tmp_path / "m.param").exists()
+
+
+class ProjectedLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.LSTM(16, 12, num_layers=2, bidirectional=True, proj_size=5)
+        self.b = nn.LSTM(10, 12, num_layers=2, batch_first=True, bias=False, proj_size=4)
+        self.c = nn.LSTM(4, 6, proj_size=3)
+        self.plain = nn.LSTM(16, 8)
+
+    def forward(self, x, h0, c0):
+        y, (h, c) = self.a(x, (h0, c0))
+        z, (h2, c2) = self.b(y.permute(1, 0, 2))
+        u, _ = self.c(z[0])  # unbatched (T, C)
+        return y, h, c, z, h2, c2, u, self.plain(x)[0]
+
+
+def test_lstm_with_projections(tmp_path):
+    """torchlib wrote a graph that shape inference rejects (a Concat of ranks 1 and 2), so the
+    export failed in onnxruntime; it is written out step by step, and an LSTM without
+    projections is still one ONNX LSTM node."""
+    x, h0, c0 = torch.rand(7, 2, 16), torch.rand(4, 2, 5), torch.rand(4, 2, 12)
+    dst = tmp_path / "l.onnx"
+    res = export(ProjectedLSTM().eval(), dst, inputs={"x": x, "h0": h0, "c0": c0})
+    assert res.ok, res.report.lines()
+    ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
+    assert ops.count("LSTM") == 1

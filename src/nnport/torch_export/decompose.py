@@ -7,7 +7,10 @@ fall through both and the export fails:
   (torch's decomposition covers only the divisible and the global case);
 * 3-D adaptive average pooling whose output size does not divide the input size;
 * ``F.scaled_dot_product_attention`` on tensors that are not all 4-D (torchlib's translation
-  asserts "only 4D query, key, and value are supported"; torch broadcasts any batch dims).
+  asserts "only 4D query, key, and value are supported"; torch broadcasts any batch dims);
+* ``nn.LSTM`` with ``proj_size``: ONNX's LSTM has no projection, and torchlib writes a graph
+  that ONNX shape inference rejects without failing, so this one is rewritten before export
+  (``mistranslated``): step by step over the (static) sequence.
 
 Each rewrite here applies only to the calls that would fail, and returns ``NotImplemented``
 for every other call, so the call stays as it was and the exporter translates it as before.
@@ -138,6 +141,50 @@ def _sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
     return y if rank == 4 else y.reshape(list(y.shape[4 - rank:]))
 
 
+def _lstm(x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+    """``nn.LSTM`` with ``proj_size``: ONNX's LSTM has no projection (h = W_hr (o * tanh c)
+    feeds the recurrence), and torchlib writes an invalid graph for it.  Written out step by
+    step (static sequence length): per layer and direction, the gates from the input and the
+    projected state, the cell update, the projection."""
+    dirs = 2 if bidirectional else 1
+    per = (4 if has_biases else 2) + 1
+    if len(params) != num_layers * dirs * per or x.dim() not in (2, 3) or \
+            not isinstance(x.shape[1 if batch_first else 0], int) or (train and dropout):
+        return NotImplemented  # no projection weights (the exporter's own path), or dynamic T
+    batched = x.dim() == 3
+    if not batched:
+        x = x.unsqueeze(1)
+        hx = [h.unsqueeze(1) for h in hx]
+    elif batch_first:
+        x = x.transpose(0, 1)
+    steps = x.shape[0]
+    hs, cs = [], []
+    layer_in = x
+    for layer in range(num_layers):
+        outs = []
+        for d in range(dirs):
+            k = layer * dirs + d
+            w = params[k * per:(k + 1) * per]
+            w_ih, w_hh, w_hr = w[0], w[1], w[-1]
+            b = w[2] + w[3] if has_biases else None
+            h, c = hx[0][k], hx[1][k]
+            xs = torch.nn.functional.linear(layer_in, w_ih, b)  # all steps' input gates at once
+            seq = [None] * steps
+            for t in (range(steps - 1, -1, -1) if d else range(steps)):
+                gi, gf, gg, go = (xs[t] + h @ w_hh.t()).chunk(4, -1)
+                c = torch.sigmoid(gf) * c + torch.sigmoid(gi) * torch.tanh(gg)
+                h = (torch.sigmoid(go) * torch.tanh(c)) @ w_hr.t()
+                seq[t] = h
+            outs.append(torch.stack(seq, 0))
+            hs.append(h)
+            cs.append(c)
+        layer_in = torch.cat(outs, -1) if dirs == 2 else outs[0]
+    y, h_n, c_n = layer_in, torch.stack(hs, 0), torch.stack(cs, 0)
+    if not batched:
+        return y.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
+    return (y.transpose(0, 1) if batch_first else y), h_n, c_n
+
+
 def table() -> dict:
     """The rewrites, keyed by the aten overload they apply to."""
     t = {
@@ -146,6 +193,7 @@ def table() -> dict:
         aten.adaptive_avg_pool3d.default: _adaptive_avg3d,
         aten._adaptive_avg_pool3d.default: _adaptive_avg3d,
         aten.scaled_dot_product_attention.default: _sdpa,
+        aten.lstm.input: _lstm,
     }
     if hasattr(aten, "adaptive_max_pool1d"):
         t[aten.adaptive_max_pool1d.default] = _adaptive_max(1)
@@ -156,6 +204,20 @@ def applies(program) -> bool:
     """Whether ``program`` (an ExportedProgram) calls an op this module rewrites."""
     ops = set(table())
     return any(n.op == "call_function" and n.target in ops for n in program.graph.nodes)
+
+
+def _projected_lstm(node) -> bool:
+    args = node.args
+    if node.target is not aten.lstm.input or len(args) < 8:
+        return False
+    per = (4 if args[3] else 2) + 1
+    return len(args[2]) == args[4] * (2 if args[7] else 1) * per
+
+
+def mistranslated(program) -> bool:
+    """Whether ``program`` calls an op the exporter translates into an invalid or wrong graph
+    without failing (an LSTM with projections): such a program is rewritten before export."""
+    return any(n.op == "call_function" and _projected_lstm(n) for n in program.graph.nodes)
 
 
 def run(program):

@@ -260,6 +260,11 @@ def _export_dynamo(source, inputs, dynamic, opset, table, output_names, simplify
             if missing:
                 raise ConversionError(f"{source.name}: {_unsupported_message(missing)}") from None
         raise exc
+    ep = getattr(prog, "exported_program", None)
+    if ep is not None and decompose.mistranslated(ep):
+        with _quiet():
+            ep = decompose.run(ep)
+        prog = _onnx_program(ep, args, None, opset, table, output_names, list(inputs), simplify)
     return prog.model_proto
 
 
