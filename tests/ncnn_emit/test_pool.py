@@ -41,3 +41,27 @@ def test_ceil_mode_pool_shape(tmp_path):
     torch.manual_seed(0)
     ncnn_matches(tmp_path, CeilPoolThenReshape(), (torch.rand(1, 3, 9, 8),),
                  layers=["Pooling", "Reshape"])
+
+
+class CountPads(nn.Module):
+    """Averages that count the pads, 1-D to 3-D: windows within input + pads are ncnn's own
+    count-the-pads mode (6=1, no Padding layer); a ceil-mode window reaching past the pads
+    (k=3 s=2 p=1 on 8: the last one) keeps the explicit Padding, since ncnn would count the
+    part beyond the pads too."""
+
+    def forward(self, a, b, c):
+        return (F.avg_pool1d(a, 3, 2, 1, count_include_pad=True),
+                F.avg_pool2d(b, 3, 2, 1, count_include_pad=True),
+                F.avg_pool3d(c, 3, 2, 1, count_include_pad=True),
+                F.avg_pool2d(b, 3, 2, 1, ceil_mode=True, count_include_pad=True))
+
+
+def test_count_include_pad_without_a_padding_layer(tmp_path):
+    torch.manual_seed(0)
+    text = ncnn_matches(tmp_path, CountPads(), (torch.rand(1, 3, 9), torch.rand(1, 3, 9, 8),
+                                                torch.rand(1, 2, 5, 7, 6)),
+                        layers=["Pooling1D", "Pooling", "Pooling3D"])
+    lines = [ln.split() for ln in text.splitlines()[2:]]
+    counted = [ln for ln in lines if ln[0].startswith("Pooling") and "6=1" in ln]
+    assert len(counted) == 3, counted
+    assert sum(ln[0] == "Padding" for ln in lines) == 1  # the ceil-mode one only

@@ -11,8 +11,9 @@ windows torch's: [floor(i*L/o), ceil((i+1)*L/o)).  Padding 0=top 1=bottom 2=left
 ONNX's ceil_mode drops a last window that would start in the end padding and its
 count_include_pad divides by the window clipped to input+pads; ncnn's full-padding mode does
 neither.  So, for static sizes, the exact output size is computed here and written as valid
-mode with the missing rows added to the end pads (ncnn excludes them from averages), and an
-AveragePool that counts the pads gets an explicit zero Padding layer first.  Global pooling
+mode with the missing rows added to the end pads (ncnn excludes them from averages).  An
+AveragePool that counts the pads is ncnn's count-the-pads mode (6=1, divide by the kernel size)
+when every window lies within input + pads, else an explicit zero Padding layer first.  Global pooling
 gives a 1-D blob; a Reshape restores the ONNX [C,1,1].
 """
 from __future__ import annotations
@@ -82,25 +83,33 @@ def pool(ctx, node):
         dyn = ctx.probe.shape_varies.get(x.name)
         static = dyn is None or not dyn[2:].any()
         outs = [_out_size(n, kk, ss, b, e, ceil) for n, kk, ss, b, e in zip(xs, k, s, pb, pe)]
-        if include:  # the pads are data: zeros counted in every average
-            pp = {2: pb[-1], 3: pe[-1], 4: 0, 5: 0.0}
-            if nsp >= 2:
-                pp.update({0: pb[-2], 1: pe[-2]})
-            if nsp == 3:
-                pp.update({7: pb[0], 8: pe[0]})
-            pre.append(("Padding", pp))
-            xs = [n + b + e for n, b, e in zip(xs, pb, pe)]
-            pb, pe = [0] * nsp, [0] * nsp
-        if static:
-            pe = [max(e, (o - 1) * ss + kk - n - b)
-                  for o, n, kk, ss, b, e in zip(outs, xs, k, s, pb, pe)]
+        inside = static and all((o - 1) * ss + kk <= n + b + e
+                                for o, n, kk, ss, b, e in zip(outs, xs, k, s, pb, pe))
+        if include and inside:
+            # every window lies within input + pads: ncnn's own count-the-pads mode divides
+            # each by the kernel size, as ONNX does, with no Padding layer before it
             p.update(_spatial_params(nsp, k, s, pb, pe))
-            p[5] = 1
+            p.update({5: 1, 6: 1})
         else:
-            p.update(_spatial_params(nsp, k, s, pb, pe))
-            p[5] = 0 if ceil else 1
+            if include:  # the pads are data: zeros counted in every average
+                pp = {2: pb[-1], 3: pe[-1], 4: 0, 5: 0.0}
+                if nsp >= 2:
+                    pp.update({0: pb[-2], 1: pe[-2]})
+                if nsp == 3:
+                    pp.update({7: pb[0], 8: pe[0]})
+                pre.append(("Padding", pp))
+                xs = [n + b + e for n, b, e in zip(xs, pb, pe)]
+                pb, pe = [0] * nsp, [0] * nsp
+            if static:
+                pe = [max(e, (o - 1) * ss + kk - n - b)
+                      for o, n, kk, ss, b, e in zip(outs, xs, k, s, pb, pe)]
+                p.update(_spatial_params(nsp, k, s, pb, pe))
+                p[5] = 1
+            else:
+                p.update(_spatial_params(nsp, k, s, pb, pe))
+                p[5] = 0 if ceil else 1
     if avg:
-        p[6] = 0  # the pads left in ncnn's params are never counted (see above)
+        p.setdefault(6, 0)  # other pads left in ncnn's params are never counted (see above)
 
     def one(src, dst):
         for typ, pp in pre:
