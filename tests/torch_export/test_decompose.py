@@ -135,3 +135,42 @@ def test_lstm_with_projections(tmp_path):
     assert res.ok, res.report.lines()
     ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
     assert ops.count("LSTM") == 1
+
+
+class Atan2(nn.Module):
+    def forward(self, y, x):
+        return torch.atan2(y, x), torch.atan2(y, x[:1])  # also broadcast
+
+
+def _axes_grid():
+    v = torch.tensor([0.0, 1.0, -1.0, 2.5, -3.0, 1e-30, -1e-30, 0.0])
+    y, x = torch.meshgrid(v, v, indexing="ij")
+    return y.contiguous(), x.contiguous()
+
+
+def test_atan2_on_the_axes(tmp_path):
+    """torchlib's graph gave atan2(0, -1) = -pi (torch: pi) and marked 0/0 with IsNaN; the
+    rewrite has the axes as cases of their own and no IsNaN."""
+    import onnxruntime as ort
+
+    y, x = _axes_grid()
+    dst = tmp_path / "a.onnx"
+    res = export(Atan2(), dst, inputs={"y": y, "x": x})
+    assert res.ok, res.report.lines()
+    assert "IsNaN" not in {n.op_type for n in onnx.load(str(dst)).graph.node}
+    got = ort.InferenceSession(str(dst)).run(None, {"y": y.numpy(), "x": x.numpy()})
+    for g, w in zip(got, Atan2()(y, x)):
+        torch.testing.assert_close(torch.from_numpy(g), w, rtol=1e-6, atol=1e-7)
+
+
+def test_atan2_to_ncnn(tmp_path):
+    pytest.importorskip("ncnn")
+    import nnport
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    y, x = _axes_grid()
+    res = nnport.convert(Atan2(), tmp_path / "a.param", inputs={"y": y, "x": x})
+    assert res.ok, res.report.lines()
+    got = NcnnRunner(tmp_path / "a.param").run({"y": y.numpy(), "x": x.numpy()})
+    for g, w in zip(got, Atan2()(y, x)):
+        torch.testing.assert_close(torch.from_numpy(g), w, rtol=1e-6, atol=1e-6)

@@ -10,7 +10,9 @@ fall through both and the export fails:
   asserts "only 4D query, key, and value are supported"; torch broadcasts any batch dims);
 * ``nn.LSTM`` with ``proj_size``: ONNX's LSTM has no projection, and torchlib writes a graph
   that ONNX shape inference rejects without failing, so this one is rewritten before export
-  (``mistranslated``): step by step over the (static) sequence.
+  (``mistranslated``): step by step over the (static) sequence;
+* ``torch.atan2``: torchlib's graph is wrong where y is 0 or x is -0 (atan2(0, -1) = -pi), and
+  marks 0/0 with IsNaN; rewritten before export too, with the axes as cases of their own.
 
 Each rewrite here applies only to the calls that would fail, and returns ``NotImplemented``
 for every other call, so the call stays as it was and the exporter translates it as before.
@@ -25,6 +27,8 @@ Sizes must be known at export time on the pooled axes (a dynamic H or W leaves t
 is, and the export fails with the op named, as before).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -185,6 +189,25 @@ def _lstm(x, hx, params, has_biases, num_layers, dropout, train, bidirectional, 
     return (y.transpose(0, 1) if batch_first else y), h_n, c_n
 
 
+def _atan2(y, x):
+    """``torch.atan2``.  torchlib's translation takes the quadrant from ``y > 0`` and never
+    treats x = 0 apart: atan2(0, -1) came out -pi (torch: pi) and atan2(2, -0.0) -pi/2
+    (torch: pi/2), and it marks 0/0 with IsNaN.  Here the axes are cases of their own and no
+    branch divides by zero, so the graph has no IsNaN and every value is finite.  Exact except
+    that a negative zero reads as +0 (atan2(-0.0, -1) is pi, torch: -pi): telling the zeros
+    apart needs 1/x, which ncnn's reciprocal computes as NaN at 0."""
+    if not (y.dtype.is_floating_point and x.dtype.is_floating_point) or y.dtype != x.dtype:
+        return NotImplemented
+    if y.shape != x.shape:
+        y, x = torch.broadcast_tensors(y, x)
+    half = torch.full_like(y, math.pi / 2)
+    zero_x = x == 0
+    a = torch.atan(y / torch.where(zero_x, torch.ones_like(x), x))
+    turn = torch.where(y < 0, -2 * half, 2 * half)
+    on_y_axis = torch.where(y == 0, torch.zeros_like(y), turn / 2)
+    return torch.where(zero_x, on_y_axis, torch.where(x < 0, a + turn, a))
+
+
 def table() -> dict:
     """The rewrites, keyed by the aten overload they apply to."""
     t = {
@@ -194,6 +217,7 @@ def table() -> dict:
         aten._adaptive_avg_pool3d.default: _adaptive_avg3d,
         aten.scaled_dot_product_attention.default: _sdpa,
         aten.lstm.input: _lstm,
+        aten.atan2.default: _atan2,
     }
     if hasattr(aten, "adaptive_max_pool1d"):
         t[aten.adaptive_max_pool1d.default] = _adaptive_max(1)
@@ -216,8 +240,10 @@ def _projected_lstm(node) -> bool:
 
 def mistranslated(program) -> bool:
     """Whether ``program`` calls an op the exporter translates into an invalid or wrong graph
-    without failing (an LSTM with projections): such a program is rewritten before export."""
-    return any(n.op == "call_function" and _projected_lstm(n) for n in program.graph.nodes)
+    without failing (an LSTM with projections, atan2): such a program is rewritten before
+    export."""
+    return any(n.op == "call_function" and (_projected_lstm(n) or n.target is aten.atan2.default)
+               for n in program.graph.nodes)
 
 
 def run(program):
