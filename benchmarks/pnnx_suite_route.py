@@ -27,8 +27,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-TOL = 1e-2
-
 _CHILD = r'''
 import inspect, json, sys, types, warnings
 warnings.filterwarnings("ignore")
