@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops.op_reduce import OPS as REDUCE  # the Reduce* ops the reduction emitter maps
+
 ELEMENTWISE = {
     "Abs", "Neg", "Floor", "Ceil", "Sqrt", "Exp", "Log", "Sin", "Cos", "Tan", "Asin", "Acos",
     "Atan", "Reciprocal", "Round", "Identity", "Dropout", "Relu", "Sigmoid", "Tanh",
@@ -45,8 +47,6 @@ PER_CHANNEL_OR_SAMPLE = {
     "Conv", "ConvTranspose", "InstanceNormalization", "GroupNormalization",
     "AdaptivePool"}  # the last: nnport::AdaptivePool (legalize/adaptive_pool.py)
 RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-REDUCE = {"ReduceSum", "ReduceSumSquare", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
-          "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp"}
 BINARY = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6, "Sum": 0}
 # fused patterns (legalize/patterns.py) that emit one element-wise layer: GELU, Swish, HardSwish
 _FUSED_ELEMENTWISE = {"_gelu", "_swish", "_hardswish"}

@@ -233,7 +233,6 @@ class _Walk:
             self.dtype[o.name] = int(onnx.helper.np_dtype_to_tensor_dtype(val.dtype))
         return True
 
-
     def _reference(self, node: ir.Node, feeds: dict) -> list:
         """Run ``node`` in onnx's reference evaluator.  Building one costs far more than
         running it, and a model repeats the same few shape nodes per block: an evaluator is

@@ -12,9 +12,9 @@ ONNX's ceil_mode drops a last window that would start in the end padding and its
 count_include_pad divides by the window clipped to input+pads; ncnn's full-padding mode does
 neither.  So, for static sizes, the exact output size is computed here and written as valid
 mode with the missing rows added to the end pads (ncnn excludes them from averages).  An
-AveragePool that counts the pads is ncnn's count-the-pads mode (6=1, divide by the kernel size)
-when every window lies within input + pads, else an explicit zero Padding layer first.  Global pooling
-gives a 1-D blob; a Reshape restores the ONNX [C,1,1].
+AveragePool that counts the pads is ncnn's count-the-pads mode (6=1, divide by the kernel
+size) when every window lies within input + pads, else an explicit zero Padding layer first.
+Global pooling gives a 1-D blob; a Reshape restores the ONNX [C,1,1].
 """
 from __future__ import annotations
 
