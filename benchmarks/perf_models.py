@@ -23,10 +23,6 @@ def bert(layers: int = 24, hidden: int = 1024, heads: int = 16, inter: int = 409
     return transformers.BertModel(cfg).eval()
 
 
-class _BertWrap:
-    pass
-
-
 def export_bert(path: Path, layers: int = 24, hidden: int = 1024, heads: int = 16,
                 inter: int = 4096, mask: bool = True) -> Path:
     """Export a BERT encoder with dynamic batch and sequence (TorchScript exporter).
@@ -52,16 +48,12 @@ def export_bert(path: Path, layers: int = 24, hidden: int = 1024, heads: int = 1
     if mask:
         args, names = (ids, torch.ones(2, 16, dtype=torch.int64)), names + ["attention_mask"]
     tmp = path.with_suffix(".tmp.onnx")
-    big = sum(p.numel() * 4 for p in model.parameters()) > 2**31 - 2**24
     with torch.no_grad():
         torch.onnx.export(Wrap(model), args, str(tmp), dynamo=False, opset_version=17,
                           input_names=names, output_names=["last_hidden_state"],
                           dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names},
                                         "last_hidden_state": {0: "batch", 1: "seq"}})
-    if big:  # the exporter wrote external data beside tmp under tensor names; keep it as is
-        os.replace(tmp, path)
-    else:
-        os.replace(tmp, path)
+    os.replace(tmp, path)  # a model over 2 GB has its external data beside tmp, by tensor name
     return path
 
 
@@ -104,6 +96,78 @@ def convnext_tiny():
 
     torch.manual_seed(0)
     return transformers.ConvNextModel(transformers.ConvNextConfig()).eval()
+
+
+def swin_tiny():
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    return transformers.SwinModel(transformers.SwinConfig(), add_pooling_layer=False).eval()
+
+
+def mobilenet_v3_large():
+    """MobileNetV3-Large (Howard et al. 2019, table 1) in plain torch: transformers has no
+    MobileNetV3 and the project does not depend on torchvision or timm."""
+    import torch
+    from torch import nn
+
+    def div8(c: int) -> int:  # the nearest multiple of 8, never below 90% of c
+        r = max(8, (c + 4) // 8 * 8)
+        return r + 8 if r < 0.9 * c else r
+
+    def cba(cin, cout, k, s=1, groups=1, act=None):
+        layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        return nn.Sequential(*layers, act()) if act else nn.Sequential(*layers)
+
+    class SE(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.fc1 = nn.Conv2d(c, div8(c // 4), 1)
+            self.fc2 = nn.Conv2d(div8(c // 4), c, 1)
+
+        def forward(self, x):
+            s = torch.nn.functional.adaptive_avg_pool2d(x, 1)
+            return x * torch.nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(s))))
+
+    class Block(nn.Module):
+        def __init__(self, cin, k, exp, cout, se, act, stride):
+            super().__init__()
+            act = nn.Hardswish if act == "HS" else nn.ReLU
+            self.expand = cba(cin, exp, 1, act=act) if exp != cin else nn.Identity()
+            self.dw = cba(exp, exp, k, stride, groups=exp, act=act)
+            self.se = SE(exp) if se else nn.Identity()
+            self.project = cba(exp, cout, 1)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.project(self.se(self.dw(self.expand(x))))
+            return x + y if self.residual else y
+
+    table = [(3, 16, 16, 0, "RE", 1), (3, 64, 24, 0, "RE", 2), (3, 72, 24, 0, "RE", 1),
+             (5, 72, 40, 1, "RE", 2), (5, 120, 40, 1, "RE", 1), (5, 120, 40, 1, "RE", 1),
+             (3, 240, 80, 0, "HS", 2), (3, 200, 80, 0, "HS", 1), (3, 184, 80, 0, "HS", 1),
+             (3, 184, 80, 0, "HS", 1), (3, 480, 112, 1, "HS", 1), (3, 672, 112, 1, "HS", 1),
+             (5, 672, 160, 1, "HS", 2), (5, 960, 160, 1, "HS", 1), (5, 960, 160, 1, "HS", 1)]
+
+    class MobileNetV3(nn.Module):
+        def __init__(self):
+            super().__init__()
+            blocks, cin = [cba(3, 16, 3, 2, act=nn.Hardswish)], 16
+            for k, exp, cout, se, act, s in table:
+                blocks.append(Block(cin, k, exp, cout, se, act, s))
+                cin = cout
+            blocks.append(cba(cin, 960, 1, act=nn.Hardswish))
+            self.features = nn.Sequential(*blocks)
+            self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.Hardswish(),
+                                            nn.Linear(1280, 1000))
+
+        def forward(self, x):
+            x = torch.nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+            return self.classifier(x)
+
+    torch.manual_seed(0)
+    return MobileNetV3().eval()
 
 
 if __name__ == "__main__":

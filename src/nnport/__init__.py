@@ -23,6 +23,14 @@ def to_torch(src, **options):
     return _convert_mod.to_torch(src, **options)
 
 
+def compile(module, **options):
+    """``module`` compiled for CPU inference (inductor with weight freezing, inference_mode,
+    fp32 linears in oneDNN); call the result as the module. See ``nnport.torch_compile``."""
+    from .torch_compile import compile as _compile
+
+    return _compile(module, **options)
+
+
 def verify(a, b, **options):
     """Run ``a`` and ``b`` on the same inputs; returns a VerifyReport (``.ok``, ``.to_dict()``)."""
     return _verify_pkg.verify(a, b, **options)
@@ -55,5 +63,5 @@ def extract(src, dst=None, *, inputs, outputs, **options):
     return _extract(src, dst, inputs=inputs, outputs=outputs, **options)
 
 
-__all__ = ["convert", "to_torch", "export", "verify", "inspect", "simplify", "extract", "NnportError", "InputError",
+__all__ = ["convert", "to_torch", "compile", "export", "verify", "inspect", "simplify", "extract", "NnportError", "InputError",
            "ConversionError", "UnsupportedOpsError", "VerificationError", "__version__"]
