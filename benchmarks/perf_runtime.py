@@ -13,11 +13,14 @@ medians in ms, ratios to onnxruntime, and the compile times (first call) as colu
 own.  Batch 1, 2 threads on both sides.
 
 The runtimes take turns: each round, each runtime makes one untimed call and then three
-timed ones.  onnxruntime's intra-op threads spin for a while after a run (torch's OpenMP
-threads after theirs too), so a call timed right after the other runtime's shares the two
-cores with those spinning threads: on ViT-tiny the compiled module measured 45.7 ms that way
-against 20.6 ms on its own, while onnxruntime measured 16.6 ms on its own.  The untimed call
-absorbs that, and the timed calls are what a program running only that runtime sees.
+timed ones.  Threads that spin after a call steal the two cores from the next runtime's call.
+onnxruntime's intra-op threads spin for tens of ms after `run` returns: on ViT-tiny the
+compiled module took 41 ms right after an onnxruntime run against 18 ms right after its own
+call, and 22 ms after a 100 ms pause.  The session is made with `session.force_spinning_stop`,
+so its threads still spin inside a run but stop when it returns (onnxruntime back to back:
+16.4 ms with it, 16.6–18.4 ms without).  torch's OpenMP threads spin after a call too
+(onnxruntime took 22.6 ms right after a torch call), which the untimed call absorbs.  Each
+timed call is then what a program running only that runtime sees.
 
 Plain-torch recipe without nnport (what `--freeze` times):
 
@@ -105,6 +108,7 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args) -> dict:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.force_spinning_stop", "1")  # see the docstring
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     gen = nnport.to_torch(str(path)).eval()
     tins = [torch.from_numpy(feeds[i.name]) for i in sess.get_inputs()]
@@ -138,7 +142,7 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args) -> dict:
                 fn()
         for _ in range(args.runs):
             for key, fn in calls.items():
-                fn()  # untimed: lets the other runtime's spinning threads go idle
+                fn()  # untimed: absorbs the other runtime's spinning threads
                 for _ in range(3):
                     t = time.perf_counter()
                     fn()

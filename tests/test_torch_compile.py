@@ -16,12 +16,14 @@ class Block(torch.nn.Module):
         self.norm = torch.nn.LayerNorm(32)
         self.fc1 = torch.nn.Linear(32, 64)
         self.fc2 = torch.nn.Linear(64, 32)
+        self.q, self.k, self.v = (torch.nn.Linear(32, 16) for _ in range(3))
         self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
         self.bn = torch.nn.BatchNorm2d(8)
 
     def forward(self, x, img):
         y = x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(x))))
-        return y, torch.relu(self.bn(self.conv(img)))
+        z = torch.softmax(self.q(y) @ self.k(y).transpose(1, 2), -1) @ self.v(y)
+        return y, torch.relu(self.bn(self.conv(img))), z
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +52,9 @@ def test_matches_eager_and_packs_linears_for_onednn(generated):
     out, code = _code(compiled, args)
     for got, want in zip(out, expected):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    # the C++ wrapper calls both linears in oneDNN (fc1 with the GELU fused, fc2 with the
-    # residual add fused) and the frozen, packed conv
-    assert len(re.findall(r"_linear_pointwise\w*\(", code)) == 2, code
+    # the C++ wrapper calls the linears in oneDNN (fc1 with the GELU fused, fc2 with the
+    # residual add fused, q, k and v as one) and the frozen, packed conv
+    assert len(re.findall(r"_linear_pointwise\w*\(", code)) == 3, code
     assert "_mkl_linear" not in code
     assert "_convolution_pointwise" in code
     assert "aoti_torch_" in code
@@ -100,7 +102,7 @@ def test_outputs_and_mode(generated):
     module.train()
     compiled = nnport.compile(module, mode="max-autotune-no-cudagraphs")
     assert not module.training
-    y, _ = compiled(*args)
+    y = compiled(*args)[0]
     assert y.is_inference()
     assert repr(compiled) == f"nnport.compile({type(module).__name__})"
 

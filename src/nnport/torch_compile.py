@@ -15,6 +15,9 @@ It is plain ``torch.compile`` (inductor) with these settings:
   (the GEMM shapes of a BERT-base FFN, 2 threads). While it compiles this module, inductor
   takes its own oneDNN branch for every fp32 linear: the one it takes for a dynamic batch
   dimension.
+- **Linears that share an input become one** (inductor's ``cpp.enable_concat_linear``): an
+  attention block's q, k and v projections are one GEMM with the weights side by side, which
+  the machine runs closer to its peak than three narrow ones (ViT-tiny 2–5% faster).
 - **A C++ wrapper** (inductor's ``cpp_wrapper``): the compiled graph calls its kernels from
   C++, not from Python. This matters most for small models with many kernels.
 - **No guards on the module** (``torch.compiler.skip_guard_on_all_nn_modules_unsafe``). Freezing
@@ -23,7 +26,7 @@ It is plain ``torch.compile`` (inductor) with these settings:
   compiles again) and the global state. On MobileNetV3 the guards took 261 µs per call, 47 µs
   without the module's.
 
-Neither is needed to run the generated code, which imports only torch and safetensors. The
+None of it is needed to run the generated code, which imports only torch and safetensors. The
 module docstring of ``benchmarks/perf_runtime.py`` gives the plain-torch recipe (freezing and
 inference_mode).
 """
@@ -147,8 +150,8 @@ class CompiledModule:
 def compile(module: torch.nn.Module, *, mode: str | None = None, dynamic: bool | None = None,
             fullgraph: bool = False) -> CompiledModule:
     """``module`` compiled for CPU inference: eval mode, inductor weight freezing, calls under
-    inference_mode, fp32 linears in oneDNN, a C++ wrapper, no guards on the module (see the
-    module docstring). ``mode``, ``dynamic`` and ``fullgraph`` are torch.compile's. The result
+    inference_mode, fp32 linears in oneDNN (sharing an input: one), a C++ wrapper, no guards on
+    the module (see the module docstring). ``mode``, ``dynamic`` and ``fullgraph`` are torch.compile's. The result
     is a snapshot: weights and attributes are read when a call compiles; change them and call
     ``nnport.compile`` again. The module is put in eval mode."""
     if not isinstance(module, torch.nn.Module):
@@ -157,7 +160,7 @@ def compile(module: torch.nn.Module, *, mode: str | None = None, dynamic: bool |
         known = ", ".join(sorted(torch._inductor.list_mode_options()))
         raise InputError(f"nnport.compile: unknown mode {mode!r}; use one of {known}")
     options = {**(torch._inductor.list_mode_options(mode) if mode else {}),
-               "freezing": True, "cpp_wrapper": True}
+               "freezing": True, "cpp_wrapper": True, "cpp.enable_concat_linear": True}
     module.eval()
     compiled = torch.compile(
         module, backend=_inductor(options), dynamic=dynamic, fullgraph=fullgraph,
