@@ -117,7 +117,8 @@ def mobilenet_v3_large():
         return r + 8 if r < 0.9 * c else r
 
     def cba(cin, cout, k, s=1, groups=1, act=None):
-        layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
+                  nn.BatchNorm2d(cout)]
         return nn.Sequential(*layers, act()) if act else nn.Sequential(*layers)
 
     class SE(nn.Module):

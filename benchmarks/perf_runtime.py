@@ -1,6 +1,6 @@
 """Latency of the generated PyTorch module against onnxruntime running the same ONNX file.
 
-    python benchmarks/perf_runtime.py [--runs 15] [--models resnet50,mobilenetv3,vit,swin,convnext,bert]
+    python benchmarks/perf_runtime.py [--runs 15] [--freeze] [--models resnet50,vit,bert]
     python benchmarks/perf_runtime.py --onnx a.onnx b.onnx [--input-shape x=1,3,224,224]
     python benchmarks/perf_runtime.py --no-compile          # eager only (fast)
 

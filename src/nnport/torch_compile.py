@@ -150,10 +150,12 @@ class CompiledModule:
 def compile(module: torch.nn.Module, *, mode: str | None = None, dynamic: bool | None = None,
             fullgraph: bool = False) -> CompiledModule:
     """``module`` compiled for CPU inference: eval mode, inductor weight freezing, calls under
-    inference_mode, fp32 linears in oneDNN (sharing an input: one), a C++ wrapper, no guards on
-    the module (see the module docstring). ``mode``, ``dynamic`` and ``fullgraph`` are torch.compile's. The result
-    is a snapshot: weights and attributes are read when a call compiles; change them and call
-    ``nnport.compile`` again. The module is put in eval mode."""
+    inference_mode, fp32 linears in oneDNN (those sharing an input as one), a C++ wrapper, no
+    guards on the module (see the module docstring). ``mode``, ``dynamic`` and ``fullgraph``
+    are torch.compile's. The result is a snapshot: weights and attributes are read when a call
+    compiles; change them and call ``nnport.compile`` again. The module is put in eval mode.
+    Each call sets inductor's global ``freezing`` flag while it runs: a module another thread
+    compiles at that moment is frozen too."""
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"nnport.compile takes a torch.nn.Module, not {type(module).__name__}")
     if mode is not None and mode not in torch._inductor.list_mode_options():
