@@ -158,3 +158,23 @@ def test_locate_looks_past_boundary_flips(qdq, tmp_path):
     assert res.found and res.op == "Gemm", res.lines()
     res = locate(qdq, b)  # the default stop-at-first search finds the same node
     assert res.found and res.op == "Gemm", res.lines()
+
+
+@pytest.mark.parametrize("form", ["path", "proto", "ir"])
+def test_onnxruntime_runs_a_qdq_model_as_onnx_defines_it(qdq, tmp_path, form):
+    """The reference session of a QDQ model stays at onnxruntime's basic level: its fused int8
+    kernels differ from the graph's definition (by 12 to 29 steps on an x86 CPU without VNNI,
+    tests/ncnn_emit/test_int8.py); a float model keeps every optimization."""
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    from nnport.verify.ort import OrtRunner
+
+    fp32 = qdq.parent / "fp32.onnx"
+    levels = {}
+    for name, path in (("qdq", qdq), ("fp32", fp32)):
+        src = {"path": path, "proto": onnx.load(str(path)), "ir": ir.load(str(path))}[form]
+        opts = OrtRunner(src).sess.get_session_options()
+        levels[name] = opts.graph_optimization_level
+    assert levels == {"qdq": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                      "fp32": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}

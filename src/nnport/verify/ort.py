@@ -8,7 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..errors import VerificationError
-from ..io import ModelSource, describe, load_proto
+from ..io import ModelSource, describe, load_proto, source_loader
 
 # Memory: onnxruntime memory-maps external data (at any offset) and, with prepacking off, runs
 # its kernels on the mapped bytes, so a model's weights cost their size once, as file pages.
@@ -18,6 +18,22 @@ from ..io import ModelSource, describe, load_proto
 # Prepacking (MLAS repacks constant GEMM operands once per session) would keep a second copy
 # and only pays off over many runs; verification runs once.
 _FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+
+# A QDQ model is verified against the graph as ONNX defines it: DequantizeLinear, the float op,
+# QuantizeLinear.  onnxruntime's extended optimizations fuse those into its own int8 kernels.
+# On an x86 CPU without VNNI (AVX2 only; onnxruntime's quantization guide warns that its u8s8
+# kernels there can saturate) they put a two-layer int8 MLP's outputs 12 to 29 quantization
+# steps away from the definition, which onnxruntime's basic level (constant folding, no
+# fusions) and ncnn's int8 layers both reproduce exactly (tests/ncnn_emit/test_int8.py).
+_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def _is_qdq(model) -> bool:
+    """Whether a ModelProto / ir.Model's main graph has Q/DQ nodes."""
+    if isinstance(model, ir.Model):
+        return any(n.op_type in _QDQ_OPS for n in model.graph)
+    graph = getattr(model, "graph", None)
+    return graph is not None and any(n.op_type in _QDQ_OPS for n in graph.node)
 
 
 def _external_folder(src) -> str | None:
@@ -48,9 +64,11 @@ class OrtRunner:
         ort.set_default_logger_severity(4)  # errors reach the user as our one line, not ORT's log
         self.name = describe(src)
 
-        def options(folder: str | None = None):
+        def options(folder: str | None = None, qdq: bool = False):
             opts = ort.SessionOptions()
             opts.log_severity_level = 4
+            if qdq:  # see _QDQ_OPS
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
             opts.add_session_config_entry("session.disable_prepacking", "1")
             if folder is not None:
                 opts.add_session_config_entry(_FOLDER_KEY, folder)
@@ -63,15 +81,20 @@ class OrtRunner:
             if isinstance(src, (str, os.PathLike)):
                 self.sess = self._lean_session(ort, src, options, providers)
                 if self.sess is None:
-                    self.sess = ort.InferenceSession(str(src), options(), providers=providers)
+                    qdq = source_loader(src) is None and _is_qdq(load_proto(src))
+                    self.sess = ort.InferenceSession(str(src), options(qdq=qdq),
+                                                     providers=providers)
             else:
                 folder = _external_folder(src) if folder is None else folder
                 if folder is not None and isinstance(src, ir.Model):
                     # its weights point into files there: hand them over as references, mapped
                     data = ir.to_proto(src).SerializeToString()
+                    qdq = _is_qdq(src)
                 else:
-                    data = load_proto(src).SerializeToString()
-                self.sess = ort.InferenceSession(data, options(folder), providers=providers)
+                    proto = load_proto(src)
+                    data, qdq = proto.SerializeToString(), _is_qdq(proto)
+                    del proto
+                self.sess = ort.InferenceSession(data, options(folder, qdq), providers=providers)
                 del data
         except VerificationError:
             raise
@@ -92,10 +115,10 @@ class OrtRunner:
         if proto is None:
             return None
         folder = str(Path(src).resolve().parent)
-        data = proto.SerializeToString()
+        data, qdq = proto.SerializeToString(), _is_qdq(proto)
         del proto
         try:
-            return ort.InferenceSession(data, options(folder), providers=providers)
+            return ort.InferenceSession(data, options(folder, qdq), providers=providers)
         except Exception:
             return None  # e.g. a runtime that ignores the folder option: the ordinary path
 
