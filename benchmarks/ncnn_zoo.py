@@ -10,6 +10,13 @@ Each conversion runs in a fresh child process (a crash or hang in one model cann
 table); conversion time is the child's wall clock for the conversion call, imports excluded.
 The match criterion for both tools: max|ncnn - ort| <= 1e-2 * max|ort| on every output, same
 seeded input.
+
+Dead branches: a model made with random weights by timm has the last norm of each residual
+block initialised to zero, and the exporter folds it into the convolution before it, so a whole
+branch (ResNeSt's split attention, ResNet's bottlenecks) adds nothing to the output, and a wrong
+conversion of it still matches.  Each model is therefore converted from a copy whose all-zero
+float tensors (at least 2 elements) are seeded random values (``live_weights``); both tools and
+onnxruntime run that copy.  ``--as-exported`` converts the files as they are.
 """
 from __future__ import annotations
 
@@ -116,6 +123,31 @@ def latency(params: list, shape, runs: int, python: str) -> list:
     return [None] * len(params)
 
 
+def live_weights(src: Path, dst: Path, seed: int = 0) -> int:
+    """Write ``src`` to ``dst`` with every all-zero float initializer of at least 2 elements
+    replaced by seeded normal values (std 1/sqrt(fan-in) for weights, 0.1 for vectors); return
+    how many were replaced."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(src))
+    rng = np.random.default_rng(seed)
+    n = 0
+    for t in m.graph.initializer:
+        if t.data_type != onnx.TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(t)
+        if a.size < 2 or a.any():
+            continue
+        std = 1.0 / np.sqrt(np.prod(a.shape[1:])) if a.ndim >= 2 else 0.1
+        t.CopyFrom(numpy_helper.from_array((rng.standard_normal(a.shape) * std)
+                                           .astype(np.float32), t.name))
+        n += 1
+    onnx.save(m, str(dst))
+    return n
+
+
 def child(tool: str, src: Path, out: Path, runs: int, python: str, timeout: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="2")
     try:
@@ -138,6 +170,8 @@ def main() -> None:
     ap.add_argument("--no-pnnx", action="store_true")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--as-exported", action="store_true",
+                    help="convert the files as they are, dead (all-zero) branches included")
     args = ap.parse_args()
     import importlib.util
 
@@ -156,10 +190,14 @@ def main() -> None:
             work = Path(d) / name
             work.mkdir()
             local = work / src.name
-            os.symlink(src.resolve(), local)
+            if args.as_exported:
+                os.symlink(src.resolve(), local)
+                revived = 0
+            else:
+                revived = live_weights(src, local)
             ours = child("nnport", local, work / "model.param", args.runs, sys.executable,
                          args.timeout)
-            row = {"nnport": ours}
+            row = {"nnport": ours, "revived": revived}
             theirs = None
             if with_pnnx:
                 theirs = child("pnnx", local, work / "unused.param", args.runs, sys.executable,
@@ -169,7 +207,7 @@ def main() -> None:
             if ok and args.runs:
                 import onnx
 
-                m = onnx.load(str(src), load_external_data=False)
+                m = onnx.load(str(local), load_external_data=False)
                 shape = [d.dim_value or 1 for d in m.graph.input[0].type.tensor_type.shape.dim]
                 for r, ms in zip(ok, latency([(r["param"], r["blobs"]) for r in ok], shape,
                                              args.runs, sys.executable)):
@@ -181,9 +219,12 @@ def main() -> None:
                 line += f" | {_fmt(theirs)} {ratio if ratio is None else f'{ratio:6.2f}'}"
             print(line, flush=True)
             for tool, r in row.items():
-                if not r.get("ok"):
+                if isinstance(r, dict) and not r.get("ok"):
                     print(f"    {tool}: {r.get('error')}", flush=True)
             rows[name] = row
+    revived = [f"{n} {r['revived']}" for n, r in rows.items() if r["revived"]]
+    if revived:
+        print("all-zero tensors given random values (model count): " + ", ".join(revived))
     for tool in ["nnport"] + (["pnnx"] if with_pnnx else []):
         n = sum(1 for r in rows.values() if r[tool].get("ok") and r[tool].get("match"))
         print(f"{tool}: {n} of {len(rows)} convert and match onnxruntime (rel 1e-2)")
