@@ -60,6 +60,12 @@ def one_node_model(op, inputs: dict, outputs: dict, attrs=None, inits=None, opse
 F32 = TensorProto.FLOAT
 I64 = TensorProto.INT64
 
+# int8 weights that onnxruntime's int8 kernels multiply exactly on every x86 CPU: without VNNI
+# (AVX2 only) they add pairs of u8·s8 products in saturating int16, so full-range weights came
+# out 77 levels off on a QLinearConv there, while 255·64·2 < 32767 cannot saturate.  This is
+# onnxruntime's reduce_range (7-bit weights); the generated code is exact at any range.
+S8_EXACT = (-64, 64)
+
 
 NNPORT = [sys.executable, "-m", "nnport.cli"]
 

@@ -4,7 +4,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from nnport.convert import generate_torch
-from util import F32, assert_matches_ort, ort_run, torch_run
+from util import F32, S8_EXACT, assert_matches_ort, ort_run, torch_run
 
 I32, I64, U8, I8 = TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.INT8
 RNG = np.random.default_rng(0)
@@ -563,7 +563,7 @@ def test_gather_block_quantized(kind, gather_axis, quantize_axis):
 def test_dynamic_quantize_matmul(b_type, per_column, bias):
     K, N = 8, 5
     np_t = np.int8 if b_type == I8 else np.uint8
-    lo, hi = (-128, 128) if b_type == I8 else (0, 256)
+    lo, hi = S8_EXACT if b_type == I8 else (0, 256)
     inits = {"B": RNG.integers(lo, hi, (K, N)).astype(np_t),
              "bs": RNG.uniform(0.01, 0.05, N if per_column else ()).astype(np.float32),
              "bz": RNG.integers(lo // 4, hi // 4, N if per_column else ()).astype(np_t)}
@@ -575,7 +575,7 @@ def test_dynamic_quantize_matmul(b_type, per_column, bias):
 
 
 def test_matmul_integer_to_float():
-    inits = {"B": RNG.integers(-128, 128, (8, 5)).astype(np.int8),
+    inits = {"B": RNG.integers(*S8_EXACT, (8, 5)).astype(np.int8),
              "a_s": np.array(0.02, np.float32), "b_s": RNG.uniform(0.01, 0.05, 5).astype(np.float32),
              "a_z": np.array(120, np.uint8), "b_z": RNG.integers(-3, 3, 5).astype(np.int8),
              "bias": _f(5)}
@@ -588,7 +588,7 @@ def test_matmul_integer_to_float():
                                                          (True, 1, False)])
 def test_qgemm(quantized_out, transB, with_c):
     M, K, N = 3, 8, 5
-    b = RNG.integers(-128, 128, (N, K) if transB else (K, N)).astype(np.int8)
+    b = RNG.integers(*S8_EXACT, (N, K) if transB else (K, N)).astype(np.int8)
     inits = {"a_s": np.array(0.05, np.float32), "a_z": np.array(110, np.uint8), "B": b,
              "b_s": RNG.uniform(0.01, 0.03, N).astype(np.float32), "b_z": np.zeros(N, np.int8)}
     order = ["a", "a_s", "a_z", "B", "b_s", "b_z"]
@@ -686,8 +686,8 @@ def _dq_lstm_case(direction="forward", per_channel=False, seq_lens=False, peepho
     T, B, I, H = 5, 2, 4, 3
     D = 2 if direction == "bidirectional" else 1
     sshape = (D, 4 * H) if per_channel else (D,)
-    inits = {"W": RNG.integers(-127, 128, (D, I, 4 * H)).astype(np.int8),
-             "R": RNG.integers(-127, 128, (D, H, 4 * H)).astype(np.int8),
+    inits = {"W": RNG.integers(*S8_EXACT, (D, I, 4 * H)).astype(np.int8),
+             "R": RNG.integers(*S8_EXACT, (D, H, 4 * H)).astype(np.int8),
              "B": _f(D, 8 * H, scale=0.1),
              "W_s": RNG.uniform(0.002, 0.006, sshape).astype(np.float32),
              "W_z": np.zeros(sshape, np.int8),
@@ -732,7 +732,7 @@ def test_skip_layer_norm_runtime_gamma():
 @pytest.mark.parametrize("mask,per_column", [(False, False), (True, True)])
 def test_qattention(mask, per_column):
     B, S, D, N = 2, 5, 16, 2
-    inits = {"w": RNG.integers(-127, 128, (D, 3 * D)).astype(np.int8), "bias": _f(3 * D),
+    inits = {"w": RNG.integers(*S8_EXACT, (D, 3 * D)).astype(np.int8), "bias": _f(3 * D),
              "x_s": np.array(0.03, np.float32),
              "w_s": (RNG.uniform(0.002, 0.01, 3 * D) if per_column
                      else np.array(0.005)).astype(np.float32),

@@ -4,7 +4,7 @@ import pytest
 from onnx import TensorProto
 
 from nnport.convert import generate_torch
-from util import F32, assert_matches_ort, one_node_model, ort_run, torch_run
+from util import F32, S8_EXACT, assert_matches_ort, one_node_model, ort_run, torch_run
 
 U8, I8, I32 = TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
 RNG = np.random.default_rng(0)
@@ -115,7 +115,7 @@ def test_conv_integer(pads):
 
 @pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER"])
 def test_qlinear_conv_per_channel(auto_pad):
-    w = RNG.integers(-127, 127, (4, 2, 3, 3)).astype(np.int8)
+    w = RNG.integers(*S8_EXACT, (4, 2, 3, 3)).astype(np.int8)
     inits = {"x_s": np.array(0.05, np.float32), "x_zp": np.array(7, np.uint8), "w": w,
              "w_s": RNG.uniform(0.001, 0.01, 4).astype(np.float32),
              "w_zp": np.zeros(4, np.int8), "y_s": np.array(0.1, np.float32),
