@@ -12,6 +12,7 @@
   one ``nnport::Unfold`` node (ncnn's im2col layer), claimed only when the region's numbers
   on a random input are that im2col's;
 - ``patterns``: ONNX subgraphs that are one ncnn layer (Erf-GELU, decomposed LayerNorm, HardSwish);
-- ``fuse``: rewrites on the ncnn graph (Conv/InnerProduct + BatchNorm, + activation);
+- ``fuse``: rewrites on the ncnn graph (Conv/InnerProduct + BatchNorm, + activation, summed
+  convolution branches of one input as one convolution, neutral scalar ops dropped);
 - ``split``: a blob read by several layers goes through a Split layer, as ncnn requires.
 """
