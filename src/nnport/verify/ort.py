@@ -107,7 +107,7 @@ class OrtRunner:
     def _lean_session(ort, src, options, providers):
         """A session over the skeleton of a single-file model (weights mapped from the file),
         or None when that does not apply (small, external-data or non-ONNX sources)."""
-        from ..io import load_skeleton, source_loader
+        from ..io import load_skeleton
 
         if source_loader(src) is not None:
             return None
