@@ -3,6 +3,7 @@
     python benchmarks/perf_runtime.py [--runs 15] [--freeze] [--models resnet50,vit,bert]
     python benchmarks/perf_runtime.py --onnx a.onnx b.onnx [--input-shape x=1,3,224,224]
     python benchmarks/perf_runtime.py --no-compile          # eager only (fast)
+    python benchmarks/perf_runtime.py --original --models mobilenetv3   # + the torch original
 
 For each model, in one process: onnxruntime (the file as given, all graph optimizations,
 2 intra-op threads), the module `nnport.to_torch` returns (eager, under inference_mode), that
@@ -10,7 +11,9 @@ module compiled with plain `torch.compile` (inductor; `--freeze` turns on induct
 freezing), and compiled with `nnport.compile` (freezing, inference_mode, fp32 linears in
 oneDNN: `nnport/torch_compile.py`).  `--mode` is the compile mode of both.  The table shows
 medians in ms, ratios to onnxruntime, and the compile times (first call) as columns of their
-own.  Batch 1, 2 threads on both sides.
+own.  Batch 1, 2 threads on both sides.  `--original` adds the built-in model's own torch
+module, compiled with `nnport.compile` too: what the generated code costs against the code it
+came from, with the same compiler.
 
 The runtimes take turns: each round, each runtime makes one untimed call and then three
 timed ones.  Threads that spin after a call steal the two cores from the next runtime's call.
@@ -52,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import perf_models  # noqa: E402
 
 
-def _export_vision(name: str, folder: Path) -> Path:
+def _export_vision(name: str, folder: Path) -> tuple[Path, torch.nn.Module]:
     class Out(torch.nn.Module):
         def __init__(self, m):
             super().__init__()
@@ -66,22 +69,36 @@ def _export_vision(name: str, folder: Path) -> Path:
              "vit": perf_models.vit_tiny, "swin": perf_models.swin_tiny,
              "mobilenetv3": perf_models.mobilenet_v3_large}[name]
     path = folder / f"{name}.onnx"
+    module = Out(build()).eval()
     with torch.no_grad():
-        torch.onnx.export(Out(build()).eval(), (torch.randn(1, 3, 224, 224),), str(path),
+        torch.onnx.export(module, (torch.randn(1, 3, 224, 224),), str(path),
                           dynamo=False, opset_version=17, input_names=["pixel_values"],
                           output_names=["out"])
-    return path
+    return path, module
 
 
-def _builtin(name: str, folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
+class _Bert(torch.nn.Module):
+    """The exported BERT's forward: (input_ids, attention_mask) -> last_hidden_state."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask):
+        return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def _builtin(name: str, folder: Path) -> tuple[Path, dict[str, np.ndarray], torch.nn.Module]:
+    """The model's ONNX file, its inputs and the torch module it was exported from."""
     rng = np.random.default_rng(0)
     if name == "bert":
         path = perf_models.export_bert(folder / "bert_base.onnx", layers=12, hidden=768,
                                        heads=12, inter=3072)
+        module = _Bert(perf_models.bert(12, 768, 12, 3072)).eval()  # the same seeded weights
         return path, {"input_ids": rng.integers(0, 1000, (1, 128)).astype(np.int64),
-                      "attention_mask": np.ones((1, 128), np.int64)}
-    path = _export_vision(name, folder)
-    return path, {"pixel_values": rng.standard_normal((1, 3, 224, 224), np.float32)}
+                      "attention_mask": np.ones((1, 128), np.int64)}, module
+    path, module = _export_vision(name, folder)
+    return path, {"pixel_values": rng.standard_normal((1, 3, 224, 224), np.float32)}, module
 
 
 def _random_inputs(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -100,7 +117,8 @@ def _random_inputs(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, 
     return feeds
 
 
-def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args) -> dict:
+def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args,
+          original: torch.nn.Module | None = None) -> dict:
     import onnxruntime as ort
 
     import nnport
@@ -136,6 +154,16 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args) -> dict:
             compile_s["nnport"] = time.perf_counter() - t
             calls["compiled"] = lambda: comp(*tins)
             calls["nnport"] = lambda: nncomp(*tins)
+            if original is not None:
+                orig = nnport.compile(original)
+                t = time.perf_counter()
+                orig_out = orig(*tins)
+                compile_s["original"] = time.perf_counter() - t
+                err_orig = float(np.abs(np.asarray(orig_out) - ref).max())
+                if err_orig > 1e-3 * max(1.0, float(np.abs(ref).max())):
+                    raise RuntimeError(f"the torch original differs from the ONNX file by "
+                                       f"{err_orig:.2e}")
+                calls["original"] = lambda: orig(*tins)
         times = {k: [] for k in calls}
         for _ in range(3):
             for fn in calls.values():
@@ -163,6 +191,8 @@ def main() -> None:
     ap.add_argument("--mode", default="default",
                     help="torch.compile mode: default, reduce-overhead, max-autotune")
     ap.add_argument("--freeze", action="store_true", help="inductor weight freezing")
+    ap.add_argument("--original", action="store_true",
+                    help="also time the built-in model's torch module under nnport.compile")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -173,32 +203,37 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         if args.onnx:
-            items = [(Path(p).stem, Path(p), _random_inputs(Path(p), shapes)) for p in args.onnx]
+            items = [(Path(p).stem, Path(p), _random_inputs(Path(p), shapes), None)
+                     for p in args.onnx]
         else:
             items = [(n, *_builtin(n, Path(d))) for n in args.models.split(",")]
-        for name, path, feeds in items:
+        for name, path, feeds, module in items:
             try:
-                rows.append(bench(name, path, feeds, args))
+                rows.append(bench(name, path, feeds, args, module if args.original else None))
             except Exception as exc:  # one model failing does not end the table
                 print(f"{name}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     print(f"torch {torch.__version__}, 2 threads, batch 1, {args.runs} rounds of 1 untimed + 3 "
           f"timed calls per runtime, medians; ratios are ÷ onnxruntime; torch.compile mode "
           f"{args.mode}, freezing {args.freeze}; nnport.compile mode {args.mode}")
     print(f"{'model':<12} {'ort ms':>7} {'eager':>6} {'compiled':>9} {'nnport':>7} "
-          f"{'compile s':>10} {'nnport s':>9} {'max abs err':>12}")
+          f"{'compile s':>10} {'nnport s':>9} {'max abs err':>12}"
+          + (f" {'original':>9}" if args.original else ""))
     nan = float("nan")
     for r in rows:
         ms, cs = r["ms"], r["compile_s"]
         ratio = {k: v / ms["onnxruntime"] for k, v in ms.items()}
         print(f"{r['model']:<12} {ms['onnxruntime']:>7.2f} {ratio['eager']:>6.2f} "
               f"{ratio.get('compiled', nan):>9.2f} {ratio.get('nnport', nan):>7.2f} "
-              f"{cs.get('compiled', nan):>10.1f} {cs.get('nnport', nan):>9.1f} {r['err']:>12.2e}")
+              f"{cs.get('compiled', nan):>10.1f} {cs.get('nnport', nan):>9.1f} {r['err']:>12.2e}"
+              + (f" {ratio.get('original', nan):>9.2f}" if args.original else ""))
     if rows:
         geo = lambda k: math.exp(statistics.mean(  # noqa: E731
             math.log(r["ms"][k] / r["ms"]["onnxruntime"]) for r in rows if k in r["ms"]))
         line = f"geometric mean ÷ onnxruntime: eager {geo('eager'):.2f}"
         if not args.no_compile:
             line += f", torch.compile {geo('compiled'):.2f}, nnport.compile {geo('nnport'):.2f}"
+        if args.original and not args.no_compile:
+            line += f"; the torch originals under nnport.compile {geo('original'):.2f}"
         print(line)
 
 
