@@ -60,3 +60,51 @@ def test_scatter_nd_box(tmp_path):
     text = ncnn_matches(tmp_path, SliceAssignments(), args, layers=["Concat", "Crop"])
     assert {ln.split()[0] for ln in text.splitlines()[2:]} <= {
         "Input", "Split", "Crop", "Concat", "Reshape", "BinaryOp", "UnaryOp", "Noop"}
+
+
+class GhostConcat(nn.Module):
+    """GhostNet's module: two halves concatenated, then `[:, :out]`, which keeps every channel
+    when `out` is even; a slice on the last axis to its end; and one that does cut."""
+
+    def __init__(self):
+        super().__init__()
+        self.primary = nn.Conv2d(4, 8, 1)
+        self.cheap = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+
+    def forward(self, x):
+        a = self.primary(x)
+        y = torch.cat([a, self.cheap(a)], 1)[:, :16]
+        return y[..., 0:], y[:, :, 1:, :5]
+
+
+def test_slice_of_a_whole_axis_is_no_layer(tmp_path):
+    """A Slice that keeps every element of each axis it names writes no Crop: ncnn would copy
+    the blob (32 such copies in timm's GhostNet, where pnnx writes none)."""
+    torch.manual_seed(0)
+    text = ncnn_matches(tmp_path, GhostConcat(), (torch.rand(1, 4, 6, 7),), layers=["Crop"])
+    crops = [ln for ln in text.splitlines() if ln.startswith("Crop")]
+    assert len(crops) == 2, crops  # y[:, :, 1:, :5], which the exporter writes as two Slices
+
+
+def test_slice_to_a_fixed_end_of_a_dynamic_axis_stays(tmp_path):
+    """x[:, :3] on an axis whose size the model does not fix keeps its Crop even where the
+    size at conversion is 3: another input may be longer."""
+    import onnx
+    from onnx import TensorProto
+
+    from nnport.convert import convert
+    from nnport.ncnn_emit.runner import NcnnRunner
+
+    k = [numpy_helper.from_array(np.array(v, np.int64), n)
+         for n, v in (("s", [0]), ("e", [3]), ("a", [1]))]
+    g = helper.make_graph([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], k)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    convert(path, tmp_path / "m.param", verify=False, input_shapes={"x": (1, 3, 4)})
+    text = (tmp_path / "m.param").read_text()
+    assert any(ln.startswith("Crop") for ln in text.splitlines()), text
+    x = np.random.RandomState(0).rand(1, 5, 4).astype(np.float32)
+    got = NcnnRunner(tmp_path / "m.param").run({"x": x})[0]
+    np.testing.assert_allclose(got.reshape(1, 3, 4), x[:, :3])

@@ -135,6 +135,11 @@ def _crop(ctx, x, starts, ends, axes, y, drop):
                    {9: starts, 10: ends, 11: axes})
 
 
+# An end at or past this is "to the end" whatever the axis' size (exporters write INT64_MAX
+# or INT32_MAX).
+_TO_THE_END = 2**31 - 1
+
+
 @register("Slice", (10, 11, 13))  # 1: starts/ends/axes attributes
 def slice_(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
@@ -158,8 +163,13 @@ def slice_(ctx, node):
                 ctx.fail("Slice on the batch axis")
             continue
         s = max(-dim, min(s, dim))
+        varies = dyn is not None and dyn[ax]
+        from_start = s == 0 or (s == -dim and not varies)
+        if st == 1 and from_start and (e >= _TO_THE_END or (e >= dim and not varies)):
+            continue  # the whole axis: nothing to crop (GhostNet's concat[:, :out])
         if e >= dim:
-            e = -233 if dyn is not None and dyn[ax] else dim
+            # "to the end" of an axis whose size varies; a fixed end stays fixed
+            e = (-233 if e >= _TO_THE_END else e) if varies else dim
         elif e < -dim:
             e = 0
         if st != 1:
