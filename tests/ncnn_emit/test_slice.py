@@ -108,3 +108,18 @@ def test_slice_to_a_fixed_end_of_a_dynamic_axis_stays(tmp_path):
     x = np.random.RandomState(0).rand(1, 5, 4).astype(np.float32)
     got = NcnnRunner(tmp_path / "m.param").run({"x": x})[0]
     np.testing.assert_allclose(got.reshape(1, 3, 4), x[:, :3])
+
+
+def test_whole_axis_slice_as_graph_output_keeps_its_name(tmp_path):
+    """A graph output that is a no-op Slice of another blob is still written under its ONNX
+    name (a Noop), the name a caller extracts (torch.diag's output in pnnx's suite)."""
+    k = [numpy_helper.from_array(np.array(v, np.int64), n)
+         for n, v in (("s", [0]), ("e", [6]), ("a", [1]))]
+    x = np.random.RandomState(0).rand(2, 6).astype(np.float32)
+    text = onnx_matches(tmp_path, [helper.make_node("Relu", ["x"], ["r"]),
+                                   helper.make_node("Slice", ["r", "s", "e", "a"], ["y"])],
+                        {"x": x}, inits=k)
+    tops = {t for ln in text.splitlines()[2:] for t in ln.split()[4 + int(ln.split()[2]):][
+        :int(ln.split()[3])]}
+    assert "y" in tops, text
+    assert not any(ln.startswith("Crop") for ln in text.splitlines()), text

@@ -280,6 +280,11 @@ class Context:
         return blob
 
     def alias(self, v, blob: str, drop: bool | None = None):
+        """``v`` is ``blob`` (no layer), unless ``v`` is a graph output: a caller extracts an
+        output by its ONNX name, so it gets a Noop that writes the blob under that name."""
+        if v.name in self.graph_outputs:
+            self.add("Noop", [blob], [self.out(v, drop)])
+            return
         self.blob_of[v.name] = blob
         if drop is not None:
             self.drop_of[v.name] = drop

@@ -37,8 +37,7 @@ def emit_reshape(ctx, x, y, drop=None):
 def reshape(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     if ctx.shape(x) == ctx.shape(y):
-        return ctx.alias(y, ctx.blob(x), ctx.drop(x)) if y.name not in ctx.graph_outputs \
-            else ctx.unary("Noop")
+        return ctx.alias(y, ctx.blob(x), ctx.drop(x))
     # data moved into axis 0 (windows or patches as a batch) stays a plain ncnn dim: ops that
     # need a real batch of 1 (convolutions, pooling) check for it themselves
     emit_reshape(ctx, x, y)
@@ -420,8 +419,6 @@ def cast(ctx, node):
                   T.INT64, T.UINT8, T.UINT16, T.UINT32, T.UINT64):
         ctx.fail(f"Cast of an activation to {ir.DataType(to).name} has no ncnn "
                  "equivalent (ncnn computes in float)")
-    if y.name in ctx.graph_outputs:
-        return ctx.unary("Noop")
     ctx.alias(y, ctx.blob(x), ctx.drop(x))
 
 
