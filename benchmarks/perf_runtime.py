@@ -150,8 +150,13 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args,
                 comp(*tins)
             compile_s["compiled"] = time.perf_counter() - t
             t = time.perf_counter()
-            nncomp(*tins)
+            nn_out = nncomp(*tins)
             compile_s["nnport"] = time.perf_counter() - t
+            nn_out = nn_out[0] if isinstance(nn_out, tuple) else nn_out
+            err_nn = float(np.abs(nn_out.numpy() - ref).max())
+            if err_nn > 1e-3 * max(1.0, float(np.abs(ref).max())):
+                raise RuntimeError(f"nnport.compile's output differs from onnxruntime's by "
+                                   f"{err_nn:.2e}")
             calls["compiled"] = lambda: comp(*tins)
             calls["nnport"] = lambda: nncomp(*tins)
             if original is not None:

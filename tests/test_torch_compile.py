@@ -120,3 +120,63 @@ def test_bad_input():
         nnport.compile("model.onnx")
     with pytest.raises(nnport.InputError, match="unknown mode 'fastest'; use one of default, "):
         nnport.compile(torch.nn.Linear(2, 2), mode="fastest")
+
+
+class SqueezeExcite(torch.nn.Module):
+    """A conv stem and a squeeze-and-excitation block: two 1×1 convolutions of a pooled pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.reduce = torch.nn.Conv2d(16, 4, 1)
+        self.expand = torch.nn.Conv2d(4, 16, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        s = torch.relu(self.reduce(x.mean((2, 3), keepdim=True)))
+        return x * torch.nn.functional.hardsigmoid(self.expand(s))
+
+
+def test_one_pixel_convolutions_become_sums_inductor_fuses():
+    torch.manual_seed(0)
+    module = SqueezeExcite().eval()
+    # one image: the stem stays oneDNN's and the two pixel convolutions are not extern calls
+    # any more; two images are not one pixel of one image, so all three stay convolutions
+    for batch, convs in ((1, 1), (2, 3)):
+        x = torch.randn(batch, 3, 10, 10)
+        with torch.no_grad():
+            expected = module(x)
+        out, code = _code(nnport.compile(module), (x,))
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+        assert len(re.findall(r"_convolution_pointwise\w*\(", code)) == convs, code
+
+
+@pytest.mark.parametrize("conv, rewritten", [
+    (torch.nn.Conv2d(8, 5, 1), True),
+    (torch.nn.Conv2d(8, 5, 1, bias=False), True),
+    (torch.nn.Conv2d(8, 5, 1, padding="same"), True),
+    (torch.nn.Conv2d(8, 5, 1, stride=2), True),
+    (torch.nn.Conv2d(8, 5, 1, padding=1), False),      # a 3×3 output: the border is the bias
+    (torch.nn.Conv2d(8, 6, 1, groups=2), False),
+    (torch.nn.Conv2d(8, 5, 3, padding=1), False),
+])
+def test_which_convolutions_become_sums(conv, rewritten):
+    from nnport.torch_compile import one_pixel_convs_as_sums
+
+    torch.manual_seed(0)
+    conv = conv.eval()
+    x = torch.randn(1, 8, 1, 1)
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append((gm, one_pixel_convs_as_sums(gm)))
+        return gm.forward
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        out = torch.compile(conv, backend=capture)(x)
+        want = conv(x)
+    gm, count = graphs[0]
+    assert count == (1 if rewritten else 0)
+    assert any(n.target is torch.conv2d for n in gm.graph.nodes) != rewritten
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)

@@ -18,6 +18,13 @@ It is plain ``torch.compile`` (inductor) with these settings:
 - **Linears that share an input become one** (inductor's ``cpp.enable_concat_linear``): an
   attention block's q, k and v projections are one GEMM with the weights side by side, which
   the machine runs closer to its peak than three narrow ones (ViT-tiny 2–5% faster).
+- **A convolution of a one-pixel image is a multiply and a sum.** Squeeze-and-excitation blocks
+  pool the image to one pixel and run two 1×1 convolutions on it: matrix-vector products.
+  torch calls oneDNN for each convolution, and oneDNN builds the convolution again on every
+  call (about 20 µs before it computes). Written as ``(x * w).sum(-1)``, inductor fuses the
+  product with the pooling before it and the activation after it into its own loops.
+  MobileNetV3-Large (16 such convolutions) ran about 10% faster, interleaved with the oneDNN
+  version in one process (8.25 against 9.23 ms; 7.20 against 7.98 in a second run).
 - **A C++ wrapper** (inductor's ``cpp_wrapper``): the compiled graph calls its kernels from
   C++, not from Python. This matters most for small models with many kernels.
 - **No guards on the module** (``torch.compiler.skip_guard_on_all_nn_modules_unsafe``). Freezing
@@ -49,6 +56,9 @@ _EXPECTED = {
     "pack_linear": ["self", "graph", "is_lp_weight", "batch_size", "input",
                     "packed_weight_node", "bias"],
 }
+# The largest one-pixel convolution written as a sum: MobileNetV3's largest is 960×240, and a
+# 1280×960 matrix-vector product measured as fast as oneDNN; past that it is left to oneDNN.
+_SUM_MAX_WEIGHTS = 1 << 21
 _lock = threading.RLock()
 _depth = 0
 
@@ -150,8 +160,8 @@ class CompiledModule:
 def compile(module: torch.nn.Module, *, mode: str | None = None, dynamic: bool | None = None,
             fullgraph: bool = False) -> CompiledModule:
     """``module`` compiled for CPU inference: eval mode, inductor weight freezing, calls under
-    inference_mode, fp32 linears in oneDNN (those sharing an input as one), a C++ wrapper, no
-    guards on the module (see the module docstring). ``mode``, ``dynamic`` and ``fullgraph``
+    inference_mode, fp32 linears in oneDNN (those sharing an input as one), one-pixel
+    convolutions as sums, a C++ wrapper, no guards on the module (see the module docstring). ``mode``, ``dynamic`` and ``fullgraph``
     are torch.compile's. The result is a snapshot: weights and attributes are read when a call
     compiles; change them and call ``nnport.compile`` again. The module is put in eval mode.
     Each call sets inductor's global ``freezing`` flag while it runs: a module another thread
@@ -170,13 +180,66 @@ def compile(module: torch.nn.Module, *, mode: str | None = None, dynamic: bool |
     return CompiledModule(module, compiled)
 
 
+def _static_shape(node: Any) -> tuple[int, ...] | None:
+    value = node.meta.get("example_value") if isinstance(node, torch.fx.Node) else None
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.float32:
+        return None
+    shape = tuple(value.shape)
+    return shape if all(type(d) is int for d in shape) else None
+
+
+def _arg(node: torch.fx.Node, index: int, name: str, default: Any) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def one_pixel_convs_as_sums(gm: torch.fx.GraphModule) -> int:
+    """Rewrite, in a dynamo graph, each fp32 ``conv2d`` of a single one-pixel image by a 1×1
+    kernel with no padding and one group as ``(x * w).sum(-1) + b`` (see the module
+    docstring). Returns how many it rewrote."""
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.conv2d or len(node.args) < 2:
+            continue
+        x, w = node.args[0], node.args[1]
+        xs, ws = _static_shape(x), _static_shape(w)
+        if xs is None or ws is None or len(xs) != 4 or xs[0] != 1 or xs[2:] != (1, 1):
+            continue
+        if len(ws) != 4 or ws[2:] != (1, 1) or ws[1] != xs[1] or ws[0] * ws[1] > _SUM_MAX_WEIGHTS:
+            continue
+        padding = _arg(node, 4, "padding", 0)
+        if _arg(node, 6, "groups", 1) != 1 or not (
+                padding in ("valid", "same") or all(p == 0 for p in (
+                    padding if isinstance(padding, (tuple, list)) else (padding,)))):
+            continue
+        bias = _arg(node, 2, "bias", None)
+        out_ch, in_ch = ws[0], ws[1]
+        graph = gm.graph
+        with graph.inserting_before(node):
+            product = graph.call_function(torch.mul, (
+                graph.call_method("reshape", (x, 1, 1, in_ch)),
+                graph.call_method("reshape", (w, 1, out_ch, in_ch))))
+            out = graph.call_method("sum", (product, -1))
+            if bias is not None:
+                out = graph.call_function(torch.add, (out, bias))
+            out = graph.call_method("reshape", (out, 1, out_ch, 1, 1))
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+        count += 1
+    if count:
+        gm.recompile()
+    return count
+
+
 def _inductor(options: dict) -> Callable:
     """inductor as a torch.compile backend, compiling with ``options`` and the oneDNN linear
-    choice: nothing is patched outside compilation."""
+    choice: nothing is patched outside compilation. One-pixel convolutions become sums first."""
     def backend(gm, example_inputs):
         from torch._inductor import config
         from torch._inductor.compile_fx import compile_fx
 
+        one_pixel_convs_as_sums(gm)
         with config.patch(options), onednn_linear():
             return compile_fx(gm, example_inputs)
     return backend
