@@ -169,20 +169,26 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args,
                     raise RuntimeError(f"the torch original differs from the ONNX file by "
                                        f"{err_orig:.2e}")
                 calls["original"] = lambda: orig(*tins)
-        times = {k: [] for k in calls}
-        for _ in range(3):
-            for fn in calls.values():
-                fn()
-        for _ in range(args.runs):
-            for key, fn in calls.items():
-                fn()  # untimed: absorbs the other runtime's spinning threads
-                for _ in range(3):
-                    t = time.perf_counter()
-                    fn()
-                    times[key].append(time.perf_counter() - t)
+        ms = interleaved_medians(calls, args.runs)
     torch._dynamo.reset()
-    return {"model": name, "ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
-            "compile_s": compile_s, "err": err}
+    return {"model": name, "ms": ms, "compile_s": compile_s, "err": err}
+
+
+def interleaved_medians(calls: dict, runs: int) -> dict[str, float]:
+    """The runtimes take turns: three warm-up calls each, then ``runs`` rounds of one untimed
+    call and three timed ones per runtime (see the module docstring). Medians in ms."""
+    times = {k: [] for k in calls}
+    for _ in range(3):
+        for fn in calls.values():
+            fn()
+    for _ in range(runs):
+        for key, fn in calls.items():
+            fn()  # untimed: absorbs the other runtime's spinning threads
+            for _ in range(3):
+                t = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
 def main() -> None:
