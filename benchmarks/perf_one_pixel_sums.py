@@ -32,10 +32,9 @@ def _compiled(path: Path, tins: list, sums: bool):
     if not sums:  # the first call compiles: the pass is looked up then
         torch_compile.one_pixel_convs_as_sums = lambda gm: 0
     try:
-        out = module(*tins)
+        return module, module(*tins)
     finally:
         torch_compile.one_pixel_convs_as_sums = keep
-    return module, out[0] if isinstance(out, tuple) else out
 
 
 def bench(name: str, path: Path, feeds: dict[str, np.ndarray], runs: int) -> None:
@@ -50,9 +49,7 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], runs: int) -> Non
     calls = {"onnxruntime": lambda: sess.run(None, feeds)}
     for label, sums in (("with sums", True), ("without", False)):
         module, out = _compiled(path, tins, sums)
-        err = float(np.abs(out.numpy() - ref).max())
-        if err > 1e-3 * max(1.0, float(np.abs(ref).max())):
-            raise RuntimeError(f"{name}: nnport.compile {label} differs by {err:.2e}")
+        perf_runtime.check_matches(f"{name}: nnport.compile {label}", out, ref)
         calls[label] = lambda m=module: m(*tins)
     ms = perf_runtime.interleaved_medians(calls, runs)
     print(f"{name:<32} ort {ms['onnxruntime']:7.2f} ms   with sums {ms['with sums']:7.2f} ms "

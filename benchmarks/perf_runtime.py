@@ -152,11 +152,7 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args,
             t = time.perf_counter()
             nn_out = nncomp(*tins)
             compile_s["nnport"] = time.perf_counter() - t
-            nn_out = nn_out[0] if isinstance(nn_out, tuple) else nn_out
-            err_nn = float(np.abs(nn_out.numpy() - ref).max())
-            if err_nn > 1e-3 * max(1.0, float(np.abs(ref).max())):
-                raise RuntimeError(f"nnport.compile's output differs from onnxruntime's by "
-                                   f"{err_nn:.2e}")
+            check_matches("nnport.compile's output", nn_out, ref)
             calls["compiled"] = lambda: comp(*tins)
             calls["nnport"] = lambda: nncomp(*tins)
             if original is not None:
@@ -164,14 +160,20 @@ def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args,
                 t = time.perf_counter()
                 orig_out = orig(*tins)
                 compile_s["original"] = time.perf_counter() - t
-                err_orig = float(np.abs(np.asarray(orig_out) - ref).max())
-                if err_orig > 1e-3 * max(1.0, float(np.abs(ref).max())):
-                    raise RuntimeError(f"the torch original differs from the ONNX file by "
-                                       f"{err_orig:.2e}")
+                check_matches("the torch original", orig_out, ref)
                 calls["original"] = lambda: orig(*tins)
         ms = interleaved_medians(calls, args.runs)
     torch._dynamo.reset()
     return {"model": name, "ms": ms, "compile_s": compile_s, "err": err}
+
+
+def check_matches(what: str, out, ref: np.ndarray) -> None:
+    """Raise when ``out`` (a tensor, or a tuple whose first item is compared) differs from
+    onnxruntime's ``ref`` by more than 1e-3 of its largest magnitude (at least 1e-3)."""
+    out = out[0] if isinstance(out, tuple) else out
+    err = float(np.abs(np.asarray(out) - ref).max())
+    if err > 1e-3 * max(1.0, float(np.abs(ref).max())):
+        raise RuntimeError(f"{what} differs from onnxruntime's by {err:.2e}")
 
 
 def interleaved_medians(calls: dict, runs: int) -> dict[str, float]:
