@@ -142,3 +142,70 @@ def test_constant_mask_is_a_buffer_so_the_fused_kernel_runs(tmp_path):
     assert len(masks) == 1 and not masks[0].requires_grad
     assert not list(module.parameters())
     assert_matches_ort(model, _feeds(model, args))
+
+
+class _SplitHeadsAttn(torch.nn.Module):
+    """HF ViT/BERT style: k is split into heads with permute(0, 2, 1, 3) and then transposed;
+    the TorchScript exporter folds the two into one Transpose(perm=[0, 2, 3, 1])."""
+
+    def __init__(self, d=16, heads=2):
+        super().__init__()
+        self.h, self.d = heads, d
+        self.q, self.k, self.v = (torch.nn.Linear(d, d) for _ in range(3))
+
+    def heads(self, t):
+        b, s, _ = t.shape
+        return t.view(b, s, self.h, self.d // self.h).permute(0, 2, 1, 3)
+
+    def forward(self, x):
+        q, k, v = self.heads(self.q(x)), self.heads(self.k(x)), self.heads(self.v(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.d // self.h)
+        out = torch.matmul(scores.softmax(-1), v).permute(0, 2, 1, 3)
+        return out.reshape(x.shape[0], x.shape[1], self.d)
+
+
+def test_keys_split_into_heads_and_transposed_are_permuted_once(tmp_path):
+    """K arrives as one Transpose with perm [0, 2, 3, 1]; the generated code permutes the keys
+    once, as the queries and values, instead of permuting and transposing back."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16)
+    model = _export(_SplitHeadsAttn(), (x,), ["x"], False, tmp_path)
+    assert any(n.op_type == "Transpose" and list(n.attribute[0].ints) == [0, 2, 3, 1]
+               for n in model.graph.node)
+    source, _ = generate_torch(model)
+    assert source.count("F.scaled_dot_product_attention(") == 1, source
+    assert ".transpose(-2, -1)" not in source and "permute(0, 2, 3, 1)" not in source, source
+    assert source.count("permute(0, 2, 1, 3)") == 4, source  # q, k, v and the output
+    assert "scale=" not in source, source  # 1/sqrt(8) is SDPA's default for 8-wide heads
+    assert_matches_ort(model, _feeds(model, (x,)))
+
+
+def test_scaled_queries_with_another_user_fold_into_the_scale():
+    """BERT exported with TorchScript: Q and Kt are each multiplied by sqrt(scale), and Q also
+    feeds the Shape that reshapes the output. Both factors become SDPA's scale; nothing is
+    multiplied before it."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Transpose", ["q0"], ["q"], perm=[0, 2, 1, 3]),
+             helper.make_node("Shape", ["q"], ["qshape"]),
+             helper.make_node("Mul", ["q", "c"], ["qs"]),
+             helper.make_node("Transpose", ["k0"], ["kt"], perm=[0, 2, 3, 1]),
+             helper.make_node("Mul", ["kt", "c"], ["kts"]),
+             helper.make_node("MatMul", ["qs", "kts"], ["s"]),
+             helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("Transpose", ["v0"], ["v"], perm=[0, 2, 1, 3]),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    g = helper.make_graph(
+        nodes, "attn",
+        [helper.make_tensor_value_info(n, F32, [1, 4, 2, 8]) for n in ("q0", "k0", "v0")],
+        [helper.make_tensor_value_info("y", F32, [1, 2, 4, 8]),
+         helper.make_tensor_value_info("qshape", onnx.TensorProto.INT64, [4])],
+        [onnx.numpy_helper.from_array(np.array(0.5, np.float32), "c")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    source, _ = generate_torch(model)
+    assert source.count("F.scaled_dot_product_attention(") == 1, source
+    assert "scale=0.25)" in source and "* 0.5" not in source, source
+    assert "permute(0, 2, 3, 1)" not in source, source
+    rng = np.random.default_rng(2)
+    assert_matches_ort(model, {n: rng.standard_normal((1, 4, 2, 8), dtype=np.float32)
+                               for n in ("q0", "k0", "v0")})

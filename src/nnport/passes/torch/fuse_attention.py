@@ -10,7 +10,10 @@ Both torch exporters (TorchScript and dynamo) write attention as
 
 which is ``F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, scale=s)``.  The fused node
 has inputs (Q, K, V, mask?) and attributes ``scale`` (float) and ``k_transposed`` (1 when the K
-input is laid out (..., E, S), i.e. no Transpose could be peeled off).  A pattern that does not
+input is laid out (..., E, S), i.e. no Transpose could be peeled off).  A Transpose that makes Kt
+from some K0 (the TorchScript exporter folds ``k.permute(0, 2, 1, 3).transpose(-1, -2)`` into
+one with perm [0, 2, 3, 1]) is changed to make K instead: its perm with the last two entries
+swapped, or dropped when that is the identity.  A pattern that does not
 match exactly (other consumers of an intermediate, ranks not known to agree, a non-scalar scale,
 softmax over another axis) is left alone: a failed match is data, not an error.
 """
@@ -27,20 +30,22 @@ def _rank(value: ir.Value) -> int | None:
 
 
 def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
-    """(x, c) when ``value`` = Mul(x, c) / Mul(c, x) / Div(x, c) with a scalar constant c used
-    only there; else (value, 1.0)."""
+    """(x, c) when ``value`` = Mul(x, c) / Mul(c, x) / Div(x, c) with a scalar constant c and
+    ``value`` feeds one node and is not a graph output; else (value, 1.0).  x may have other
+    users (BERT's queries also feed the Shape that reshapes the attention's output)."""
     node = value.producer()
-    if node is None or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+    if node is None or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2 \
+            or _next_user(value) is None or value.is_graph_output():
         return value, 1.0
     a, b = node.inputs
     if node.op_type == "Mul":
         for x, c in ((a, b), (b, a)):
             s = scalar(c)
-            if s is not None and x is not None and x.const_value is None and only_use(x, node):
+            if s is not None and x is not None and x.const_value is None:
                 return x, s
     if node.op_type == "Div":
         s = scalar(b)
-        if s not in (None, 0.0) and a is not None and only_use(a, node):
+        if s not in (None, 0.0) and a is not None:
             return a, 1.0 / s
     return value, 1.0
 
@@ -97,18 +102,20 @@ def _match(softmax: ir.Node, opset: int):
         return None
     if mask is not None and (_rank(mask) is None or _rank(mask) < 2):
         return None  # SDPA wants a mask of at least (L, S); a scalar or a row stays an Add
-    # peel Transpose(K) that swaps the last two axes
-    k, k_transposed = kt, 1
+    # K from Kt = Transpose(K0, perm), used only here: K = Transpose(K0, perm with its last
+    # two entries swapped), which is K0 itself when that is the identity
+    k, k_transposed, k_perm = kt, 1, None
     tp = kt.producer()
     if tp is not None and tp.op_type == "Transpose" and tp.domain in ("", "ai.onnx") \
             and only_use(kt, _next_user(kt)):
         perm = tp.attributes.get("perm")
-        if perm is not None:
+        if perm is not None and len(perm.as_ints()) == rank:
             perm = list(perm.as_ints())
-            want = list(range(rank - 2)) + [rank - 1, rank - 2]
-            if perm == want:
-                k, k_transposed = tp.inputs[0], 0
-    return q, k, v, mask, scale, k_transposed, out_mm
+            k_perm = perm[:-2] + [perm[-1], perm[-2]]
+            k_transposed = 0
+            if k_perm == list(range(rank)):
+                k, k_perm = tp.inputs[0], None
+    return q, k, v, mask, scale, k_transposed, k_perm, out_mm
 
 
 def _next_user(value: ir.Value) -> ir.Node | None:
@@ -127,7 +134,13 @@ def fuse_attention(model: ir.Model) -> PassResult:
         m = _match(node, opset)
         if m is None:
             continue
-        q, k, v, mask, scale, k_transposed, out_mm = m
+        q, k, v, mask, scale, k_transposed, k_perm, out_mm = m
+        if k_perm is not None:  # the Transpose feeds only this attention: it now yields K
+            tp = k.producer()
+            tp.attributes["perm"] = ir.AttrInt64s("perm", k_perm)
+            if k.shape is not None:
+                dims = list(k.shape)
+                k.shape = ir.Shape(dims[:-2] + [dims[-1], dims[-2]])
         fused = ir.Node(DOMAIN, "SDPA", [q, k, v] + ([mask] if mask is not None else []),
                         attributes=[ir.AttrFloat32("scale", float(np.float32(scale))),
                                     ir.AttrInt64("k_transposed", k_transposed)],

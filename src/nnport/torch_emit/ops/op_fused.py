@@ -1,7 +1,8 @@
 """Fused nodes that nnport's own passes create (domain ``nnport``); never in a user's ONNX file.
 
 ``nnport::SDPA`` (passes/torch/fuse_attention.py): inputs Q, K, V, optional additive mask;
-attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention``.  A constant
+attributes ``scale`` and ``k_transposed`` -> ``F.scaled_dot_product_attention`` (no ``scale=``
+when it is the default 1/sqrt(E) of Q's last axis).  A constant
 mask (Swin's relative-position bias) is a buffer, not a trained parameter.
 ``nnport::Gelu`` (passes/torch/fuse_gelu.py): the erf form of GELU -> ``F.gelu``.
 ``nnport::Linear`` (passes/torch/fuse_linear.py): MatMul by a constant (K, N) matrix + constant bias
@@ -31,8 +32,19 @@ def sdpa(ctx: Ctx, Q: Arg, K: Arg, V: Arg, mask: Arg | None = None, *, scale: fl
             m = ctx.weight(mask.value.const_value, mask.value.name or "attn_mask",
                            parameter=False)
         args.append(f"attn_mask={m}")
-    args.append(f"scale={ctx.lit(np.float32(scale))}")
+    if not _default_scale(Q, scale):
+        args.append(f"scale={ctx.lit(np.float32(scale))}")
     return f"F.scaled_dot_product_attention({', '.join(args)})"
+
+
+def _default_scale(Q: Arg, scale: float) -> bool:
+    """``scale`` is SDPA's default 1/sqrt(E) for Q's static last axis E, to within 4 float32
+    steps (BERT's exported sqrt(1/8) * sqrt(1/8) is 0.12499999 in float32, not 0.125)."""
+    shape = Q.value.shape if Q.value is not None else None
+    if shape is None or len(shape) == 0 or not isinstance(shape[-1], int) or shape[-1] <= 0:
+        return False
+    default = np.float32(1.0 / np.sqrt(shape[-1]))
+    return abs(np.float32(scale) - default) <= 4 * np.spacing(default)
 
 
 @register("Gelu", 1, domain="nnport")
