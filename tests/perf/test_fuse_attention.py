@@ -209,3 +209,24 @@ def test_scaled_queries_with_another_user_fold_into_the_scale():
     rng = np.random.default_rng(2)
     assert_matches_ort(model, {n: rng.standard_normal((1, 4, 2, 8), dtype=np.float32)
                                for n in ("q0", "k0", "v0")})
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attention = _SplitHeadsAttn()
+
+    def forward(self, x):
+        return self.attention(x) + x
+
+
+def test_attention_output_is_named_attn(tmp_path):
+    """In the module tree the fused call's output is ``attn``, not the name of the MatMul it
+    replaced."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16)
+    model = _export(_Block(), (x,), ["x"], False, tmp_path)
+    source, _ = generate_torch(model)
+    assert "attn = F.scaled_dot_product_attention(" in source, source
+    assert "matmul" not in source, source
+    assert_matches_ort(model, _feeds(model, (x,)))

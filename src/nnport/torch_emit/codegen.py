@@ -36,6 +36,11 @@ from .naming import TS_REPEAT, Namer, py_literal, sanitize, short_hint
 from .placement import Placement, Submodule, Weight, leaf_path, learnable, rewritten_user
 from .symbolic import materialize, try_symbolic
 
+# local names for the outputs of nnport's fused nodes (passes/torch), which keep the name of
+# the last node they replace: attention's output was "matmul"
+_FUSED_HINTS = {"SDPA": "attn", "Gelu": "gelu", "Silu": "silu", "Mish": "mish",
+                "HardSwish": "hardswish"}
+
 # re-exported: where tests and emitters written before the split import them from
 __all__ = ["CodeGen", "REGISTRY", "register", "Arg", "Ctx", "Transposed", "iter_nodes",
            "learnable", "preflight", "model_opsets", "node_label", "py_literal", "sanitize",
@@ -479,6 +484,8 @@ class CodeGen(Placement):
         if leaf:
             atoms = [a for a in leaf if not a.isdigit()] or list(leaf)
             return TS_REPEAT.sub("", atoms[-1])
+        if node is not None and node.domain == "nnport" and node.op_type in _FUSED_HINTS:
+            return _FUSED_HINTS[node.op_type]  # not the name of the last node it replaced
         name = value.name or ""
         if self.scope_path and node is not None and value.is_graph_output():
             name = node.op_type.lower()  # the graph's output name is one instance's only
