@@ -151,14 +151,15 @@ class _SplitHeadsAttn(torch.nn.Module):
     def __init__(self, d=16, heads=2):
         super().__init__()
         self.h, self.d = heads, d
-        self.q, self.k, self.v = (torch.nn.Linear(d, d) for _ in range(3))
+        self.query, self.key, self.value = (torch.nn.Linear(d, d) for _ in range(3))
 
     def heads(self, t):
         b, s, _ = t.shape
         return t.view(b, s, self.h, self.d // self.h).permute(0, 2, 1, 3)
 
     def forward(self, x):
-        q, k, v = self.heads(self.q(x)), self.heads(self.k(x)), self.heads(self.v(x))
+        q, k, v = (self.heads(self.query(x)), self.heads(self.key(x)),
+                   self.heads(self.value(x)))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.d // self.h)
         out = torch.matmul(scores.softmax(-1), v).permute(0, 2, 1, 3)
         return out.reshape(x.shape[0], x.shape[1], self.d)
@@ -222,11 +223,12 @@ class _Block(torch.nn.Module):
 
 def test_attention_output_is_named_attn(tmp_path):
     """In the module tree the fused call's output is ``attn``, not the name of the MatMul it
-    replaced."""
+    replaced, and the tensors made only for it are q, k and v."""
     torch.manual_seed(0)
     x = torch.randn(2, 5, 16)
     model = _export(_Block(), (x,), ["x"], False, tmp_path)
     source, _ = generate_torch(model)
-    assert "attn = F.scaled_dot_product_attention(" in source, source
+    assert "attn = F.scaled_dot_product_attention(q, k, v)" in source, source
+    assert "k = " in source and ".permute(0, 2, 1, 3)" in source
     assert "matmul" not in source, source
     assert_matches_ort(model, _feeds(model, (x,)))

@@ -36,10 +36,13 @@ from .naming import TS_REPEAT, Namer, py_literal, sanitize, short_hint
 from .placement import Placement, Submodule, Weight, leaf_path, learnable, rewritten_user
 from .symbolic import materialize, try_symbolic
 
-# local names for the outputs of nnport's fused nodes (passes/torch), which keep the name of
-# the last node they replace: attention's output was "matmul"
-_FUSED_HINTS = {"SDPA": "attn", "Gelu": "gelu", "Silu": "silu", "Mish": "mish",
-                "HardSwish": "hardswish"}
+# local names for the outputs of nnport's fused nodes (passes/torch) outside a named module;
+# the value keeps the name of the last node it replaced (attention's output was "matmul")
+_FUSED_HINTS = {"Gelu": "gelu", "Silu": "silu", "Mish": "mish", "HardSwish": "hardswish"}
+
+
+def _is_sdpa(node: ir.Node | None) -> bool:
+    return node is not None and node.domain == "nnport" and node.op_type == "SDPA"
 
 # re-exported: where tests and emitters written before the split import them from
 __all__ = ["CodeGen", "REGISTRY", "register", "Arg", "Ctx", "Transposed", "iter_nodes",
@@ -478,8 +481,15 @@ class CodeGen(Placement):
     def _value_hint(self, value: ir.Value) -> str:
         """A local name that does not depend on which instance of a block is written (so that
         identical blocks give identical code): the module the value comes from, relative to
-        the class being written, else the op that made it."""
+        the class being written, else the op that made it.  Attention reads as written:
+        its output is ``attn`` (the fused node carries the Softmax's scope, which is a module
+        in timm's Swin) and its inputs are ``q``, ``k`` and ``v`` (the first use decides)."""
         node = value.producer()
+        for user, index in value.uses():
+            if _is_sdpa(user) and index < 3 and not value.is_graph_output():
+                return "qkv"[index]
+        if _is_sdpa(node):
+            return "attn"
         leaf = leaf_path(node, self.scope_path) if node is not None else None
         if leaf:
             atoms = [a for a in leaf if not a.isdigit()] or list(leaf)
