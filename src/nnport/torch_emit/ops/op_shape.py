@@ -14,6 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..emitter import Arg, Ctx, register
+from ..symbolic import sym_of
 
 _BIG = 2**31  # slice bounds beyond this mean "to the end"
 
@@ -372,6 +373,10 @@ def pad(ctx: Ctx, data: Arg, pads=None, constant_value: Arg | None = None,
                 cv = ctx.lit(np.asarray(c).reshape(-1)[0].item()) if c.size else "0"
             else:
                 cv = f"{constant_value}.item()"
+        if p is None and axes is None and mode == "constant":
+            tracked = _tracked_pad(ctx, data, pads, cv)
+            if tracked is not None:
+                return tracked
         if p is None or (axes is not None and ax is None):
             fn = ctx.helper("_onnx_pad")
             args = [str(data), str(pads) if p is None else ctx.lit(p), repr(mode), cv]
@@ -407,6 +412,25 @@ def pad(ctx: Ctx, data: Arg, pads=None, constant_value: Arg | None = None,
         tp += [begin.get(a, 0), end.get(a, 0)]
     val = "" if cv in ("0", "0.0") else f", value={cv}"
     return f"F.pad({data}, {ctx.lit(tp)}{val})"
+
+
+def _tracked_pad(ctx: Ctx, data: Arg, pads: Arg, cv: str) -> str | None:
+    """A constant-mode pad of every axis whose pads are tracked shape arithmetic (Swin's
+    ``(7 - H % 7) % 7``): ``F.pad`` with a list of Python ints, which ``torch.export`` traces,
+    not a tensor read back with ``.tolist()``."""
+    s = sym_of(ctx, pads)
+    rank = ctx.rank(data)
+    if not isinstance(s, list) or rank is None or len(s) != 2 * rank:
+        return None
+    begin, end = s[:rank], s[rank:]
+    used = [a for a in range(rank) if begin[a].literal != 0 or end[a].literal != 0]
+    if not used:
+        return str(data)
+    tp = []
+    for a in range(rank - 1, min(used) - 1, -1):
+        tp += [begin[a], end[a]]
+    val = "" if cv in ("0", "0.0") else f", value={cv}"
+    return f"F.pad({data}, [{', '.join(tp)}]{val})"
 
 
 # ---- Shape / Size / ConstantOfShape / Constant / Identity ---------------------------------
