@@ -38,12 +38,7 @@ def _compiled(path: Path, tins: list, sums: bool):
 
 
 def bench(name: str, path: Path, feeds: dict[str, np.ndarray], runs: int) -> None:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    opts.add_session_config_entry("session.force_spinning_stop", "1")
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = perf_runtime.ort_session(path)
     tins = [torch.from_numpy(feeds[i.name]) for i in sess.get_inputs()]
     ref = sess.run(None, feeds)[0]
     calls = {"onnxruntime": lambda: sess.run(None, feeds)}

@@ -117,17 +117,23 @@ def _random_inputs(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, 
     return feeds
 
 
-def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args,
-          original: torch.nn.Module | None = None) -> dict:
+def ort_session(path: Path):
+    """onnxruntime on ``path``: all graph optimizations, 2 intra-op threads, and threads that
+    stop spinning when a run returns (see the module docstring)."""
     import onnxruntime as ort
-
-    import nnport
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.force_spinning_stop", "1")  # see the docstring
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def bench(name: str, path: Path, feeds: dict[str, np.ndarray], args,
+          original: torch.nn.Module | None = None) -> dict:
+    import nnport
+
+    sess = ort_session(path)
     gen = nnport.to_torch(str(path)).eval()
     tins = [torch.from_numpy(feeds[i.name]) for i in sess.get_inputs()]
     calls = {"onnxruntime": lambda: sess.run(None, feeds), "eager": lambda: gen(*tins)}

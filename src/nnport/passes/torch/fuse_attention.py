@@ -23,7 +23,8 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import PassResult
 
-from ..match import DOMAIN, FLOATS, attention_output, finish, only_use, replace_output, scalar
+from ..match import (DOMAIN, FLOATS, attention_output, finish, only_use, replace_output,
+                     scalar, single_user)
 
 def _rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
@@ -35,7 +36,7 @@ def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
     users (BERT's queries also feed the Shape that reshapes the attention's output)."""
     node = value.producer()
     if node is None or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2 \
-            or _next_user(value) is None or value.is_graph_output():
+            or single_user(value) is None:
         return value, 1.0
     a, b = node.inputs
     if node.op_type == "Mul":

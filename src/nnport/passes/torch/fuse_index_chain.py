@@ -20,17 +20,15 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import PassResult
 
-from ..match import finish, is_op, replace_output
+from ...irutil import const_array
+from ..match import finish, is_op, replace_output, single_user
 
 _INTS = (ir.DataType.INT64, ir.DataType.INT32)
 _MAX_LEN = 64
 
 
 def _const(node: ir.Node, i: int) -> np.ndarray | None:
-    if i >= len(node.inputs) or node.inputs[i] is None:
-        return None
-    c = node.inputs[i].const_value
-    return None if c is None else np.asarray(c.numpy())
+    return const_array(node.inputs[i]) if i < len(node.inputs) else None
 
 
 def _apply(node: ir.Node, arr: np.ndarray) -> np.ndarray | None:
@@ -78,13 +76,11 @@ def _chain_end(start: ir.Node, n: int) -> tuple[ir.Node, np.ndarray] | None:
         arr = _apply(node, arr)
         if arr is None:
             return best
-        out = node.outputs[0]
         if arr.ndim == 1 and node is not start:
             best = (node, arr)
-        users = list(out.uses())
-        if len(users) != 1 or out.is_graph_output():
+        node = single_user(node.outputs[0])
+        if node is None:
             return best
-        node = users[0][0]
 
 
 def fuse_index_chains(model: ir.Model) -> PassResult:

@@ -406,12 +406,8 @@ def pad(ctx: Ctx, data: Arg, pads=None, constant_value: Arg | None = None,
         fn = ctx.helper("_onnx_pad")
         return f"{fn}({data}, {ctx.lit(p)}, {mode!r}, axes={ctx.lit(ax)})" if \
             ax != list(range(rank)) else f"{fn}({data}, {ctx.lit(p)}, {mode!r})"
-    lo = min(used)
-    tp = []
-    for a in range(rank - 1, lo - 1, -1):
-        tp += [begin.get(a, 0), end.get(a, 0)]
-    val = "" if cv in ("0", "0.0") else f", value={cv}"
-    return f"F.pad({data}, {ctx.lit(tp)}{val})"
+    return _f_pad(data, {a: begin.get(a, 0) for a in range(rank)},
+                  {a: end.get(a, 0) for a in range(rank)}, rank, min(used), cv)
 
 
 def _tracked_pad(ctx: Ctx, data: Arg, pads: Arg, cv: str) -> str | None:
@@ -426,9 +422,15 @@ def _tracked_pad(ctx: Ctx, data: Arg, pads: Arg, cv: str) -> str | None:
     used = [a for a in range(rank) if begin[a].literal != 0 or end[a].literal != 0]
     if not used:
         return str(data)
+    return _f_pad(data, begin, end, rank, min(used), cv)
+
+
+def _f_pad(data: Arg, begin, end, rank: int, lo: int, cv: str) -> str:
+    """``F.pad`` of axes ``lo``..``rank - 1``: torch lists (begin, end) pairs from the last
+    axis back; ``begin``/``end`` map an axis to its pad (an int or a tracked expression)."""
     tp = []
-    for a in range(rank - 1, min(used) - 1, -1):
-        tp += [begin[a], end[a]]
+    for a in range(rank - 1, lo - 1, -1):
+        tp += [str(begin[a]), str(end[a])]
     val = "" if cv in ("0", "0.0") else f", value={cv}"
     return f"F.pad({data}, [{', '.join(tp)}]{val})"
 
